@@ -1,0 +1,201 @@
+"""The ``revise`` command line: ``revise edit``, ``revise info``, ``revise demo``.
+
+Bad input ends with one line on stderr and exit code 2, and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import ReviseInputError
+
+DEFAULT_MODEL = "tiny"  # the embedded default until a trained model ships with the package
+EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x352 (WIDTHxHEIGHT), not '{text}'") from None
+    return w, h
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling (defaults: the model's own, the released values for real models)")
+    g.add_argument("--frames", type=int, help="frames to edit, 4n+1 (released: 17)")
+    g.add_argument("--size", type=_size, metavar="WxH", help="output size, multiples of 16 (released: 640x352)")
+    g.add_argument("--steps", type=int, help="denoising steps (released: 40)")
+    g.add_argument("--guidance", type=float,
+                   help="guidance g in the released convention cond + g*(cond - uncond), "
+                        "i.e. usual CFG scale g+1; 0 disables it (released: 3.0)")
+    g.add_argument("--shift", type=float, help="flow time shift (released: 5.0)")
+    g.add_argument("--solver", choices=["unipc", "euler"], default="unipc", help="sampler (default: unipc)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="weights and activations (default: bfloat16 on a GPU, float32 on a CPU)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="revise", description="Reason-informed video editing with a unified model (ReViSE).")
+    parser.add_argument("--version", action="version", version=f"revise {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("edit", help="edit a video by an instruction",
+                       description="Edit a clip by an instruction that may need reasoning, write an H.264 mp4.")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"preset name (tiny, wan2.1-1.3b: random weights) or model folder (default: {DEFAULT_MODEL})")
+    p.add_argument("--video", required=True, help="source clip: mp4, webm, gif ... or a folder of frames")
+    p.add_argument("--instruction", required=True, help="what to change, e.g. 'show the scene one second later'")
+    p.add_argument("--out", required=True, help="output .mp4 path")
+    _add_sampling_args(p)
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("info", help="list a model's components and parameter counts",
+                       description="Components, classes and parameter counts of a model folder or preset "
+                                   "(folders are read from safetensors headers: no weights are loaded).")
+    p.add_argument("model", help="model folder or preset name")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="edit a bundled example with the embedded default model",
+                       description="Edit a bundled example clip with the embedded default model and write "
+                                   "the result (mp4) and a source|edit comparison (PNG).")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--example", default=None, help="bundled example name (default: the first)")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ReviseInputError as err:
+        print(f"revise: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("revise: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---- commands ---------------------------------------------------------------------------------
+def cmd_edit(args: argparse.Namespace) -> int:
+    from .models.revise_model import sampling_defaults
+    from .pipelines.edit import check_edit_args
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise ReviseInputError(f"--out must be an .mp4 file, not '{out}'")
+    defaults = sampling_defaults(args.model)       # checks the model exists before anything loads
+    frames = args.frames or defaults.num_frames
+    width, height = args.size or (defaults.width, defaults.height)
+    steps = args.steps or defaults.num_inference_steps
+    check_edit_args(frames, height, width, steps, [args.instruction])
+    _edit(args.model, Path(args.video), args.instruction, out, args.device, args.dtype,
+          frames=frames, height=height, width=width, steps=steps, guidance=args.guidance,
+          shift=args.shift, solver=args.solver, seed=args.seed, fps=defaults.fps)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from .models.revise_model import sampling_defaults
+
+    examples = json.loads((EXAMPLES_DIR / "examples.json").read_text())
+    if args.example is None:
+        example = examples[0]
+    else:
+        matches = [e for e in examples if e["name"] == args.example]
+        if not matches:
+            raise ReviseInputError(f"no bundled example '{args.example}': "
+                                   f"choose one of {', '.join(e['name'] for e in examples)}")
+        example = matches[0]
+    d = sampling_defaults(DEFAULT_MODEL)
+    out_dir = Path(args.out)
+    print(f"demo: model '{DEFAULT_MODEL}', example '{example['name']}': {example['instruction']}")
+    if DEFAULT_MODEL == "tiny":
+        print("note: 'tiny' has seeded random weights, so its edit is noise: this shows the pipeline runs end to "
+              "end, not what ReViSE can do")
+    _edit(DEFAULT_MODEL, EXAMPLES_DIR / example["video"], example["instruction"], out_dir / f"{example['name']}.mp4",
+          args.device, None, frames=d.num_frames, height=d.height, width=d.width, steps=d.num_inference_steps,
+          guidance=None, shift=None, solver="unipc", seed=0, fps=d.fps, comparison=out_dir / f"{example['name']}.png")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .models.summary import summarize
+
+    _quiet_libraries()
+    info = summarize(args.model)
+    print(f"model: {info['name']} ({info['source']})")
+    width = max(len(r[0]) for r in info["components"])
+    total = 0
+    for name, cls, count in info["components"]:
+        if not name.startswith(" "):
+            total += count
+        print(f"  {name:<{width}}  {count:>15,}  {cls}")
+    print(f"  {'total':<{width}}  {total:>15,}")
+    print("context:  " + ", ".join(f"{k} {v}" for k, v in info["context"].items()))
+    print("sampling: " + ", ".join(f"{k} {v}" for k, v in info["sampling"].items()))
+    return 0
+
+
+# ---- shared -----------------------------------------------------------------------------------
+def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device: str | None, dtype: str | None, *,
+          frames: int, height: int, width: int, steps: int, guidance: float | None, shift: float | None,
+          solver: str, seed: int, fps: int, comparison: Path | None = None) -> None:
+    import torch
+
+    from .pipelines.edit import ReviseEditPipeline
+    from .video import read_video, side_by_side, to_uint8, write_image, write_video
+
+    start = time.perf_counter()
+    source = read_video(video_path, frames, height, width)   # bad video fails before the model loads
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    _quiet_libraries()
+    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
+    result = pipe(source, instruction, num_frames=frames, height=height, width=width, num_inference_steps=steps,
+                  guidance_scale=guidance, shift=shift, seed=seed, solver=solver, progress=True)
+    edited = result.video[0]
+    write_video(out, edited, fps=fps)
+    if comparison is not None:
+        pair = side_by_side(to_uint8(source), to_uint8(edited.cpu()))
+        write_image(comparison, pair[len(pair) // 2])
+    took = time.perf_counter() - start
+    extra = f", comparison {comparison}" if comparison is not None else ""
+    print(f"wrote {out} ({frames} frames {width}x{height}, {steps} {solver} steps, {device}) in {took:.1f} s{extra}")
+
+
+def _quiet_libraries() -> None:
+    """Keep transformers/diffusers load chatter off the terminal; our own progress bar stays."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import diffusers
+    import transformers
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

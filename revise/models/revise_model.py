@@ -1,0 +1,274 @@
+"""``ReviseModel``: the unified model, its components, and how they turn a source clip and an
+instruction into the DiT's mixed context.
+
+Data flow of one edit (shared/design/README.md)::
+
+    source clip --VAE encode--> latents --VisualContextAdapter--> source tokens ----+
+    source clip + instruction --UnderstandingModel--> hidden states                  |
+                             --VisionHead--> vision tokens --Adapter--> VLM tokens --+--> mixed context --> DiT
+    instruction --UMT5 encoder--> text tokens ---------------------------------------+
+
+On disk it is a diffusers-style folder: ``transformer/ vae/ text_encoder/ tokenizer/ understanding/
+vision_head/ adapter/ visual_context_adapter/ special_tokens.safetensors
+unconditioned_context.safetensors revise_config.json``; safetensors only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+
+from ..config import ContextConfig, SamplingConfig, load_preset
+from ..errors import ReviseInputError
+from .connectors import Adapter, VisionHead, VisualContextAdapter
+from .context import ContextTokens, assemble_batch
+from .tokenizers import build_byte_tokenizer
+from .understanding import UnderstandingModel, _tokenizer_args, hf_dtype_kwargs
+
+COMPONENT_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "understanding",
+                     "vision_head", "adapter", "visual_context_adapter")
+SPECIAL_TOKENS_FILE = "special_tokens.safetensors"
+UNCOND_FILE = "unconditioned_context.safetensors"
+CONFIG_FILE = "revise_config.json"
+
+
+class ReviseModel(nn.Module):
+    def __init__(self, *, transformer: WanTransformer3DModel, vae: AutoencoderKLWan, text_encoder: UMT5EncoderModel,
+                 tokenizer, understanding: UnderstandingModel, vision_head: VisionHead, adapter: Adapter,
+                 visual_context_adapter: VisualContextAdapter, context_tokens: ContextTokens,
+                 context_config: ContextConfig, sampling_config: SamplingConfig, name: str = "custom"):
+        super().__init__()
+        self.transformer = transformer
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.understanding = understanding
+        self.vision_head = vision_head
+        self.adapter = adapter
+        self.visual_context_adapter = visual_context_adapter
+        self.context_tokens = context_tokens
+        self.context_config = context_config
+        self.sampling_config = sampling_config
+        self.name = name
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
+             dtype: torch.dtype | None = None, seed: int = 0) -> "ReviseModel":
+        """A model folder if ``name_or_path`` is a directory, else a preset with seeded random weights."""
+        if Path(name_or_path).is_dir():
+            return cls.from_pretrained(name_or_path, device=device, dtype=dtype)
+        return cls.from_preset(name_or_path, device=device, dtype=dtype, seed=seed)
+
+    @classmethod
+    def from_preset(cls, preset: str | Path | dict[str, Any], *, device: str | torch.device | None = None,
+                    dtype: torch.dtype | None = None, seed: int = 0) -> "ReviseModel":
+        """Random weights (seeded) in the shapes a preset gives. ``device="meta"`` allocates nothing."""
+        cfg = preset if isinstance(preset, dict) else load_preset(preset)
+        with _building_on(device, dtype), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            tokenizer = build_byte_tokenizer("t5", **_tokenizer_args(cfg["tokenizer"]))
+            transformer = WanTransformer3DModel(**cfg["transformer"])
+            vae = AutoencoderKLWan(**cfg["vae"])
+            te_cfg = {"vocab_size": len(tokenizer), **cfg["text_encoder"]}
+            text_encoder = UMT5EncoderModel(UMT5Config(**te_cfg, pad_token_id=tokenizer.pad_token_id,
+                                                       eos_token_id=tokenizer.eos_token_id))
+            understanding = UnderstandingModel.from_config(cfg["understanding"])
+            lm_dim = understanding.llm.config.hidden_size
+            text_dim = transformer.config.text_dim
+            vision_head = VisionHead(lm_dim=lm_dim, **cfg["vision_head"])
+            adapter = Adapter(in_dim=vision_head.config.hidden_dim, out_dim=text_dim, **cfg["adapter"])
+            vca = VisualContextAdapter(in_channels=vae.config.z_dim, out_dim=text_dim, **cfg["visual_context_adapter"])
+            ctx_cfg = ContextConfig.from_dict(cfg["context"])
+            context_tokens = ContextTokens.random(text_dim, lm_dim, ctx_cfg.special_token_len,
+                                                  ctx_cfg.uncond_text_len, ctx_cfg.uncond_vision_len)
+        model = cls(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                    understanding=understanding, vision_head=vision_head, adapter=adapter,
+                    visual_context_adapter=vca, context_tokens=context_tokens, context_config=ctx_cfg,
+                    sampling_config=SamplingConfig.from_dict(cfg["sampling"]), name=cfg.get("name", "custom"))
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "ReviseModel":
+        path = Path(path)
+        cfg = read_model_config(path)
+        try:
+            special = load_file(path / SPECIAL_TOKENS_FILE)
+            uncond = load_file(path / UNCOND_FILE)
+            model = cls(
+                transformer=WanTransformer3DModel.from_pretrained(path / "transformer", torch_dtype=dtype),
+                vae=AutoencoderKLWan.from_pretrained(path / "vae", torch_dtype=dtype),
+                text_encoder=UMT5EncoderModel.from_pretrained(path / "text_encoder", **hf_dtype_kwargs(dtype)),
+                tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
+                understanding=UnderstandingModel.from_pretrained(path / "understanding", dtype),
+                vision_head=VisionHead.from_pretrained(path / "vision_head", torch_dtype=dtype),
+                adapter=Adapter.from_pretrained(path / "adapter", torch_dtype=dtype),
+                visual_context_adapter=VisualContextAdapter.from_pretrained(path / "visual_context_adapter", torch_dtype=dtype),
+                context_tokens=ContextTokens(special, uncond["uncond_context"], uncond["uncond_ar_vision"]),
+                context_config=ContextConfig.from_dict(cfg.get("context", {})),
+                sampling_config=SamplingConfig.from_dict(cfg.get("sampling", {})),
+                name=cfg.get("name", path.name),
+            )
+        except (OSError, ValueError, KeyError) as err:
+            if isinstance(err, ReviseInputError):
+                raise
+            raise ReviseInputError(f"cannot load model folder {path}: {str(err).splitlines()[0]}") from err
+        if dtype is not None:
+            model.to(dtype)
+        if device is not None:
+            model.to(device)
+        return model.eval()
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the folder; it appears at ``path`` only once complete (an old one is replaced)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            self.transformer.save_pretrained(tmp / "transformer")
+            self.vae.save_pretrained(tmp / "vae")
+            self.text_encoder.save_pretrained(tmp / "text_encoder")
+            self.tokenizer.save_pretrained(tmp / "tokenizer")
+            self.understanding.save_pretrained(tmp / "understanding")
+            self.vision_head.save_pretrained(tmp / "vision_head")
+            self.adapter.save_pretrained(tmp / "adapter")
+            self.visual_context_adapter.save_pretrained(tmp / "visual_context_adapter")
+            save_file(self.context_tokens.special_state(), tmp / SPECIAL_TOKENS_FILE)
+            save_file(self.context_tokens.uncond_state(), tmp / UNCOND_FILE)
+            config = {"_class_name": "ReviseModel", "name": self.name,
+                      "context": dataclasses.asdict(self.context_config),
+                      "sampling": dataclasses.asdict(self.sampling_config)}
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return path
+
+    # ---- inspection -----------------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {name: sum(p.numel() for p in getattr(self, name).parameters())
+                  for name in ("transformer", "vae", "text_encoder", "understanding", "vision_head", "adapter",
+                               "visual_context_adapter", "context_tokens")}
+        counts["understanding.vision_tower"] = sum(p.numel() for p in self.understanding.vision_tower.parameters())
+        counts["understanding.llm"] = sum(p.numel() for p in self.understanding.llm.parameters())
+        return counts
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    # ---- the VAE --------------------------------------------------------------------------
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.vae.config
+        shape = (1, cfg.z_dim, 1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean, device=like.device, dtype=like.dtype).view(shape)
+        std = torch.tensor(cfg.latents_std, device=like.device, dtype=like.dtype).view(shape)
+        return mean, std
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, 3, F, H, W] in [-1, 1] -> normalised latents [B, z, (F-1)/4+1, H/8, W/8] (the posterior mode)."""
+        z = self.vae.encode(video.to(self.vae.dtype)).latent_dist.mode()
+        mean, std = self._latent_stats(z)
+        return (z - mean) / std
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> [B, 3, F, H, W] in [-1, 1]."""
+        latents = latents.to(self.vae.dtype)
+        mean, std = self._latent_stats(latents)
+        return self.vae.decode(latents * std + mean).sample.clamp(-1, 1)
+
+    # ---- the three context sources --------------------------------------------------------
+    def encode_text(self, instructions: Sequence[str]) -> list[torch.Tensor]:
+        """UMT5 hidden states of each instruction, cut to its real length: list of [n_i, text_dim]."""
+        enc = self.tokenizer(list(instructions), padding=True, truncation=True,
+                             max_length=self.context_config.max_text_len, return_tensors="pt")
+        ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+        hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return [h[: int(n)] for h, n in zip(hidden, mask.sum(1))]
+
+    def vlm_tokens(self, videos: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
+        """Source clips [B, 3, F, H, W] + instructions -> VLM hidden states -> vision head -> adapter:
+        [B, num_vision_tokens * adapter_queries, text_dim]."""
+        prompts = [self.understanding.conditioning_prompt(i) for i in instructions]
+        hidden, mask = self.understanding.hidden_states(prompts, [[v] for v in videos])
+        return self.adapter(self.vision_head(hidden.to(self.vision_head.dtype), mask))
+
+    def uncond_vlm_tokens(self) -> torch.Tensor:
+        """The unconditional branch's VLM tokens [1, n, text_dim], from ``uncond_ar_vision``."""
+        hidden = self.context_tokens.uncond_ar_vision.to(self.vision_head.dtype)
+        return self.adapter(self.vision_head(hidden))
+
+    def source_tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised source latents -> [B, n, text_dim]."""
+        return self.visual_context_adapter(latents.to(self.visual_context_adapter.dtype))
+
+    def build_context(self, source_latents: torch.Tensor, source_video: torch.Tensor,
+                      instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditional and unconditional mixed contexts, each [B, max_context_len, text_dim]."""
+        special = self.context_tokens.special_dict()
+        visual = self.source_tokens(source_latents)
+        b, max_len = visual.shape[0], self.context_config.max_context_len
+        cond = assemble_batch(special, visual, list(self.vlm_tokens(source_video, instructions)),
+                              self.encode_text(instructions), max_len)
+        uncond = assemble_batch(special, visual, [self.uncond_vlm_tokens()[0]] * b,
+                                [self.context_tokens.uncond_context] * b, max_len)
+        return cond.to(self.transformer.dtype), uncond.to(self.transformer.dtype)
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """``revise_config.json`` of a model folder, after checking that every component is there."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ReviseInputError(f"model folder {path} does not exist")
+    missing = [f"{c}/" for c in COMPONENT_FOLDERS if not (path / c).is_dir()]
+    missing += [f for f in (SPECIAL_TOKENS_FILE, UNCOND_FILE, CONFIG_FILE) if not (path / f).is_file()]
+    if missing:
+        raise ReviseInputError(f"model folder {path} is missing {', '.join(missing)}")
+    try:
+        return json.loads((path / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise ReviseInputError(f"{path / CONFIG_FILE} is not valid JSON: {err}") from None
+
+
+def sampling_defaults(name_or_path: str | Path) -> SamplingConfig:
+    """The sampling defaults of a model folder or preset, without loading any weights."""
+    if Path(name_or_path).is_dir():
+        return SamplingConfig.from_dict(read_model_config(name_or_path).get("sampling", {}))
+    return SamplingConfig.from_dict(load_preset(name_or_path)["sampling"])
+
+
+@contextlib.contextmanager
+def _building_on(device: str | torch.device | None, dtype: torch.dtype | None) -> Iterator[None]:
+    """Create parameters directly on ``device`` in ``dtype`` (no float32 copy on the CPU first)."""
+    old = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            yield
+    finally:
+        torch.set_default_dtype(old)

@@ -1,0 +1,229 @@
+"""The internal understanding VLM (VILA style): SigLIP vision tower -> ``mlp_downsample``
+projector -> causal LM.
+
+It serves two roles: its last hidden states condition the generator, and, asked a question
+about a source clip and a candidate edit, its Yes/No answer logits make the critic.
+
+On disk it keeps the VILA layout: ``config.json`` (ours), ``llm/`` (a transformers causal LM with
+its tokenizer), ``vision_tower/`` (a transformers SigLIP vision model), ``mm_projector/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, SiglipVisionConfig, SiglipVisionModel
+
+from ..errors import ReviseInputError
+from ..video import even_indices
+from .tokenizers import build_byte_tokenizer
+
+MEDIA_TOKEN = "<video>"          # stands in a prompt where one clip's frame embeddings go
+GENERATION_ANSWER = "[GEN_VID]"  # the assistant turn of a conditioning prompt, as released
+
+
+class MLPDownsampleProjector(ModelMixin, ConfigMixin):
+    """VILA's ``mlp_downsample``: merge each 2x2 block of patch tokens (odd sides zero-padded),
+    then LayerNorm -> Linear -> GELU -> Linear. Weight names ``layers.{1,2,4}`` as released."""
+
+    @register_to_config
+    def __init__(self, mm_hidden_size: int = 1152, hidden_size: int = 4096, mm_projector_type: str = "mlp_downsample"):
+        super().__init__()
+        if mm_projector_type != "mlp_downsample":
+            raise ValueError(f"only the mlp_downsample projector is implemented, not {mm_projector_type!r}")
+        c = 4 * mm_hidden_size
+        self.layers = nn.Sequential(nn.Identity(), nn.LayerNorm(c), nn.Linear(c, hidden_size), nn.GELU(),
+                                    nn.Linear(hidden_size, hidden_size))
+
+    @staticmethod
+    def merge_2x2(x: torch.Tensor) -> torch.Tensor:
+        """[N, P, C] patch tokens of a square grid -> [N, ceil(s/2)^2, 4C], VILA's element order."""
+        n, p, c = x.shape
+        side = int(round(p**0.5))
+        x = x.reshape(n, side, side, c)
+        x = F.pad(x, (0, 0, 0, side % 2, 0, side % 2))  # zero row/column at the end of odd sides
+        s = x.shape[1]
+        x = x.reshape(n, s, s // 2, 2 * c).permute(0, 2, 1, 3).reshape(n, s // 2, s // 2, 4 * c)
+        return x.reshape(n, -1, 4 * c)
+
+    def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        return self.layers[1:](self.merge_2x2(patch_tokens))
+
+
+class UnderstandingModel(nn.Module):
+    """Vision tower + projector + causal LM, with the prompt handling both roles need."""
+
+    def __init__(self, vision_tower: SiglipVisionModel, mm_projector: MLPDownsampleProjector,
+                 llm: nn.Module, tokenizer, num_frames: int = 8, vision_select_layer: int = -2):
+        super().__init__()
+        self.vision_tower = vision_tower
+        self.mm_projector = mm_projector
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.num_frames = num_frames
+        self.vision_select_layer = vision_select_layer
+
+    # ---- construction and storage -------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> "UnderstandingModel":
+        """Random weights from a preset's ``understanding`` block."""
+        tokenizer = build_byte_tokenizer("chat", **_tokenizer_args(cfg["tokenizer"]))
+        vision_tower = SiglipVisionModel(SiglipVisionConfig(**cfg["vision_tower"]))
+        llm_cfg = dict(cfg["llm"])
+        llm_cfg.setdefault("vocab_size", len(tokenizer))
+        if llm_cfg["vocab_size"] < len(tokenizer):
+            raise ValueError(f"llm vocab_size {llm_cfg['vocab_size']} < tokenizer size {len(tokenizer)}")
+        llm_cfg.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+        llm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**llm_cfg))
+        projector = MLPDownsampleProjector(vision_tower.config.hidden_size, llm.config.hidden_size)
+        return cls(vision_tower, projector, llm, tokenizer, cfg.get("num_frames", 8), cfg.get("vision_select_layer", -2))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.llm.save_pretrained(path / "llm")
+        self.tokenizer.save_pretrained(path / "llm")
+        self.vision_tower.save_pretrained(path / "vision_tower")
+        self.mm_projector.save_pretrained(path / "mm_projector")
+        (path / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "architectures": ["ReviseUnderstandingModel"],
+            "mm_projector_type": "mlp_downsample",
+            "mm_hidden_size": self.vision_tower.config.hidden_size,
+            "hidden_size": self.llm.config.hidden_size,
+            "num_video_frames": self.num_frames,
+            "mm_vision_select_layer": self.vision_select_layer,
+        }
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None) -> "UnderstandingModel":
+        path = Path(path)
+        for sub in ("config.json", "llm", "vision_tower", "mm_projector"):
+            if not (path / sub).exists():
+                raise ReviseInputError(f"understanding model folder {path} is missing '{sub}'")
+        cfg = json.loads((path / "config.json").read_text())
+        kw = hf_dtype_kwargs(dtype)
+        llm = AutoModelForCausalLM.from_pretrained(path / "llm", **kw)
+        tokenizer = AutoTokenizer.from_pretrained(path / "llm")
+        vision_tower = SiglipVisionModel.from_pretrained(path / "vision_tower", **kw)
+        projector = MLPDownsampleProjector.from_pretrained(path / "mm_projector", torch_dtype=dtype)
+        return cls(vision_tower, projector, llm, tokenizer, cfg.get("num_video_frames", 8),
+                   cfg.get("mm_vision_select_layer", -2))
+
+    # ---- vision ---------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.vision_tower.config.image_size
+
+    def sample_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """[3, F, H, W] clip in [-1, 1] -> [num_frames, 3, S, S] at the tower's input size.
+
+        SigLIP normalises with mean = std = 0.5, so [-1, 1] pixels are already its input.
+        Resizing is differentiable, so the critic can pass gradients back to a decoded clip.
+        """
+        idx = even_indices(video.shape[1], self.num_frames)
+        frames = video[:, idx].transpose(0, 1)
+        return F.interpolate(frames, size=(self.image_size, self.image_size), mode="bilinear",
+                             align_corners=False, antialias=True)
+
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        """[3, F, H, W] -> [num_frames * tokens_per_frame, lm_dim], the frames in order."""
+        frames = self.sample_frames(video).to(self.vision_tower.dtype)
+        out = self.vision_tower(pixel_values=frames, output_hidden_states=True)
+        feats = out.hidden_states[self.vision_select_layer]
+        return self.mm_projector(feats).flatten(0, 1)
+
+    # ---- prompts --------------------------------------------------------------------------
+    def chat(self, user: str, assistant: str | None = None) -> str:
+        """A chat-templated prompt; without ``assistant`` it ends where the answer would start."""
+        messages = [{"role": "user", "content": user}]
+        if assistant is not None:
+            messages.append({"role": "assistant", "content": assistant})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=assistant is None)
+
+    def conditioning_prompt(self, instruction: str) -> str:
+        """The released conditioning prompt: user ``<video>\\n{instruction}``, assistant ``[GEN_VID]``."""
+        return self.chat(f"{MEDIA_TOKEN}\n{instruction}", GENERATION_ANSWER)
+
+    def embed_prompts(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings with each ``<video>`` replaced by that clip's frame embeddings.
+
+        ``videos[i]`` holds one [3, F, H, W] clip per ``<video>`` in ``prompts[i]``.
+        Returns right-padded embeddings [B, L, D] and a bool mask [B, L].
+        """
+        embed = self.llm.get_input_embeddings()
+        rows = []
+        for prompt, clips in zip(prompts, videos):
+            pieces = prompt.split(MEDIA_TOKEN)
+            if len(pieces) - 1 != len(clips):
+                raise ValueError(f"prompt has {len(pieces) - 1} {MEDIA_TOKEN} markers but {len(clips)} clips were given")
+            parts = []
+            for i, text in enumerate(pieces):
+                if text:
+                    ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0]
+                    parts.append(embed(ids.to(embed.weight.device)))
+                if i < len(clips):
+                    parts.append(self.embed_video(clips[i]).to(embed.weight.dtype))
+            rows.append(torch.cat(parts))
+        length = max(r.shape[0] for r in rows)
+        embeds = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
+        mask = torch.zeros(len(rows), length, dtype=torch.bool, device=embeds.device)
+        for i, r in enumerate(rows):
+            mask[i, : r.shape[0]] = True
+        return embeds, mask
+
+    # ---- the two roles --------------------------------------------------------------------
+    def hidden_states(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states (after the LM's final norm) [B, L, D] and their mask [B, L]."""
+        embeds, mask = self.embed_prompts(prompts, videos)
+        out = self.llm.base_model(inputs_embeds=embeds, attention_mask=mask.long())
+        return out.last_hidden_state, mask
+
+    def answer_token_ids(self, answers: Sequence[str] = ("Yes", "No")) -> list[int]:
+        """The first token of each answer word (as it starts an assistant turn)."""
+        return [self.tokenizer(a, add_special_tokens=False).input_ids[0] for a in answers]
+
+    def answer_logits(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]],
+                      answers: Sequence[str] = ("Yes", "No")) -> torch.Tensor:
+        """Logits [B, len(answers)] of each answer's first token at the position after each prompt.
+
+        Prompts should end where the answer starts (``chat(question)`` does). Only the answer rows
+        of the LM head are computed.
+        """
+        hidden, mask = self.hidden_states(prompts, videos)
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+        head = self.llm.get_output_embeddings().weight[self.answer_token_ids(answers)]
+        return last @ head.T.to(last.dtype)
+
+    @torch.no_grad()
+    def generate(self, prompt: str, videos: Sequence[torch.Tensor] = (), max_new_tokens: int = 64) -> str:
+        """Greedy text answer to one prompt."""
+        embeds, mask = self.embed_prompts([prompt], [list(videos)])
+        ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask.long(), max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.decode(ids[0], skip_special_tokens=True)
+
+
+def _tokenizer_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    if cfg.get("kind", "byte") != "byte":
+        raise ValueError(f"unknown tokenizer kind {cfg.get('kind')!r} (presets build 'byte' tokenizers)")
+    return {"model_max_length": cfg.get("model_max_length", 512)}
+
+
+def hf_dtype_kwargs(dtype: torch.dtype | None) -> dict[str, Any]:
+    """The dtype keyword of transformers' ``from_pretrained`` (renamed ``dtype`` in 4.56)."""
+    if dtype is None:
+        return {}
+    import transformers
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}

@@ -1,0 +1,154 @@
+"""``ReviseEditPipeline``: one reason-informed edit, from a source clip and an instruction.
+
+Knows the model and the sampler, nothing of training or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from tqdm.auto import tqdm
+
+from ..errors import ReviseInputError
+from ..models.revise_model import ReviseModel
+
+SOLVERS = ("unipc", "euler")
+
+
+def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
+    """The flow-matching sampler: UniPC (the released default) or plain Euler, with time shift ``shift``."""
+    if solver == "unipc":
+        return UniPCMultistepScheduler(num_train_timesteps=num_train_timesteps, prediction_type="flow_prediction",
+                                       use_flow_sigmas=True, flow_shift=shift)
+    if solver == "euler":
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=shift)
+    raise ReviseInputError(f"unknown solver '{solver}': choose one of {', '.join(SOLVERS)}")
+
+
+def check_edit_args(num_frames: int, height: int, width: int, num_inference_steps: int,
+                    instructions: Sequence[str]) -> None:
+    """Raise ``ReviseInputError`` for arguments no edit can run with."""
+    if num_frames < 1 or (num_frames - 1) % 4:
+        raise ReviseInputError(f"frames must be 4n+1 (5, 9, 13, 17, ...), not {num_frames}")
+    if height <= 0 or width <= 0 or height % 16 or width % 16:
+        raise ReviseInputError(f"size must be a positive multiple of 16 on each side, not {width}x{height}")
+    if num_inference_steps < 1:
+        raise ReviseInputError(f"steps must be at least 1, not {num_inference_steps}")
+    if not instructions or any(not str(i).strip() for i in instructions):
+        raise ReviseInputError("the instruction is empty")
+
+
+@dataclasses.dataclass
+class ReviseEditOutput:
+    video: torch.Tensor          # [B, 3, F, H, W] in [-1, 1]
+    source: torch.Tensor         # the source clip as the model saw it, same shape
+    timings: dict[str, float]    # seconds per stage
+
+
+class ReviseEditPipeline:
+    """``pipe(video=..., instruction=...)`` -> edited clip.
+
+    Guidance follows the release: ``pred = cond + guidance_scale * (cond - uncond)``, i.e. the
+    usual classifier-free guidance with scale ``guidance_scale + 1``; 0 turns it off.
+    The conditional and unconditional branches run as one batched DiT call per step; the
+    mixed contexts are computed once per call.
+    """
+
+    def __init__(self, model: ReviseModel):
+        self.model = model
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None, seed: int = 0) -> "ReviseEditPipeline":
+        return cls(ReviseModel.load(name_or_path, device=device, dtype=dtype, seed=seed))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
+        """A path is read and resized; a tensor [3, F, H, W] or [B, 3, F, H, W] in [-1, 1] must already fit."""
+        if isinstance(video, (str, Path)):
+            from ..video import read_video
+            video = read_video(video, num_frames, height, width)
+        if video.dim() == 4:
+            video = video.unsqueeze(0)
+        if video.dim() != 5 or video.shape[1] != 3:
+            raise ReviseInputError(f"video tensor must be [B, 3, F, H, W], got {list(video.shape)}")
+        if tuple(video.shape[2:]) != (num_frames, height, width):
+            raise ReviseInputError(f"video is {tuple(video.shape[2:])} (frames, height, width), "
+                                   f"expected {(num_frames, height, width)}")
+        return video.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def __call__(self, video: torch.Tensor | str | Path, instruction: str | Sequence[str], *,
+                 num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 shift: float | None = None, seed: int | None = 0, solver: str = "unipc",
+                 generator: torch.Generator | None = None, progress: bool = True,
+                 callback: Callable[[int, int], None] | None = None) -> ReviseEditOutput:
+        d = self.model.sampling_config
+        num_frames = d.num_frames if num_frames is None else num_frames
+        height = d.height if height is None else height
+        width = d.width if width is None else width
+        steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance = d.guidance_scale if guidance_scale is None else guidance_scale
+        shift = d.shift if shift is None else shift
+        instructions = [instruction] if isinstance(instruction, str) else list(instruction)
+        check_edit_args(num_frames, height, width, steps, instructions)
+        scheduler = make_scheduler(solver, shift)
+        source = self.prepare_video(video, num_frames, height, width)
+        if source.shape[0] != len(instructions):
+            raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
+
+        model, timings = self.model, {}
+        clock = _Clock(self.device)
+        source_latents = model.encode_video(source)
+        timings["vae_encode"] = clock.lap()
+        cond, uncond = model.build_context(source_latents, source, instructions)
+        timings["context"] = clock.lap()
+
+        use_cfg = guidance != 0
+        context = torch.cat([cond, uncond]) if use_cfg else cond
+        if generator is None:
+            generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
+        latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
+                              device=generator.device).to(self.device)
+        scheduler.set_timesteps(steps, device=self.device)
+        dit = model.transformer
+        for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
+            x = torch.cat([latents, latents]) if use_cfg else latents
+            v = dit(x.to(dit.dtype), t.expand(x.shape[0]), context, return_dict=False)[0].float()
+            if use_cfg:
+                v_cond, v_uncond = v.chunk(2)
+                v = v_cond + guidance * (v_cond - v_uncond)
+            latents = scheduler.step(v, t, latents, return_dict=False)[0]
+            if callback is not None:
+                callback(i + 1, steps)
+        timings["denoise"] = clock.lap()
+        edited = model.decode_latents(latents).float()
+        timings["vae_decode"] = clock.lap()
+        return ReviseEditOutput(video=edited, source=source, timings=timings)
+
+
+class _Clock:
+    """Wall-clock laps, synchronising the GPU so that each lap holds its own work."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.last = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self) -> float:
+        now = self._now()
+        lap, self.last = now - self.last, now
+        return lap

@@ -1,0 +1,367 @@
+"""Reading source clips and writing results.
+
+* :func:`read_video` turns a video file (decoded with PyAV) or a folder of frames (read with
+  Pillow) into a float tensor ``[3, F, H, W]`` in ``[-1, 1]``: ``F`` evenly spaced frames over the
+  whole clip, each centre-cropped to the target aspect ratio and resized.
+* :func:`write_video` writes an H.264 / yuv420p mp4, :func:`write_image` a PNG; both are atomic
+  (a temporary file in the destination folder, renamed into place only once it is complete).
+* :func:`to_uint8` and :func:`side_by_side` convert and combine clips for those writers.
+
+Anything wrong with a user's file is reported as :class:`~revise.errors.ReviseInputError` with a
+one-sentence message that names the file; raw PyAV / Pillow exceptions do not escape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import ReviseInputError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "count_frames",
+    "read_video",
+    "side_by_side",
+    "to_uint8",
+    "write_image",
+    "write_video",
+]
+
+#: Video containers :func:`read_video` accepts (lower-case suffixes).
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".avi")
+#: Frame images :func:`read_video` picks up from a folder (lower-case suffixes).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+#: H.264 encoders to try, best first; ``mpeg4`` (MPEG-4 Part 2) is the last resort.
+ENCODERS: tuple[str, ...] = ("libx264", "h264", "mpeg4")
+#: libx264 constant-rate factor: 18 is visually near-lossless.
+X264_CRF = 18
+
+_RESAMPLE = Image.Resampling.BICUBIC  # Pillow's resize antialiases (the filter widens when shrinking)
+_TRANSPOSE_FOR_ROTATION = {  # display-matrix angle (counter-clockwise degrees) -> Pillow transpose
+    90: Image.Transpose.ROTATE_90,
+    -90: Image.Transpose.ROTATE_270,
+    270: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    -180: Image.Transpose.ROTATE_180,
+}
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width: int) -> torch.Tensor:
+    """Load ``num_frames`` frames of a clip as a float32 tensor ``[3, num_frames, height, width]``.
+
+    ``path`` is a video file (one of :data:`VIDEO_EXTENSIONS`) or a folder of frame images (one of
+    :data:`IMAGE_EXTENSIONS`, ordered by file name with digit runs compared as numbers, so
+    ``f2.png`` comes before ``f10.png``; hidden files are ignored). The frames taken are
+    ``round(linspace(0, n - 1, num_frames))`` of the clip's ``n`` frames, so the first and the last
+    are always included. Each frame is turned upright (video rotation metadata), centre-cropped to
+    ``width / height`` and resized with an antialiased bicubic filter. Values are in ``[-1, 1]``.
+
+    Only the chosen frames are kept, already at the target size: a video is decoded twice (once to
+    count its frames, once to take them), a folder opens only the chosen images.
+
+    Raises:
+        ReviseInputError: the path is missing, has an extension we do not read, is not a decodable
+            video, has no video stream, is a folder without frames, or has fewer than
+            ``num_frames`` frames; or the requested size is not positive.
+    """
+    path = Path(path).expanduser()
+    for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ReviseInputError(f"{name} must be a positive integer to read '{path}', got {value!r}")
+    size = (int(width), int(height))
+    if path.is_dir():
+        files = _frame_files(path)
+        wanted = _even_indices(path, len(files), num_frames)
+        frames = [_fit(_open_image(files[i]), size) for i in wanted]
+    else:
+        wanted = _even_indices(path, count_frames(path), num_frames)
+        frames = _take_video_frames(path, wanted, size)
+    if len(frames) != num_frames:  # the decoder gave fewer frames the second time round
+        raise ReviseInputError(f"'{path}' gave {len(frames)} of {num_frames} frames on a second decode")
+    clip = np.ascontiguousarray(np.stack(frames).transpose(3, 0, 1, 2))  # [3, F, H, W] uint8
+    return torch.from_numpy(clip).float().div_(127.5).sub_(1.0)
+
+
+def count_frames(path: str | os.PathLike[str]) -> int:
+    """Number of frames in a video file (by decoding it: container metadata is often wrong or
+    missing) or in a folder of frame images.
+
+    Raises:
+        ReviseInputError: as :func:`read_video`, for a path that is not a readable clip.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return len(_frame_files(path))
+    _check_video_path(path)
+    return sum(1 for _ in _decode(path))
+
+
+def even_indices(total: int, count: int) -> list[int]:
+    """``count`` evenly spaced indices in ``range(total)``, first and last included (half rounds up)."""
+    return np.floor(np.linspace(0, total - 1, count) + 0.5).astype(int).tolist()
+
+
+def _even_indices(path: Path, total: int, count: int) -> list[int]:
+    if total < count:
+        raise ReviseInputError(f"'{path}' has {total} frames, {count} were asked")
+    return even_indices(total, count)
+
+
+def _check_video_path(path: Path) -> None:
+    if not path.exists():
+        raise ReviseInputError(f"video '{path}' does not exist")
+    if not path.is_file():
+        raise ReviseInputError(f"video '{path}' is neither a file nor a folder of frames")
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        accepted = ", ".join(VIDEO_EXTENSIONS)
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise ReviseInputError(f"'{path}' is a single image: give a video ({accepted}) "
+                                   "or a folder of frames")
+        raise ReviseInputError(f"'{path}' has extension '{path.suffix}', not a video we read ({accepted})")
+
+
+def _decode(path: Path, frame_threads: bool = False) -> Iterator[av.VideoFrame]:
+    """Yield the decoded frames of the first video stream, with PyAV errors made user errors.
+
+    Frame threading is faster but hides decoder errors: a truncated H.264 file then just ends
+    early instead of failing. So the counting pass (which every read starts with) decodes without
+    it, and only the second pass over an already-checked file turns it on.
+    """
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError) as err:
+        raise ReviseInputError(f"cannot read video '{path}': {_reason(err)}") from err
+    with container:
+        if not container.streams.video:
+            raise ReviseInputError(f"'{path}' has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO" if frame_threads else "SLICE"
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                yield frame
+        except (av.error.FFmpegError, OSError) as err:
+            raise ReviseInputError(f"cannot decode video '{path}' after {decoded} frames "
+                                   f"(truncated or corrupt?): {_reason(err)}") from err
+    if decoded == 0:
+        raise ReviseInputError(f"'{path}' has no decodable video frames")
+
+
+def _take_video_frames(path: Path, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
+    """Decode ``path`` again, keeping only frames ``wanted`` (sorted), cropped and resized."""
+    frames: list[np.ndarray] = []
+    targets = iter(wanted)
+    target = next(targets)
+    for index, frame in enumerate(_decode(path, frame_threads=True)):
+        if index != target:
+            continue
+        try:
+            image = frame.to_image()
+        except (av.error.FFmpegError, ValueError) as err:
+            raise ReviseInputError(f"cannot convert frame {index} of '{path}' to RGB: {_reason(err)}") from err
+        turn = _TRANSPOSE_FOR_ROTATION.get(int(round(getattr(frame, "rotation", 0) or 0)))
+        frames.append(_fit(image.transpose(turn) if turn is not None else image, size))
+        target = next(targets, None)
+        if target is None:
+            break
+    return frames
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    """Frame images in ``folder``, in natural file-name order."""
+    files = [p for p in folder.iterdir()
+             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()]
+    if not files:
+        raise ReviseInputError(f"folder '{folder}' has no frame images ({', '.join(IMAGE_EXTENSIONS)})")
+    return sorted(files, key=_natural_key)
+
+
+def _natural_key(path: Path) -> tuple:
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", path.name))
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")  # convert() loads the pixels, so a bad file fails here
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ReviseInputError(f"cannot read frame image '{path}': {err}") from err
+
+
+def _fit(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop ``image`` to the aspect ratio of ``size`` (width, height), then resize to it.
+
+    The crop is whole pixels (within half a pixel of the exact ratio), so nothing of the cut-away
+    border bleeds into the result through the resize filter.
+    """
+    width, height = size
+    src_w, src_h = image.size
+    crop_w = max(1, min(src_w, round(src_h * width / height)))
+    crop_h = max(1, min(src_h, round(src_w * height / width)))
+    left, top = (src_w - crop_w) // 2, (src_h - crop_h) // 2
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    if image.size != size:
+        image = image.resize(size, _RESAMPLE)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _reason(err: BaseException) -> str:
+    return getattr(err, "strerror", None) or str(err) or type(err).__name__
+
+
+# ---- converting -------------------------------------------------------------------------------
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """``[3, F, H, W]`` float in ``[-1, 1]`` (values outside are clamped) -> uint8 ``[F, H, W, 3]``."""
+    if not isinstance(video, torch.Tensor) or video.dim() != 4 or video.shape[0] != 3:
+        shape = list(video.shape) if hasattr(video, "shape") else type(video).__name__
+        raise ReviseInputError(f"expected a [3, F, H, W] video tensor, got {shape}")
+    video = video.detach().to("cpu", torch.float32)
+    pixels = video.clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+    return np.ascontiguousarray(pixels.permute(1, 2, 3, 0).numpy())
+
+
+def side_by_side(*videos: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Concatenate clips left to right into one uint8 ``[F, H, sum(W), 3]`` clip.
+
+    Each clip is uint8 ``[F, H, W, 3]`` or a float ``[3, F, H, W]`` tensor in ``[-1, 1]``; all must
+    have the same frame count and height.
+    """
+    if not videos:
+        raise ReviseInputError("side_by_side needs at least one clip")
+    clips = [_as_uint8_frames(v) for v in videos]
+    if len({c.shape[:2] for c in clips}) != 1:
+        raise ReviseInputError("side_by_side needs clips of equal frame count and height, got "
+                               + ", ".join(str(list(c.shape)) for c in clips))
+    return np.concatenate(clips, axis=2)
+
+
+def _as_uint8_frames(video: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A float ``[3, F, H, W]`` clip or a uint8 ``[F, H, W, 3]`` one -> contiguous uint8 ``[F, H, W, 3]``."""
+    if isinstance(video, np.ndarray) and video.dtype != np.uint8:
+        video = torch.from_numpy(video)
+    if isinstance(video, torch.Tensor):
+        if video.is_floating_point():
+            return to_uint8(video)
+        video = video.detach().cpu().numpy()
+    if not isinstance(video, np.ndarray) or video.dtype != np.uint8 or video.ndim != 4 or video.shape[3] != 3:
+        desc = f"{video.dtype} {list(video.shape)}" if hasattr(video, "shape") else type(video).__name__
+        raise ReviseInputError(f"expected a float [3, F, H, W] or uint8 [F, H, W, 3] clip, got {desc}")
+    return np.ascontiguousarray(video)
+
+
+# ---- writing ----------------------------------------------------------------------------------
+@functools.cache
+def video_encoder() -> str:
+    """The encoder :func:`write_video` uses: the first of :data:`ENCODERS` this PyAV build has.
+
+    The PyPI PyAV wheels ship libx264, so this is ``"libx264"`` in practice; ``"h264"`` (whatever
+    H.264 encoder FFmpeg has, e.g. OpenH264) and ``"mpeg4"`` (not H.264, but plays everywhere) are
+    fallbacks for PyAV builds linked against an FFmpeg without libx264.
+    """
+    for name in ENCODERS:
+        try:
+            av.codec.Codec(name, "w")
+        except (av.error.FFmpegError, ValueError):
+            continue
+        return name
+    raise RuntimeError(f"this PyAV build has none of the video encoders {', '.join(ENCODERS)}")
+
+
+def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, fps: int = 8) -> Path:
+    """Write a clip as an H.264 (libx264, yuv420p, CRF 18) mp4 and return its path.
+
+    ``video`` is a float ``[3, F, H, W]`` tensor in ``[-1, 1]`` (clamped) or uint8 ``[F, H, W, 3]``
+    (numpy or torch). H and W must be even (yuv420p). The file is written next to ``path`` under a
+    hidden temporary name and renamed onto ``path`` only after the encoder is flushed and the
+    container closed; if anything fails the temporary file is removed and ``path`` is untouched.
+    Parent folders are created. If the PyAV build lacks libx264, see :func:`video_encoder`.
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".mp4":
+        raise ReviseInputError(f"write_video writes mp4 files: name the output '*.mp4', not '{path}'")
+    if path.is_dir():
+        raise ReviseInputError(f"cannot write video '{path}': it is a folder")
+    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps < 1:
+        raise ReviseInputError(f"fps must be a positive integer to write '{path}', got {fps!r}")
+    frames = _as_uint8_frames(video)
+    count, height, width, _ = frames.shape
+    if count == 0 or height == 0 or width == 0:
+        raise ReviseInputError(f"cannot write an empty clip {list(frames.shape)} to '{path}'")
+    if height % 2 or width % 2:
+        raise ReviseInputError(f"cannot write {width}x{height} to '{path}': H.264 yuv420p needs even "
+                               "width and height")
+    encoder = video_encoder()
+    with _atomic_destination(path, ".mp4") as tmp:
+        with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream(encoder, rate=int(fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            _tag_bt601(stream.codec_context)
+            if encoder == "libx264":
+                stream.options = {"crf": str(X264_CRF), "preset": "medium"}
+            else:
+                stream.bit_rate = max(2_000_000, width * height * int(fps) // 2)
+            for pixels in frames:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+            out.mux(stream.encode(None))  # flush the encoder's delayed frames
+    return path
+
+
+def _tag_bt601(codec_context: av.video.codeccontext.VideoCodecContext) -> None:
+    """Say in the stream what PyAV's RGB -> YUV conversion did (BT.601 matrix, limited range):
+    untagged, players guess BT.709 for HD sizes and shift the colours slightly."""
+    smpte170m, limited = 6, 1  # AVCOL_SPC/PRI/TRC_SMPTE170M, AVCOL_RANGE_MPEG
+    with contextlib.suppress(AttributeError):  # not settable on older PyAV: the tags are optional
+        codec_context.colorspace = codec_context.color_primaries = codec_context.color_trc = smpte170m
+        codec_context.color_range = limited
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray | torch.Tensor) -> Path:
+    """Write a uint8 ``[H, W, 3]`` image (numpy or torch) as a PNG, atomically; return its path."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".png":
+        raise ReviseInputError(f"write_image writes PNG files: name the output '*.png', not '{path}'")
+    if path.is_dir():
+        raise ReviseInputError(f"cannot write image '{path}': it is a folder")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {list(image.shape)}" if hasattr(image, "shape") else type(image).__name__
+        raise ReviseInputError(f"cannot write '{path}': expected a uint8 [H, W, 3] image, got {desc}")
+    with _atomic_destination(path, ".png") as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+    return path
+
+
+@contextlib.contextmanager
+def _atomic_destination(path: Path, suffix: str) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; move it onto ``path`` if the block succeeds,
+    delete it if the block raises."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:  # O_EXCL + 0o666 (less the umask): a private name, yet ordinary final permissions
+        tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
