@@ -102,17 +102,21 @@ class ReviseModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "ReviseModel":
+                        dtype: torch.dtype | None = None, base: str | Path | None = None) -> "ReviseModel":
+        """Load a model folder. ``base`` may name a diffusers Wan2.1 folder (such as
+        Wan2.1-T2V-1.3B-Diffusers) that supplies whichever of transformer/, vae/, text_encoder/ and
+        tokenizer/ the folder lacks, loaded as it is, with no conversion."""
         path = Path(path)
-        cfg = read_model_config(path)
+        cfg = read_model_config(path, base)
+        dirs = component_dirs(path, Path(base) if base is not None else None)
         try:
             special = load_file(path / SPECIAL_TOKENS_FILE)
             uncond = load_file(path / UNCOND_FILE)
             model = cls(
-                transformer=WanTransformer3DModel.from_pretrained(path / "transformer", torch_dtype=dtype),
-                vae=AutoencoderKLWan.from_pretrained(path / "vae", torch_dtype=dtype),
-                text_encoder=UMT5EncoderModel.from_pretrained(path / "text_encoder", **hf_dtype_kwargs(dtype)),
-                tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
+                transformer=WanTransformer3DModel.from_pretrained(dirs["transformer"], torch_dtype=dtype),
+                vae=AutoencoderKLWan.from_pretrained(dirs["vae"], torch_dtype=dtype),
+                text_encoder=UMT5EncoderModel.from_pretrained(dirs["text_encoder"], **hf_dtype_kwargs(dtype)),
+                tokenizer=AutoTokenizer.from_pretrained(dirs["tokenizer"]),
                 understanding=UnderstandingModel.from_pretrained(path / "understanding", dtype),
                 vision_head=VisionHead.from_pretrained(path / "vision_head", torch_dtype=dtype),
                 adapter=Adapter.from_pretrained(path / "adapter", torch_dtype=dtype),
@@ -148,9 +152,7 @@ class ReviseModel(nn.Module):
             self.visual_context_adapter.save_pretrained(tmp / "visual_context_adapter")
             save_file(self.context_tokens.special_state(), tmp / SPECIAL_TOKENS_FILE)
             save_file(self.context_tokens.uncond_state(), tmp / UNCOND_FILE)
-            config = {"_class_name": "ReviseModel", "name": self.name,
-                      "context": dataclasses.asdict(self.context_config),
-                      "sampling": dataclasses.asdict(self.sampling_config)}
+            config = model_config_dict(self.name, self.context_config, self.sampling_config)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -239,12 +241,34 @@ class ReviseModel(nn.Module):
         return cond.to(self.transformer.dtype), uncond.to(self.transformer.dtype)
 
 
-def read_model_config(path: str | Path) -> dict[str, Any]:
+def model_config_dict(name: str, context: ContextConfig, sampling: SamplingConfig) -> dict[str, Any]:
+    """The content of ``revise_config.json``."""
+    return {"_class_name": "ReviseModel", "name": name, "context": dataclasses.asdict(context),
+            "sampling": dataclasses.asdict(sampling)}
+
+
+WAN_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer")
+
+
+def component_dirs(path: Path, base: Path | None = None) -> dict[str, Path]:
+    """Where each component folder is: in ``path``, or for the Wan parts in ``base`` (a diffusers Wan folder)."""
+    dirs = {}
+    for c in COMPONENT_FOLDERS:
+        dirs[c] = path / c
+        if not dirs[c].is_dir() and base is not None and c in WAN_COMPONENTS:
+            dirs[c] = base / c
+    return dirs
+
+
+def read_model_config(path: str | Path, base: str | Path | None = None) -> dict[str, Any]:
     """``revise_config.json`` of a model folder, after checking that every component is there."""
     path = Path(path)
     if not path.is_dir():
         raise ReviseInputError(f"model folder {path} does not exist")
-    missing = [f"{c}/" for c in COMPONENT_FOLDERS if not (path / c).is_dir()]
+    if base is not None and not Path(base).is_dir():
+        raise ReviseInputError(f"base Wan folder {base} does not exist")
+    dirs = component_dirs(path, Path(base) if base is not None else None)
+    missing = [f"{c}/" for c, d in dirs.items() if not d.is_dir()]
     missing += [f for f in (SPECIAL_TOKENS_FILE, UNCOND_FILE, CONFIG_FILE) if not (path / f).is_file()]
     if missing:
         raise ReviseInputError(f"model folder {path} is missing {', '.join(missing)}")
