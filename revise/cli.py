@@ -102,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-context-len", type=int, default=2560, help="DiT context length (released: 2560)")
     r.set_defaults(func=cmd_convert_revise)
 
+    p = sub.add_parser("train", help="train with SFT, RWO, USO or the critic objective",
+                       description="Train from a YAML/JSON config (see configs/). Resumes from the newest complete "
+                                   "checkpoint in the output folder. For several GPUs: accelerate launch "
+                                   "--config_file configs/accelerate/fsdp.yaml -m revise train --config ...")
+    p.add_argument("--config", required=True, help="training config (.yaml or .json)")
+    p.add_argument("--steps", type=int, default=None, help="override the config's steps")
+    p.add_argument("--out", default=None, help="override the config's output folder")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("demo", help="edit a bundled example with the embedded default model",
                        description="Edit a bundled example clip with the embedded default model and write "
                                    "the result (mp4) and a source|edit comparison (PNG).")
@@ -191,6 +201,23 @@ def cmd_convert_revise(args: argparse.Namespace) -> int:
     out = convert_release(args.src, args.dst, wan=args.wan, dtype=getattr(torch, args.dtype) if args.dtype else None,
                           num_heads=args.heads, max_context_len=args.max_context_len)
     print(f"converted {args.src} -> {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import TrainConfig
+    from .train.trainer import Trainer
+
+    cfg = TrainConfig.load(args.config, steps=args.steps, out=args.out)
+    _quiet_libraries()
+    trainer = Trainer(cfg)
+    if not args.no_resume and trainer.resume():
+        print(f"resumed from step {trainer.step}")
+    last = trainer.train()
+    final = trainer.save_model(Path(cfg.out) / "model")
+    skipped = len(trainer.data.skipped)
+    print(f"trained {cfg.objective} to step {trainer.step}: loss {last.get('loss', float('nan')):.4g}, "
+          f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}")
     return 0
 
 

@@ -1,0 +1,262 @@
+"""The trainer: one readable loop for SFT, RWO, USO and critic (understanding) training.
+
+accelerate handles devices, mixed precision, gradient accumulation and multi-GPU wrapping (launch
+with ``accelerate launch`` and an FSDP or DeepSpeed config for several GPUs). Each step's noise,
+noise levels and condition dropout come from a generator seeded by (seed, step), and the data
+order from (seed, epoch), so a resumed run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..critic import Critic
+from ..models.context import assemble_batch
+from ..models.revise_model import ReviseModel
+from . import objectives as obj
+from .config import TrainConfig
+from .data import DataCursor, TripletData
+
+log = logging.getLogger("revise.train")
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class TrainStep(nn.Module):
+    """One objective's loss as a module forward, so DDP/FSDP wrappers see every parameter used."""
+
+    def __init__(self, model: ReviseModel, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.critic = Critic(model.understanding)
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor, instructions: list[str], noise: torch.Tensor,
+                sigmas: torch.Tensor, drop: torch.Tensor, answers: torch.Tensor | None = None,
+                baseline: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        m, cfg = self.model, self.cfg
+        if cfg.objective == "critic":
+            logits = self.critic.logits(source, target, instructions).float()
+            loss = nn.functional.binary_cross_entropy_with_logits(logits[:, 0] - logits[:, 1], answers)
+            acc = ((logits[:, 0] > logits[:, 1]).float() == answers).float().mean()
+            return loss, {"accuracy": acc.detach(), "p_yes": logits.softmax(-1)[:, 0].mean().detach()}
+        with torch.no_grad():
+            x0 = m.encode_video(target).float()
+            source_latents = m.encode_video(source)
+        context = self._context(source_latents, source, instructions, drop)
+        x_t = obj.add_noise(x0, noise, sigmas)
+        dit = m.transformer
+        v = dit(x_t.to(dit.dtype), sigmas * 1000, context, return_dict=False)[0].float()
+        metrics: dict[str, torch.Tensor] = {}
+        if cfg.objective == "sft":
+            loss = obj.sft_loss(v, x0, noise)
+        elif cfg.objective == "rwo":
+            with torch.no_grad():
+                edit = m.decode_latents(obj.x0_estimate(x_t, v, sigmas))
+                p = self.critic.p_yes(source, edit, instructions)
+            loss = obj.rwo_loss(v, x0, noise, p, baseline)
+            metrics["p_yes"] = p.mean()
+        else:  # uso: the semantic loss's gradient flows through the decoded x0 estimate
+            edit = m.decode_latents(obj.x0_estimate(x_t, v, sigmas))
+            p = self.critic.p_yes(source, edit, instructions)
+            loss = obj.uso_loss(v, x0, noise, p, lam=cfg.uso_lambda, sigmas=sigmas, max_sigma=cfg.uso_max_sigma)
+            metrics["p_yes"] = p.detach().mean()
+        metrics["fm"] = obj.flow_matching_per_sample(v.detach(), x0, noise).mean()
+        return loss, metrics
+
+    def _context(self, source_latents, source, instructions, drop) -> torch.Tensor:
+        """Mixed context per sample; dropped samples get the unconditional text and VLM tokens."""
+        m = self.model
+        special = m.context_tokens.special_dict()
+        visual = m.source_tokens(source_latents)
+        vlm = list(m.vlm_tokens(source, instructions))
+        text = m.encode_text(instructions)
+        if drop.any():
+            uncond_vlm = m.uncond_vlm_tokens()[0]
+            vlm = [uncond_vlm if d else t for d, t in zip(drop.tolist(), vlm)]
+            text = [m.context_tokens.uncond_context if d else t for d, t in zip(drop.tolist(), text)]
+        ctx = assemble_batch(special, visual, vlm, text, m.context_config.max_context_len)
+        return ctx.to(m.transformer.dtype)
+
+
+def set_trainable(model: ReviseModel, modules: list[str]) -> list[nn.Parameter]:
+    """Freeze everything, then unfreeze the named modules; "lm_head" is the critic's answer head."""
+    model.requires_grad_(False)
+    for name in modules:
+        if name == "lm_head":
+            model.understanding.llm.get_output_embeddings().requires_grad_(True)
+        else:
+            getattr(model, name).requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, accelerator=None):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
+                                              gradient_accumulation_steps=cfg.grad_accum,
+                                              cpu=not torch.cuda.is_available())
+        self.out = Path(cfg.out)
+        model = ReviseModel.load(cfg.model, seed=cfg.seed)
+        if cfg.gradient_checkpointing:
+            model.transformer.enable_gradient_checkpointing()
+        set_trainable(model, cfg.train_modules)
+        head = {id(p) for p in model.understanding.llm.get_output_embeddings().parameters() if p.requires_grad}
+        main = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+        head_params = [p for p in model.parameters() if id(p) in head]
+        groups = [{"params": main, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+        if head_params:
+            groups.append({"params": head_params, "lr": cfg.lm_head_lr, "weight_decay": cfg.lm_head_weight_decay})
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+        warmup = max(1, cfg.warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.model = model
+        self.step_module, self.optimizer, self.scheduler = self.acc.prepare(TrainStep(model, cfg), optimizer, scheduler)
+        self.main_params, self.head_params = main, head_params
+        self.data = TripletData(cfg.data, cfg.num_frames, cfg.height, cfg.width)
+        self.cursor = DataCursor(len(self.data), cfg.seed)
+        self.step, self.nonfinite_steps, self.baseline = 0, 0, None
+        self._log_file = None
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        found = [p for p in (self.out / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*") if (p / "trainer_state.json").is_file()]
+        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+    def save(self) -> Path:
+        """A complete checkpoint or none: written under a temporary name, renamed when done."""
+        root = self.out / "checkpoints"
+        final = root / f"{CHECKPOINT_PREFIX}{self.step}"
+        tmp = root / f".tmp-{CHECKPOINT_PREFIX}{self.step}"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        if self.acc.is_main_process:
+            state = {"step": self.step, "cursor": self.cursor.state_dict(), "nonfinite_steps": self.nonfinite_steps,
+                     "baseline": self.baseline, "skipped_samples": len(self.data.skipped), "config": self.cfg.to_dict()}
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in self.checkpoints()[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+        self.acc.wait_for_everyone()
+        return final
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Load the given checkpoint, or the newest complete one under ``out``; False if none."""
+        ckpt = Path(path) if path else (self.checkpoints() or [None])[-1]
+        if ckpt is None:
+            return False
+        self.acc.load_state(str(ckpt))
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        self.step, self.nonfinite_steps, self.baseline = state["step"], state["nonfinite_steps"], state["baseline"]
+        self.cursor.load_state_dict(state["cursor"])
+        return True
+
+    # ---- one step ---------------------------------------------------------------------------
+    def next_batch(self) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        for _ in range(10 * self.cfg.batch_size + len(self.data)):
+            sample = self.data.load(self.cursor.next())
+            if sample is not None:
+                batch.append(sample)
+                if len(batch) == self.cfg.batch_size:
+                    return batch
+        raise RuntimeError(f"no readable samples in {self.cfg.data}")
+
+    def train_step(self) -> dict[str, float]:
+        cfg, dev = self.cfg, self.acc.device
+        batch = self.next_batch()
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        source = torch.stack([b["source"] for b in batch]).to(dev)
+        target = torch.stack([b["target"] for b in batch]).to(dev)
+        instructions = [b["instruction"] for b in batch]
+        f, h, w = source.shape[2:]
+        latent_shape = (self.model.vae.config.z_dim, (f - 1) // 4 + 1, h // 8, w // 8)   # Wan VAE: 4x8x8
+        noise = torch.randn((len(batch), *latent_shape), generator=g).to(dev)
+        sigmas = obj.sample_sigmas(len(batch), generator=g, scheme=cfg.timestep_scheme, mean=cfg.timestep_mean,
+                                   std=cfg.timestep_std, mode_scale=cfg.mode_scale, shift=cfg.flow_shift, device=dev)
+        drop = torch.rand(len(batch), generator=g) < cfg.cond_dropout
+        answers = torch.tensor([b.get("answer", 1.0) for b in batch], device=dev)
+        with self.acc.accumulate(self.step_module):
+            loss, metrics = self.step_module(source, target, instructions, noise, sigmas, drop, answers, self.baseline)
+            if not torch.isfinite(loss):
+                self.nonfinite_steps += 1
+                log.warning("step %d: non-finite loss, skipped (%d so far)", self.step, self.nonfinite_steps)
+                self.optimizer.zero_grad(set_to_none=True)
+                return {"loss": float("nan"), "skipped": 1.0}
+            self.acc.backward(loss)
+            if self.acc.sync_gradients:
+                if self.main_params and cfg.grad_clip > 0:
+                    self.acc.clip_grad_norm_(self.main_params, cfg.grad_clip)
+                if self.head_params and cfg.lm_head_grad_clip > 0:
+                    self.acc.clip_grad_norm_(self.head_params, cfg.lm_head_grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        out = {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}}
+        if "p_yes" in out and cfg.objective == "rwo":
+            m = cfg.rwo_baseline_momentum
+            self.baseline = out["p_yes"] if self.baseline is None else m * self.baseline + (1 - m) * out["p_yes"]
+        return out
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def train(self, stop_after: int | None = None) -> dict[str, float]:
+        """Train to ``cfg.steps`` (or ``stop_after`` more steps), saving every ``save_every``."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        writer = _metrics_writer(self.out) if self.acc.is_main_process else None
+        end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.objective}", disable=not self.acc.is_main_process)
+        last: dict[str, float] = {}
+        t0, samples = time.perf_counter(), 0
+        while self.step < end:
+            last = self.train_step()
+            self.step += 1
+            samples += cfg.batch_size * self.acc.num_processes
+            rate = samples / (time.perf_counter() - t0)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items() if k in ("loss", "p_yes", "accuracy")} | {"samples/s": f"{rate:.2f}"})
+            if writer is not None and self.step % cfg.log_every == 0:
+                writer(self.step, {**last, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate,
+                                   "nonfinite_steps": self.nonfinite_steps, "skipped_samples": len(self.data.skipped)})
+            if self.step % cfg.save_every == 0 or self.step == end:
+                self.save()
+        bar.close()
+        return last
+
+    def save_model(self, path: str | Path) -> Path:
+        """The trained weights as a model folder (``ReviseModel.from_pretrained`` loads it)."""
+        return self.acc.unwrap_model(self.step_module).model.save_pretrained(path)
+
+
+def _metrics_writer(out: Path):
+    """Metrics to ``metrics.jsonl`` always, and to TensorBoard when it is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        tb = SummaryWriter(str(out / "tensorboard"))
+    except Exception:  # tensorboard is optional
+        tb = None
+    path = out / "metrics.jsonl"
+
+    def write(step: int, values: dict[str, float]) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, **{k: v for k, v in values.items() if not math.isnan(v)}}) + "\n")
+        if tb is not None:
+            for k, v in values.items():
+                if not math.isnan(v):
+                    tb.add_scalar(k, v, step)
+            tb.flush()
+    return write

@@ -1,0 +1,171 @@
+"""The trainer on the tiny preset (CPU): each objective steps, USO trains the DiT but not the frozen
+critic, resume repeats the uninterrupted run exactly, corrupt samples are skipped by path."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from revise.train.config import TrainConfig
+from revise.train.trainer import Trainer
+from revise.video import write_video
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(3):
+        src = np.full((5, 32, 32, 3), 60 + 30 * i, np.uint8)
+        src[:, 8:16, 4:12] = (220, 40, 40)
+        tgt = src.copy()
+        tgt[:, 8:16, 4:12] = src[0, 0, 0]
+        tgt[:, 8:16, 20:28] = (220, 40, 40)
+        src = (src + rng.integers(0, 4, src.shape)).astype(np.uint8)
+        write_video(root / f"s{i}.mp4", src)
+        write_video(root / f"t{i}.mp4", tgt)
+        items.append({"source_video_path": f"s{i}.mp4", "target_video_path": f"t{i}.mp4",
+                      "instruction": f"move the red square right {i}", "type": "spatial"})
+    (root / "train.json").write_text(json.dumps(items))
+    return root / "train.json"
+
+
+def config(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(model="tiny", data=str(data), out=str(out), steps=3, num_frames=5, height=32, width=32,
+                lr=1e-3, warmup_steps=1, save_every=100, cond_dropout=0.5)
+    return TrainConfig.from_dict({**base, **kw})
+
+
+def weights(trainer: Trainer, name: str) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in getattr(trainer.model, name).state_dict().items()}
+
+
+def changed(a: dict, b: dict) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("objective", ["sft", "rwo", "uso"])
+def test_each_objective_trains_the_dit_only(objective, data, tmp_path):
+    t = Trainer(config(data, tmp_path, objective=objective, steps=2))
+    dit0, llm0, head0 = weights(t, "transformer"), weights(t, "understanding"), weights(t, "vision_head")
+    out = t.train()
+    assert np.isfinite(out["loss"])
+    assert changed(dit0, weights(t, "transformer")), "the DiT moved"
+    assert not changed(llm0, weights(t, "understanding")), "the frozen critic did not"
+    assert not changed(head0, weights(t, "vision_head"))
+    if objective != "sft":
+        assert 0 < out["p_yes"] < 1
+
+
+def test_uso_gradient_reaches_the_dit_through_the_critic(data, tmp_path):
+    """Same noise and noise level: USO's DiT gradient differs from SFT's by the semantic term's."""
+    t = Trainer(config(data, tmp_path, objective="uso", uso_lambda=1.0))
+    batch = t.next_batch()
+    src = torch.stack([b["source"] for b in batch])
+    tgt = torch.stack([b["target"] for b in batch])
+    noise = torch.randn(1, 16, 2, 4, 4)
+    sigmas = torch.tensor([0.5])
+    loss, metrics = t.step_module(src, tgt, [b["instruction"] for b in batch], noise, sigmas, torch.tensor([False]))
+    loss.backward()
+    g_uso = torch.cat([p.grad.flatten() for p in t.model.transformer.parameters() if p.grad is not None])
+    t.optimizer.zero_grad()
+    t.cfg.objective = "sft"
+    loss_sft, _ = t.step_module(src, tgt, [b["instruction"] for b in batch], noise, sigmas, torch.tensor([False]))
+    loss_sft.backward()
+    g_sft = torch.cat([p.grad.flatten() for p in t.model.transformer.parameters() if p.grad is not None])
+    assert not torch.allclose(g_uso, g_sft), "the semantic term adds a gradient of its own to the DiT"
+
+
+def test_critic_training_moves_only_the_lm_head(data, tmp_path):
+    items = json.loads(data.read_text())
+    critic_items = [{"source_video_path": it["source_video_path"], "candidate_video_path": c,
+                     "instruction": it["instruction"], "answer": a}
+                    for it in items for c, a in ((it["target_video_path"], "Yes"), (it["source_video_path"], "No"))]
+    critic_json = data.parent / "critic.json"
+    critic_json.write_text(json.dumps(critic_items))
+    t = Trainer(config(critic_json, tmp_path, objective="critic", train_modules=["lm_head"], lm_head_lr=1e-2))
+    head0 = {k: v.clone() for k, v in t.model.understanding.llm.get_output_embeddings().state_dict().items()}
+    dit0 = weights(t, "transformer")
+    out = t.train()
+    head1 = t.model.understanding.llm.get_output_embeddings().state_dict()
+    assert any(not torch.equal(head0[k], head1[k]) for k in head0)
+    assert not changed(dit0, weights(t, "transformer"))
+    assert 0 <= out["accuracy"] <= 1
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(data, tmp_path):
+    full = Trainer(config(data, tmp_path / "full", steps=4, objective="rwo"))
+    full.train()
+    part = Trainer(config(data, tmp_path / "part", steps=4, objective="rwo", save_every=2))
+    part.train(stop_after=2)                      # "interrupted" after the checkpoint at step 2
+    assert [p.name for p in part.checkpoints()] == ["checkpoint-2"]
+    resumed = Trainer(config(data, tmp_path / "part", steps=4, objective="rwo", save_every=2))
+    assert resumed.resume() and resumed.step == 2
+    resumed.train()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_half_written_checkpoint_is_ignored(data, tmp_path):
+    t = Trainer(config(data, tmp_path, steps=2, save_every=1))
+    t.train()
+    (tmp_path / "checkpoints" / ".tmp-checkpoint-3").mkdir()      # a save killed midway
+    (tmp_path / "checkpoints" / "checkpoint-9").mkdir()           # no trainer_state.json: incomplete
+    fresh = Trainer(config(data, tmp_path, steps=2, save_every=1))
+    assert fresh.resume() and fresh.step == 2
+
+
+def test_corrupt_sample_is_reported_and_skipped(data, tmp_path, caplog):
+    items = json.loads(data.read_text())
+    bad = data.parent / "broken.mp4"
+    bad.write_bytes(b"not a video at all")
+    items.append({"source_video_path": "broken.mp4", "target_video_path": "t0.mp4", "instruction": "x"})
+    (data.parent / "with_bad.json").write_text(json.dumps(items))
+    t = Trainer(config(data.parent / "with_bad.json", tmp_path, steps=6))
+    with caplog.at_level("WARNING"):
+        t.train()
+    assert t.step == 6
+    assert t.data.skipped and "broken.mp4" in t.data.skipped[0]
+    assert any("broken.mp4" in r.getMessage() for r in caplog.records)
+
+
+def test_nonfinite_loss_is_skipped_and_counted(data, tmp_path, monkeypatch):
+    t = Trainer(config(data, tmp_path, steps=2))
+    dit0 = weights(t, "transformer")
+    real = t.step_module.forward
+
+    def poisoned(*a, **k):
+        loss, m = real(*a, **k)
+        return loss * float("nan"), m
+    monkeypatch.setattr(t.step_module, "forward", poisoned)
+    t.train()
+    assert t.nonfinite_steps == 2
+    assert not changed(dit0, weights(t, "transformer"))
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["nonfinite_steps"] == 2
+
+
+def test_cli_train_and_bad_configs(data, tmp_path, capsys):
+    import yaml
+
+    from revise.cli import main
+    from revise.models.revise_model import ReviseModel
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(config(data, tmp_path / "run", steps=2).to_dict()))
+    assert main(["train", "--config", str(cfg)]) == 0
+    assert "trained sft to step 2" in capsys.readouterr().out
+    ReviseModel.from_pretrained(tmp_path / "run" / "model")
+    assert main(["train", "--config", str(cfg), "--steps", "3"]) == 0
+    assert "resumed from step 2" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    for text, message in [("objective: magic\ndata: x.json\n", "objective must be one of"),
+                          ("learning_rate: 1\ndata: x.json\n", "unknown field(s) learning_rate"),
+                          ("data: missing.json\n", "missing.json does not exist")]:
+        bad.write_text(text)
+        assert main(["train", "--config", str(bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
