@@ -78,3 +78,13 @@ def test_summary_of_preset_and_folder_agree(tiny_model, tmp_path):
     for name in ("transformer", "vae", "text_encoder", "understanding", "vision_head", "adapter",
                  "visual_context_adapter"):
         assert from_folder[name] == from_preset[name], name
+
+
+def test_checkpointed_decode_equals_plain_decode_in_value_and_gradient(tiny_model):
+    z = torch.randn(1, 16, 3, 4, 4, requires_grad=True)
+    a = tiny_model.decode_latents(z)
+    (ga,) = torch.autograd.grad(a.square().mean(), z)
+    b = tiny_model.decode_latents(z, checkpointed=True)
+    (gb,) = torch.autograd.grad(b.square().mean(), z)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)

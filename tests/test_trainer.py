@@ -169,3 +169,25 @@ def test_cli_train_and_bad_configs(data, tmp_path, capsys):
         assert main(["train", "--config", str(bad)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_text_cache_gives_the_same_training(data, tmp_path):
+    a = Trainer(config(data, tmp_path / "a", steps=2))
+    a.train()
+    b = Trainer(config(data, tmp_path / "b", steps=2, cache_text=True))
+    b.train()
+    assert (tmp_path / "b" / "cache" / "text_features.safetensors").is_file()
+    sa, sb = a.model.transformer.state_dict(), b.model.transformer.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = Trainer(config(data, tmp_path / "b", steps=2, cache_text=True))   # reads the cache back
+    assert set(c.step_module.text_cache) == {json.loads(data.read_text())[i]["instruction"] for i in range(3)}
+
+
+def test_checkpointed_run_equals_the_plain_one(data, tmp_path):
+    a = Trainer(config(data, tmp_path / "a", steps=2, objective="uso"))
+    a.train()
+    b = Trainer(config(data, tmp_path / "b", steps=2, objective="uso", gradient_checkpointing=True))
+    b.train()
+    sa, sb = a.model.transformer.state_dict(), b.model.transformer.state_dict()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-6)

@@ -36,6 +36,7 @@ from .connectors import Adapter, VisionHead, VisualContextAdapter
 from .context import ContextTokens, assemble_batch
 from .tokenizers import build_byte_tokenizer
 from .understanding import UnderstandingModel, _tokenizer_args, hf_dtype_kwargs
+from .vae_checkpoint import decode_checkpointed
 
 COMPONENT_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "understanding",
                      "vision_head", "adapter", "visual_context_adapter")
@@ -197,10 +198,13 @@ class ReviseModel(nn.Module):
         mean, std = self._latent_stats(z)
         return (z - mean) / std
 
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents -> [B, 3, F, H, W] in [-1, 1]."""
+    def decode_latents(self, latents: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
+        """Normalised latents -> [B, 3, F, H, W] in [-1, 1]. ``checkpointed`` saves activation memory
+        when gradients flow through the decode (USO); the result is the same."""
         latents = latents.to(self.vae.dtype)
         mean, std = self._latent_stats(latents)
+        if checkpointed and torch.is_grad_enabled():
+            return decode_checkpointed(self.vae, latents * std + mean)
         return self.vae.decode(latents * std + mean).sample.clamp(-1, 1)
 
     # ---- the three context sources --------------------------------------------------------

@@ -30,7 +30,8 @@ class TrainConfig:
     warmup_steps: int = 500
     grad_clip: float = 0.1
     mixed_precision: str = "no"          # no | bf16 | fp16
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # DiT, and the VLM's LM and vision tower on the critic path
+    cache_text: bool = False             # encode every instruction once (out/cache), then free the T5 encoder
     train_modules: list[str] = dataclasses.field(default_factory=lambda: ["transformer", "visual_context_adapter"])
     lm_head_lr: float = 1e-5             # the critic's LM head when "lm_head" trains
     lm_head_weight_decay: float = 0.0

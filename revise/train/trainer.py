@@ -35,10 +35,17 @@ CHECKPOINT_PREFIX = "checkpoint-"
 class TrainStep(nn.Module):
     """One objective's loss as a module forward, so DDP/FSDP wrappers see every parameter used."""
 
-    def __init__(self, model: ReviseModel, cfg: TrainConfig):
+    def __init__(self, model: ReviseModel, cfg: TrainConfig, text_cache: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.critic = Critic(model.understanding)
+        self.text_cache = text_cache
+
+    def text_tokens(self, instructions: list[str]) -> list[torch.Tensor]:
+        if self.text_cache is None:
+            return self.model.encode_text(instructions)
+        dev = self.model.transformer.device
+        return [self.text_cache[i].to(dev) for i in instructions]
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, instructions: list[str], noise: torch.Tensor,
                 sigmas: torch.Tensor, drop: torch.Tensor, answers: torch.Tensor | None = None,
@@ -66,7 +73,7 @@ class TrainStep(nn.Module):
             loss = obj.rwo_loss(v, x0, noise, p, baseline)
             metrics["p_yes"] = p.mean()
         else:  # uso: the semantic loss's gradient flows through the decoded x0 estimate
-            edit = m.decode_latents(obj.x0_estimate(x_t, v, sigmas))
+            edit = m.decode_latents(obj.x0_estimate(x_t, v, sigmas), checkpointed=cfg.gradient_checkpointing)
             p = self.critic.p_yes(source, edit, instructions)
             loss = obj.uso_loss(v, x0, noise, p, lam=cfg.uso_lambda, sigmas=sigmas, max_sigma=cfg.uso_max_sigma)
             metrics["p_yes"] = p.detach().mean()
@@ -79,7 +86,7 @@ class TrainStep(nn.Module):
         special = m.context_tokens.special_dict()
         visual = m.source_tokens(source_latents)
         vlm = list(m.vlm_tokens(source, instructions))
-        text = m.encode_text(instructions)
+        text = self.text_tokens(instructions)
         if drop.any():
             uncond_vlm = m.uncond_vlm_tokens()[0]
             vlm = [uncond_vlm if d else t for d, t in zip(drop.tolist(), vlm)]
@@ -108,10 +115,21 @@ class Trainer:
                                               gradient_accumulation_steps=cfg.grad_accum,
                                               cpu=not torch.cuda.is_available())
         self.out = Path(cfg.out)
-        model = ReviseModel.load(cfg.model, seed=cfg.seed)
+        # Frozen weights live in the compute dtype; trained ones keep float32 master copies.
+        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
+        model = ReviseModel.load(cfg.model, seed=cfg.seed, device=self.acc.device, dtype=low)
+        # Frozen modules stay in eval mode (no dropout: UMT5 has some); the LM and vision tower go to
+        # train mode when checkpointed, as transformers checkpoints only then (neither has dropout).
+        model.eval()
+        for name in cfg.train_modules:
+            (model.understanding.llm if name == "lm_head" else getattr(model, name)).train()
         if cfg.gradient_checkpointing:
             model.transformer.enable_gradient_checkpointing()
-        set_trainable(model, cfg.train_modules)
+            for m in (model.understanding.llm, model.understanding.vision_tower):
+                m.gradient_checkpointing_enable()
+                m.train()
+        for p in set_trainable(model, cfg.train_modules):
+            p.data = p.data.float()
         head = {id(p) for p in model.understanding.llm.get_output_embeddings().parameters() if p.requires_grad}
         main = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
         head_params = [p for p in model.parameters() if id(p) in head]
@@ -122,12 +140,48 @@ class Trainer:
         warmup = max(1, cfg.warmup_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.model = model
-        self.step_module, self.optimizer, self.scheduler = self.acc.prepare(TrainStep(model, cfg), optimizer, scheduler)
-        self.main_params, self.head_params = main, head_params
         self.data = TripletData(cfg.data, cfg.num_frames, cfg.height, cfg.width)
+        text_cache = self._text_cache() if cfg.cache_text else None
+        self.step_module, self.optimizer, self.scheduler = self.acc.prepare(
+            TrainStep(model, cfg, text_cache), optimizer, scheduler)
+        self.main_params, self.head_params = main, head_params
+        if text_cache is not None:           # prepare() moved every module to the device: send T5 back
+            model.text_encoder.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         self.cursor = DataCursor(len(self.data), cfg.seed)
         self.step, self.nonfinite_steps, self.baseline = 0, 0, None
         self._log_file = None
+
+    def _text_cache(self) -> dict[str, torch.Tensor]:
+        """UMT5 features of every instruction, computed once into ``out/cache/text_features.safetensors``
+        (reused when it holds them all); then the text encoder leaves the GPU."""
+        from safetensors.torch import load_file, save_file
+
+        path = self.out / "cache" / "text_features.safetensors"
+        wanted = sorted({item["instruction"] for item in self.data.items})
+        keys = {text: f"{i}" for i, text in enumerate(wanted)}
+        index = path.with_suffix(".json")
+        if path.is_file() and index.is_file() and json.loads(index.read_text()) == keys:
+            stored = load_file(str(path))
+            cache = {text: stored[k] for text, k in keys.items()}
+        else:
+            cache = {}
+            with torch.no_grad():
+                for i in range(0, len(wanted), 16):
+                    chunk = wanted[i:i + 16]
+                    for text, feat in zip(chunk, self.model.encode_text(chunk)):
+                        cache[text] = feat.detach().cpu().contiguous()
+            if self.acc.is_main_process:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(".tmp-" + path.name)
+                save_file({keys[t]: v for t, v in cache.items()}, str(tmp))
+                os.replace(tmp, path)
+                index.write_text(json.dumps(keys))
+        self.model.text_encoder.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return cache
 
     # ---- checkpoints ------------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
