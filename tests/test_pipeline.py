@@ -13,7 +13,7 @@ def test_output_shape_and_range(tiny_model, clip):
     out = ReviseEditPipeline(tiny_model)(clip, "make it night", **KW)
     assert out.video.shape == (1, 3, 17, 64, 64)
     assert out.video.min() >= -1 and out.video.max() <= 1
-    assert set(out.timings) == {"vae_encode", "context", "denoise", "vae_decode"}
+    assert set(out.timings) == {"vae_encode", "vlm", "text", "context", "denoise", "vae_decode"}
 
 
 def test_batched_guidance_equals_two_separate_forwards(tiny_model, clip):

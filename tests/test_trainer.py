@@ -146,6 +146,7 @@ def test_nonfinite_loss_is_skipped_and_counted(data, tmp_path, monkeypatch):
     assert not changed(dit0, weights(t, "transformer"))
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["nonfinite_steps"] == 2
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard logs"
 
 
 def test_cli_train_and_bad_configs(data, tmp_path, capsys):

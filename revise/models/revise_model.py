@@ -235,11 +235,16 @@ class ReviseModel(nn.Module):
     def build_context(self, source_latents: torch.Tensor, source_video: torch.Tensor,
                       instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The conditional and unconditional mixed contexts, each [B, max_context_len, text_dim]."""
+        return self.assemble_contexts(source_latents, self.vlm_tokens(source_video, instructions),
+                                      self.encode_text(instructions))
+
+    def assemble_contexts(self, source_latents: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
+                          text: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both mixed contexts from the VLM tokens and text features computed already."""
         special = self.context_tokens.special_dict()
         visual = self.source_tokens(source_latents)
         b, max_len = visual.shape[0], self.context_config.max_context_len
-        cond = assemble_batch(special, visual, list(self.vlm_tokens(source_video, instructions)),
-                              self.encode_text(instructions), max_len)
+        cond = assemble_batch(special, visual, list(vlm), list(text), max_len)
         uncond = assemble_batch(special, visual, [self.uncond_vlm_tokens()[0]] * b,
                                 [self.context_tokens.uncond_context] * b, max_len)
         return cond.to(self.transformer.dtype), uncond.to(self.transformer.dtype)

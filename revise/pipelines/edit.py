@@ -110,7 +110,11 @@ class ReviseEditPipeline:
         clock = _Clock(self.device)
         source_latents = model.encode_video(source)
         timings["vae_encode"] = clock.lap()
-        cond, uncond = model.build_context(source_latents, source, instructions)
+        vlm = model.vlm_tokens(source, instructions)
+        timings["vlm"] = clock.lap()
+        text = model.encode_text(instructions)
+        timings["text"] = clock.lap()
+        cond, uncond = model.assemble_contexts(source_latents, vlm, text)
         timings["context"] = clock.lap()
 
         use_cfg = guidance != 0
