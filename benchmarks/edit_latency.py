@@ -59,6 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compile", action="store_true", help="also time with the DiT's blocks torch.compile'd")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--attention", nargs="*", default=[],
+                    help="diffusers attention backends to try as well, e.g. _native_cudnn _native_flash")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -116,11 +118,16 @@ def main() -> None:
     stock_s = min(times)
     print(json.dumps({"label": "diffusers WanPipeline (denoising only)", "denoise": stock_s}), flush=True)
 
+    for backend in args.attention:
+        model.transformer.set_attention_backend(backend)
+        rows.append(run_ours(f"revise (eager, attention {backend})"))
     if args.compile:
         t = time.perf_counter()
         model.transformer.compile_repeated_blocks(fullgraph=True)
-        rows.append(run_ours("revise (compiled blocks)"))
-        print(f"compile + warm-up took {time.perf_counter() - t:.0f} s")
+        for backend in args.attention or ["native"]:
+            model.transformer.set_attention_backend(backend)
+            rows.append(run_ours(f"revise (compiled blocks, attention {backend})"))
+        print(f"compile + warm-ups took {time.perf_counter() - t:.0f} s")
 
     print(f"\n| pipeline | VLM | text | VAE encode | denoise (40 steps) | VAE decode | total | peak GiB | "
           f"loop TFLOP/s | loop / FLOP-bound time | vs WanPipeline |")
