@@ -112,6 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("synth", help="RVE-Synth: make reasoning edits with exact targets, score clips exactly",
+                       description="RVE-Synth, a procedural 2D world whose edits need reasoning (causal, temporal, "
+                                   "spatial, commonsense) and whose targets are exact.")
+    syn = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    m = syn.add_parser("make", help="write a split: mp4 clips, SPLIT.json and a contact sheet PNG",
+                       description="Write N items of a split (train/val/test hold out whole phrasings and object "
+                                   "combinations) as source/target mp4s, SPLIT.json in the training/bench format, "
+                                   "and SPLIT_sheet.png for people. The same seed writes the same bytes.")
+    m.add_argument("--n", type=int, required=True, help="number of items")
+    m.add_argument("--split", choices=["train", "val", "test"], required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--size", type=_size, default=(64, 64), metavar="WxH", help="clip size (default 64x64)")
+    m.add_argument("--frames", type=int, default=17, help="frames per clip, 4n+1 (default 17)")
+    m.set_defaults(func=cmd_synth_make)
+    sc = syn.add_parser("score", help="score generated clips with the exact judge",
+                        description="Score VIDEOS/{id}.mp4 for each item of a split with the exact judge: EA, PC, "
+                                    "GN, GR on 1-10 and Overall (their mean). VIDEOS may be 'source' or 'target' "
+                                    "to score the unedited sources or the exact targets.")
+    sc.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
+    sc.add_argument("--videos", required=True, help="folder of {id}.mp4, or 'source' / 'target'")
+    sc.add_argument("--out", default=None, help="write per-item scores and the summary to this JSON file")
+    sc.set_defaults(func=cmd_synth_score)
+
     p = sub.add_parser("demo", help="edit a bundled example with the embedded default model",
                        description="Edit a bundled example clip with the embedded default model and write "
                                    "the result (mp4) and a source|edit comparison (PNG).")
@@ -218,6 +242,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     skipped = len(trainer.data.skipped)
     print(f"trained {cfg.objective} to step {trainer.step}: loss {last.get('loss', float('nan')):.4g}, "
           f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}")
+    return 0
+
+
+def cmd_synth_make(args: argparse.Namespace) -> int:
+    from .synth.dataset import contact_sheet_png, make_dataset
+
+    if args.n < 1:
+        raise ReviseInputError(f"--n must be at least 1, not {args.n}")
+    if args.frames < 1 or (args.frames - 1) % 4:
+        raise ReviseInputError(f"--frames must be 4n+1, not {args.frames}")
+    width, height = args.size
+    start = time.perf_counter()
+    records = make_dataset(args.n, args.split, args.seed, args.out, height=height, width=width, frames=args.frames)
+    sheet = contact_sheet_png(records, Path(args.out) / f"{args.split}_sheet.png", height=height, width=width)
+    print(f"wrote {len(records)} {args.split} items to {Path(args.out) / (args.split + '.json')} and {sheet} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_synth_score(args: argparse.Namespace) -> int:
+    import json
+
+    from .synth.evaluate import METRICS, score_split
+
+    result = score_split(args.data, args.videos)
+    print("| group | n | missing | " + " | ".join(METRICS) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in METRICS) + " |")
+    for group, row in result["summary"].items():
+        print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, out)
     return 0
 
 

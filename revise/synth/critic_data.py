@@ -1,0 +1,198 @@
+"""Candidates for training and testing the VLM as a critic on RVE-Synth.
+
+For one item, :func:`critic_candidates` returns the exact target (every answer Yes) and negatives
+built from the item's own scenes, each with per-dimension Yes/No labels that agree with the exact
+judge (:mod:`revise.synth.judge`):
+
+=================  =============  ============  =============  =======
+kind               edit_accuracy  preservation  naturalness    realism
+=================  =============  ============  =============  =======
+target             Yes            Yes           Yes            Yes
+source             No             Yes/No [1]_   Yes            Yes
+wrong_family       No             Yes/No [2]_   Yes            Yes
+wrong_place        No             Yes           Yes            Yes
+wrong_object       No             No            Yes            Yes
+flicker            Yes            Yes           No             Yes
+=================  =============  ============  =============  =======
+
+.. [1] No when the target's preserved objects are knocked off their source tracks by the edit.
+.. [2] a different edit of the source: the light changed instead (No: the light must be kept), or,
+   for light edits, an object pushed 0.2 instead (No when a preserved object goes off its track).
+
+Preservation labels come from the exact states: Yes within half the judge's position tolerance,
+No when 1.5x off in a quarter of the frames; a candidate in between is left out. ``wrong_place``
+moves the edited object's whole target track 0.2 (or 0.15, 0.1) sideways where it stays in frame
+and passes through no other object (for light-only edits: the light off by 0.3); ``wrong_object``
+applies the edited object's change (source -> target) to a preserved one, and is left out when that
+changes nothing visible; ``flicker`` duplicates and drops frames of a moving target, or makes an
+object blink out in two frames of a still one.
+
+``answer`` (the overall label) is Yes only if all four labels are Yes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .item import SynthItem
+from .render import render_clip
+from .judge import POS_TOL
+from .world import Scene, simulate
+
+LABELS = ("edit_accuracy", "preservation", "naturalness", "realism")
+SHIFT = 0.2
+
+
+def _cand(kind: str, video: np.ndarray, **labels: bool) -> dict:
+    lab = {k: "Yes" if labels.get(k, True) else "No" for k in LABELS}
+    return {"kind": kind, "video": video, "labels": lab,
+            "answer": "Yes" if all(v == "Yes" for v in lab.values()) else "No"}
+
+
+def _preserved(item: SynthItem, states: list[Scene], target: list[Scene]) -> bool | None:
+    """True: the preserved objects follow their target tracks (within half the judge's tolerance);
+    False: one is clearly off (1.5x the tolerance) in a quarter of the frames or more; None: unclear."""
+    off = []
+    for s, t in zip(states, target):
+        dev = 0.0
+        for name in item.preserve:
+            a, b = s.obj(name), t.obj(name)
+            if a.present != b.present:
+                dev = 1.0
+            elif a.present:
+                dev = max(dev, abs(a.x - b.x), abs(a.y - b.y), abs(a.size - b.size))
+        off.append(dev)
+    off = np.array(off)
+    if off.max(initial=0.0) <= POS_TOL / 2:
+        return True
+    if np.mean(off > 1.5 * POS_TOL) >= 0.25:
+        return False
+    return None
+
+
+def _sim(item: SynthItem, scene: Scene, start: float) -> list[Scene]:
+    return simulate(scene, item.frames, start)
+
+
+def _moves(states: list[Scene], w: int) -> bool:
+    """Whether some object moves by 2+ pixels in most frames (so dropped frames show)."""
+    steps = []
+    for a, b in zip(states, states[1:]):
+        steps.append(max([abs(p.x - q.x) + abs(p.y - q.y) for p, q in zip(a.objects, b.objects)
+                          if p.present and q.present] or [0.0]))
+    return bool(np.mean(np.array(steps) >= 2.0 / w) > 0.75)
+
+
+def critic_candidates(item: SynthItem, rng: np.random.Generator, height: int = 64, width: int = 64) -> list[dict]:
+    """The target and its negatives for ``item`` (see the module doc), each
+    {"kind", "video": uint8 [F, H, W, 3], "labels": {dimension: "Yes"/"No"}, "answer"}."""
+    h, w = height, width
+    target = item.target_states()
+    out = [_cand("target", render_clip(target, h, w)),
+           ]
+    kept = _preserved(item, item.source_states(), target)
+    if kept is not None:
+        out.append(_cand("source", item.source_clip(h, w), edit_accuracy=False, preservation=kept))
+    names = [o.name for o in item.target.objects]
+    edited = [n for n in item.edited if n in names]
+
+    # a different edit of the same source
+    if "light" not in item.scene_edit:
+        s = item.source.copy()
+        s.light = 0.45 if s.light >= 0.7 else 1.0
+        out.append(_cand("wrong_family", render_clip(_sim(item, s, item.source_start), h, w),
+                         edit_accuracy=False, preservation=False))
+    elif names:
+        s = item.source.copy()
+        o = s.objects[int(rng.integers(len(s.objects)))]
+        o.x = _shifted(o.x, o.size)
+        states = _sim(item, s, item.source_start)
+        kept = _preserved(item, states, target)
+        if kept is not None:
+            out.append(_cand("wrong_family", render_clip(states, h, w), edit_accuracy=False, preservation=kept))
+
+    # the right object at the wrong place (its target track shifted sideways), or a scene edit by
+    # the wrong amount
+    visible = [n for n in edited if sum(s.obj(n).present for s in target) > len(target) // 2]
+    if visible:
+        name = visible[int(rng.integers(len(visible)))]
+        states = _shift_track(target, name)
+        if states is not None:
+            out.append(_cand("wrong_place", render_clip(states, h, w), edit_accuracy=False))
+    elif "light" in item.scene_edit:
+        s = item.target.copy()
+        s.light = float(np.clip(s.light + (0.3 if s.light < 0.7 else -0.3), 0.25, 1.0))
+        out.append(_cand("wrong_place", render_clip(_sim(item, s, item.target_start), h, w), edit_accuracy=False))
+
+    # the edit applied to a preserved object instead
+    preserved = [n for n in item.preserve if n in names and n not in edited]
+    if edited and preserved:
+        e, p = edited[0], preserved[int(rng.integers(len(preserved)))]
+        src, tgt = item.source.obj(e), item.target.obj(e)
+        delta = {k: getattr(tgt, k) - getattr(src, k) for k in ("x", "y", "vx", "vy", "size")}
+        if any(abs(v) > 1e-6 for v in delta.values()) or src.present != tgt.present:
+            s = item.target.copy()
+            se = s.obj(e)
+            for k in ("x", "y", "vx", "vy", "size", "present", "material"):
+                setattr(se, k, getattr(src, k))
+            sp = s.obj(p)
+            for k, v in delta.items():
+                setattr(sp, k, getattr(sp, k) + v)
+            sp.size = max(sp.size, 0.02)
+            sp.x = min(max(sp.x, sp.size), 1 - sp.size)
+            sp.y = max(sp.y, sp.size + 0.15)
+            if src.present != tgt.present:
+                sp.present = tgt.present
+            states = _sim(item, s, item.target_start)
+            if _preserved(item, states, target) is False:
+                out.append(_cand("wrong_object", render_clip(states, h, w), edit_accuracy=False,
+                                 preservation=False))
+
+    # flicker: frames dropped and duplicated, or (in a still scene) an object blinking out
+    clip = render_clip(target, h, w)
+    f = item.frames
+    if _moves(target, w) and f >= 6:
+        idx = np.arange(f)
+        for k in range(2 + int(rng.integers(2)), f - 1, 4):
+            idx[k] = idx[k - 1]            # a duplicated frame
+            idx[k + 1] = min(k + 2, f - 1)  # then a dropped one
+        out.append(_cand("flicker", clip[idx], naturalness=False))
+    elif names and f >= 6:
+        states = [s.copy() for s in target]
+        name = (edited or names)[0]
+        for k in (f // 3, 2 * f // 3):
+            states[k].obj(name).present = False
+        out.append(_cand("flicker", render_clip(states, h, w), naturalness=False))
+    return out
+
+
+def _shift_track(target: list[Scene], name: str) -> list[Scene] | None:
+    """The target states with ``name``'s whole track moved sideways by SHIFT (or less, at least
+    0.1), to a side where it stays inside the frame and passes through no other object; None if
+    there is no such shift."""
+    xs = np.array([s.obj(name).x for s in target])
+    size = max(s.obj(name).size for s in target)
+    right, left = float((1 - size - xs).min()), float((xs - size).min())   # room on each side
+    for mag in (SHIFT, 0.15, 0.1):
+        for shift in ((mag, -mag) if right >= left else (-mag, mag)):
+            if (shift > 0 and shift > right) or (shift < 0 and -shift > left):
+                continue
+            states = [s.copy() for s in target]
+            ok = True
+            for s in states:
+                o = s.obj(name)
+                o.x += shift
+                if o.present and any(q.present and q is not o and math.hypot(q.x - o.x, q.y - o.y) < q.size + o.size
+                                     for q in s.objects):
+                    ok = False
+                    break
+            if ok:
+                return states
+    return None
+
+
+def _shifted(x: float, size: float) -> float:
+    """``x`` moved SHIFT to the right, or to the left where there is no room."""
+    return x + SHIFT if x + SHIFT <= 1 - size - 0.01 else x - SHIFT

@@ -1,0 +1,58 @@
+"""Score a folder of generated clips (named ``{item id}.mp4``) on an RVE-Synth split with the exact
+judge, per item and as means per subset and category. ``videos="source"`` or ``"target"`` scores the
+unedited source or the exact target instead: the floor and ceiling every method sits between."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ReviseInputError
+from ..video import read_video, to_uint8
+from .dataset import load_items
+from .judge import overall, score_item
+
+METRICS = ("EA", "PC", "GN", "GR", "overall")
+
+
+def score_split(json_path: str | Path, videos: str | Path, progress: bool = True) -> dict:
+    """``{"items": [{id, subset, category, family, EA, PC, GN, GR, overall} | {id, missing}], "summary": ...}``."""
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        raise ReviseInputError(f"RVE-Synth split {json_path} does not exist")
+    items = load_items(json_path)
+    records = json.loads(json_path.read_text())
+    folder = None if str(videos) in ("source", "target") else Path(videos)
+    if folder is not None and not folder.is_dir():
+        raise ReviseInputError(f"video folder {folder} does not exist")
+    rows = []
+    for item, rec in tqdm(list(zip(items, records)), desc="scoring", unit="item", disable=not progress):
+        h, w = rec.get("height", 64), rec.get("width", 64)
+        base = {"id": item.id, "subset": item.subset, "category": item.category, "family": item.family}
+        if folder is None:
+            clip = item.source_clip(h, w) if videos == "source" else item.target_clip(h, w)
+        else:
+            path = folder / f"{item.id}.mp4"
+            if not path.is_file():
+                rows.append({**base, "missing": True})
+                continue
+            clip = to_uint8(read_video(path, item.frames, h, w))
+        scores = score_item(item, clip)
+        rows.append({**base, **{m: float(scores[m]) for m in METRICS}})
+    return {"items": rows, "summary": summarize(rows)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Means per metric overall, per subset and per (subset, category); missing items count as 1s."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        filled = r if not r.get("missing") else {**r, **{m: 1.0 for m in METRICS[:-1]},
+                                                 "overall": overall({m: 1.0 for m in METRICS[:-1]})}
+        for key in ("all", r["subset"], f"{r['subset']}/{r['category']}"):
+            groups[key].append(filled)
+    return {k: {"n": len(v), "missing": sum(bool(r.get("missing")) for r in v),
+                **{m: float(np.mean([r[m] for r in v])) for m in METRICS}} for k, v in sorted(groups.items())}

@@ -1,0 +1,566 @@
+"""The exact judge for RVE-Synth: parse a clip back into world objects and score it against the item.
+
+Every pixel of an RVE-Synth frame has a colour fixed by the world (PALETTE, ICE_COLOUR, the sky
+gradient, GROUND, walls, ...) times the light level, so a frame can be parsed back: estimate the
+light from the floor band (or the sky), label each pixel with the nearest world colour, and turn the
+connected components of each object colour into :class:`Detection` s in world units.
+
+:func:`score_item` compares a candidate clip with the item's exact target, rendered at the
+candidate's own resolution and parsed the same way (so discretisation and occlusion cancel out),
+and returns the four RVE-Bench scores on the paper's 1-10 scale (1 worst, 10 best):
+
+* ``EA`` edit accuracy: the edited objects (presence, position, size per frame) and the edited scene
+  properties (light level, temperature: puddle and ice; walls, containers, occluders).
+* ``PC`` preservation: the preserved objects, the scene properties that were not edited, no
+  spurious objects, and the pixel classes of the rest of the frame.
+* ``GN`` naturalness: object tracks without jumps or accelerations beyond what the world's physics
+  produced for this item, no flicker (objects vanishing and coming back), stable shape and size,
+  no frozen or scrambled frames (frame-to-frame change compared with the item's own clips).
+* ``GR`` realism: pixels of known world colours, sharp (few in-between colours), no noise.
+
+Each score is ``1 + 9 * q`` where ``q`` in [0, 1] is the mean of graded checks; a check is 1 within
+its tolerance and decays as ``exp(-(err - tol) / scale)`` beyond, so nearer misses score higher.
+``overall(scores)`` (the mean of the four) is the RVE-Bench default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .item import SynthItem
+from .render import CONTAINER, GROUND, OCCLUDER, SKY, WALL, render_clip
+from .world import FLOOR, ICE_COLOUR, PALETTE, WATER_COLOUR, Obj, Scene, simulate
+
+DIMENSIONS = ("EA", "PC", "GN", "GR")
+
+# tolerances, world units unless said otherwise
+POS_TOL, POS_SCALE = 0.06, 0.08
+SIZE_TOL, SIZE_SCALE = 0.02, 0.03
+LIGHT_TOL, LIGHT_SCALE = 0.08, 0.1
+PUDDLE_TOL, PUDDLE_SCALE = 0.04, 0.06
+MIN_LIGHT = 0.15                       # below this a frame is taken as black, not as a world frame
+KNOWN_TOL = 30.0                       # a pixel within this (RGB distance, at light 1) is a world colour
+
+OBJECT_CLASSES = tuple(PALETTE) + ("ice", "water")
+_OBJ_RGB = np.array([PALETTE[c] for c in PALETTE] + [ICE_COLOUR, WATER_COLOUR], np.float32)
+# background classes after the object classes; "sky" is per row (a gradient)
+BACKGROUND_CLASSES = ("sky", "ground", "wall", "container", "occluder")
+CLASSES = OBJECT_CLASSES + BACKGROUND_CLASSES
+_CLS = {n: i for i, n in enumerate(CLASSES)}
+UNKNOWN = -1
+
+
+@dataclasses.dataclass
+class Detection:
+    colour: str           # a PALETTE key, "ice" or "water"
+    shape: str            # "circle", "square" or "triangle"
+    x: float              # centre in world units (the Obj's x, y convention)
+    y: float
+    size: float           # radius / half side, world units
+    area: float           # world units^2
+    fill: float           # area / bounding-box area
+    bbox: tuple[int, int, int, int]   # row0, row1, col0, col1 (inclusive), pixels
+
+
+@dataclasses.dataclass
+class ParsedFrame:
+    light: float | None             # None: no floor or sky of the world was found
+    labels: np.ndarray              # int [H, W] class index or UNKNOWN
+    residual: np.ndarray            # float [H, W] distance to the nearest class colour / light
+    detections: list[Detection]
+    puddle: float                   # width of the melt-water band on the floor, world units
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def _rows_y(h: int) -> np.ndarray:
+    return 1.0 - (np.arange(h) + 0.5) / h
+
+
+def estimate_light(img: np.ndarray) -> float | None:
+    """Light level from the floor band (below the puddle band), else from the sky, else None."""
+    img = np.asarray(img, np.float32)
+    h = img.shape[0]
+    ys = _rows_y(h)
+    for rows, ref in (
+        (ys < FLOOR - 0.03, lambda r: np.broadcast_to(GROUND, r.shape)),
+        (ys > FLOOR + 0.02, lambda r: SKY * (0.55 + 0.45 * (1 - ys[rows]))[:, None, None] * np.ones(r.shape[:2] + (1,))),
+    ):
+        if not rows.any():
+            continue
+        pix = img[rows]
+        expect = ref(pix).astype(np.float32)
+        lam = (pix * expect).sum(-1) / np.maximum((expect * expect).sum(-1), 1e-6)
+        resid = np.linalg.norm(pix - lam[..., None] * expect, axis=-1)
+        ok = resid < 4.0 + 0.04 * np.linalg.norm(pix, axis=-1)
+        if ok.mean() >= 0.2 and ok.sum() >= 4:
+            return float(np.median(lam[ok]))
+    return None
+
+
+def classify(img: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest world colour per pixel at ``light``: (labels [H, W], distance / light [H, W])."""
+    img = np.asarray(img, np.float32)
+    h, w = img.shape[:2]
+    ys = _rows_y(h)
+    flat = np.concatenate([_OBJ_RGB, np.stack([GROUND, WALL, CONTAINER, OCCLUDER])]) * light
+    diff = img[:, :, None, :] - flat[None, None]
+    d_flat = np.einsum("hwkc,hwkc->hwk", diff, diff)                                  # squared, [H, W, K-1]
+    sky = (SKY[None] * (0.55 + 0.45 * (1 - ys))[:, None]) * light                      # [H, 3]
+    ds = img - sky[:, None, :]
+    d_sky = np.einsum("hwc,hwc->hw", ds, ds)
+    d_sky[ys <= FLOOR] = np.inf
+    d_flat[ys > FLOOR, :, len(OBJECT_CLASSES)] = np.inf          # ground only below the floor line
+    n_obj = len(OBJECT_CLASSES)
+    d = np.concatenate([d_flat[..., :n_obj], d_sky[..., None], d_flat[..., n_obj:]], -1)
+    labels = d.argmin(-1)
+    return labels.astype(np.int64), np.sqrt(d.min(-1)) / max(light, 1e-3)
+
+
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    """8-connected components of a bool mask as arrays of (row, col) pixel indices (runs + union-find)."""
+    parent: list[int] = []
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    runs = []             # (row, c0, c1 exclusive, id)
+    prev: list[tuple[int, int, int]] = []
+    for r in range(mask.shape[0]):
+        row = mask[r].astype(np.int8)
+        if not row.any():
+            prev = []
+            continue
+        edges = np.diff(np.concatenate([[0], row, [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        cur = []
+        for c0, c1 in zip(starts.tolist(), ends.tolist()):
+            rid = len(parent)
+            parent.append(rid)
+            for p0, p1, pid in prev:
+                if p0 <= c1 and c0 <= p1:            # touching incl. diagonally (8-connectivity)
+                    ra, rb = find(rid), find(pid)
+                    if ra != rb:
+                        parent[ra] = rb
+            cur.append((c0, c1, rid))
+            runs.append((r, c0, c1, rid))
+        prev = cur
+    groups: dict[int, list[tuple[int, int, int]]] = {}
+    for r, c0, c1, rid in runs:
+        groups.setdefault(find(rid), []).append((r, c0, c1))
+    out = []
+    for g in groups.values():
+        pts = [(r, c) for r, c0, c1 in g for c in range(c0, c1)]
+        out.append(np.array(pts, np.int64))
+    return out
+
+
+def _shape_of(fill: float, pts: np.ndarray) -> str:
+    # triangle: apex up, so the top half holds ~1/4 of the area; a circle/square ~1/2
+    rows = pts[:, 0]
+    mid = (rows.min() + rows.max()) / 2
+    top = (rows < mid).mean()
+    if fill < 0.64 or top < 0.36:
+        return "triangle"
+    return "circle" if fill < 0.89 else "square"
+
+
+def _detection(colour: str, pts: np.ndarray, h: int, w: int) -> Detection:
+    r0, r1 = int(pts[:, 0].min()), int(pts[:, 0].max())
+    c0, c1 = int(pts[:, 1].min()), int(pts[:, 1].max())
+    n = len(pts)
+    fill = n / ((r1 - r0 + 1) * (c1 - c0 + 1))
+    shape = _shape_of(fill, pts)
+    area = n / (h * w)
+    size = math.sqrt(area / _AREA_K[shape])
+    x = float(((pts[:, 1] + 0.5) / w).mean())
+    y = float((1.0 - (pts[:, 0] + 0.5) / h).mean())
+    if shape == "triangle":         # area centroid is a third of the way up; the Obj y is the box centre
+        y += size / 3
+    return Detection(colour, shape, x, y, size, area, fill, (r0, r1, c0, c1))
+
+
+_AREA_K = {"circle": math.pi, "square": 4.0, "triangle": 2.0}     # area = k * size^2
+
+
+def _min_area(h: int, w: int) -> int:
+    return max(3, round(0.0008 * h * w))
+
+
+def parse(img: np.ndarray, light: float | None = None) -> ParsedFrame:
+    """Parse one frame (uint8 [H, W, 3]) into labels, light level, detections and the puddle width."""
+    img = np.asarray(img)
+    h, w = img.shape[:2]
+    if light is None:
+        light = estimate_light(img)
+    use = light if light is not None and light >= MIN_LIGHT else 1.0
+    labels, resid = classify(img, use)
+    known = resid <= KNOWN_TOL
+    labels = np.where(known, labels, UNKNOWN)
+    dets: list[Detection] = []
+    ys = _rows_y(h)
+    above = (ys > FLOOR)[:, None]
+    for k, colour in enumerate(OBJECT_CLASSES):
+        mask = labels == k
+        if colour == "water":
+            mask &= above                          # the puddle band is measured separately
+        if mask.sum() < _min_area(h, w):
+            continue
+        for pts in _components(mask):
+            if len(pts) >= _min_area(h, w):
+                dets.append(_detection(colour, pts, h, w))
+    band = (ys <= FLOOR) & (ys >= FLOOR - 0.02)
+    if band.any():
+        cols = (labels[band] == _CLS["water"]).mean(0) >= 0.5
+        puddle = float(cols.sum() / w)
+    else:
+        puddle = 0.0
+    return ParsedFrame(light, labels, resid, dets, puddle)
+
+
+def parse_frame(img_uint8: np.ndarray, light: float | None = None) -> list[Detection]:
+    """The objects in one frame (uint8 [H, W, 3], any size), in world units."""
+    return parse(img_uint8, light).detections
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def overall(scores: dict) -> float:
+    """The RVE-Bench default overall score: the mean of EA, PC, GN and GR."""
+    return float(np.mean([scores[k] for k in DIMENSIONS]))
+
+
+def _soft(err: float, tol: float, scale: float) -> float:
+    return 1.0 if err <= tol else math.exp(-(err - tol) / scale)
+
+
+def _aggregate(groups: list[float]) -> float:
+    """Mean of the checks' groups, pulled halfway to the worst one (one clear failure matters)."""
+    return 0.5 * float(np.mean(groups)) + 0.5 * float(np.min(groups)) if groups else 1.0
+
+
+def _to10(q: float) -> float:
+    return float(1.0 + 9.0 * min(max(q, 0.0), 1.0))
+
+
+def _colour_of(o: Obj) -> str:
+    return {"ice": "ice", "water": "water"}.get(o.material, o.colour)
+
+
+def _assign(objs: list[Obj], expect: dict[str, tuple[float, float] | None], dets: list[Detection],
+            gate: float | None) -> tuple[dict[str, Detection | None], list[Detection]]:
+    """Greedy nearest matching of objects to detections of their colour. Objects expected visible
+    (``expect[name]`` a position) are matched first, within ``gate``; then objects not expected to
+    be visible take any leftover detection of their colour. Returns (matches, unmatched)."""
+    pairs = []
+    for o in objs:
+        pos = expect.get(o.name)
+        if pos is None:
+            continue
+        for j, d in enumerate(dets):
+            if d.colour == _colour_of(o):
+                dist = math.hypot(d.x - pos[0], d.y - pos[1])
+                if gate is None or dist <= gate:
+                    pairs.append((dist, o.name, j))
+    pairs.sort()
+    match: dict[str, Detection | None] = {o.name: None for o in objs}
+    used: set[int] = set()
+    for dist, name, j in pairs:
+        if match[name] is None and j not in used:
+            match[name], used = dets[j], used | {j}
+    for o in objs:                                   # not expected: any leftover of its colour
+        if expect.get(o.name) is None:
+            for j, d in enumerate(dets):
+                if j not in used and d.colour == _colour_of(o):
+                    match[o.name], used = d, used | {j}
+                    break
+    return match, [d for j, d in enumerate(dets) if j not in used]
+
+
+def _resample(video: np.ndarray, frames: int) -> np.ndarray:
+    idx = np.round(np.linspace(0, len(video) - 1, frames)).astype(int)
+    return video[idx]
+
+
+@dataclasses.dataclass
+class _Reference:
+    states: list[Scene]
+    parsed: list[ParsedFrame]
+    expect: list[dict[str, Detection | None]]      # per frame: object -> its detection in the target
+
+
+def _reference(item: SynthItem, states: list[Scene], h: int, w: int) -> _Reference:
+    clip = render_clip(states, h, w)
+    parsed, expect = [], []
+    for s, img in zip(states, clip):
+        p = parse(img, s.light)
+        world = {o.name: (o.x, o.y) for o in s.objects if o.present}
+        m, _ = _assign(s.objects, world, p.detections, gate=None)
+        m = {n: (d if world.get(n) is not None else None) for n, d in m.items()}
+        parsed.append(p)
+        expect.append(m)
+    return _Reference(states, parsed, expect)
+
+
+_CACHE: dict = {}
+
+
+def _references(item: SynthItem, h: int, w: int) -> tuple[list[Scene], _Reference, list[Scene], _Reference]:
+    """Target and source states and their parsed renders at h x w (a few recent items cached)."""
+    key = (repr(item.to_dict()), h, w)
+    if key not in _CACHE:
+        if len(_CACHE) >= 8:
+            _CACHE.pop(next(iter(_CACHE)))
+        tstates, sstates = item.target_states(), item.source_states()
+        _CACHE[key] = (tstates, _reference(item, tstates, h, w), sstates, _reference(item, sstates, h, w))
+    return _CACHE[key]
+
+
+def _object_check(exp: Detection | None, got: Detection | None) -> tuple[float, dict]:
+    if exp is None and got is None:
+        return 1.0, {}
+    if exp is None or got is None:
+        return 0.0, {"presence": "missing" if got is None else "unexpected"}
+    dpos = math.hypot(got.x - exp.x, got.y - exp.y)
+    dsize = abs(math.sqrt(got.area / _AREA_K[exp.shape]) - exp.size)     # size as if of the expected shape
+    q = _soft(dpos, POS_TOL, POS_SCALE) * (0.5 + 0.5 * _soft(dsize, SIZE_TOL, SIZE_SCALE))
+    return q, {"pos_err": round(dpos, 4), "size_err": round(dsize, 4)}
+
+
+def _mask_err(a: np.ndarray, b: np.ndarray) -> float:
+    """Pixels in one mask but not the other, relative to their union (at least 2% of the frame, so
+    a few stray edge pixels of a compressed clip do not count as a wall)."""
+    return float((a ^ b).sum() / max((a | b).sum(), 0.02 * a.size))
+
+
+def _scene_check(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
+                 cand_match: dict[str, Detection | None], ref_match: dict[str, Detection | None]) -> float:
+    if prop == "light":
+        if got_light is None:
+            return 0.0
+        return _soft(abs(got_light - target.light), LIGHT_TOL, LIGHT_SCALE)
+    if prop in ("temperature", "puddle", "ice"):
+        q = [_soft(abs(cand.puddle - ref.puddle), PUDDLE_TOL, PUDDLE_SCALE)]
+        for o in target.objects:
+            if o.material == "ice":
+                q.append(_object_check(ref_match.get(o.name), cand_match.get(o.name))[0])
+        return float(np.mean(q))
+    cls = {"walls": ("wall",), "wall": ("wall",), "containers": ("container", "water"),
+           "container": ("container", "water"), "occluders": ("occluder",), "occluder": ("occluder",)}.get(prop)
+    if cls is None:                                       # unknown property: all background classes
+        cls = BACKGROUND_CLASSES
+    errs = [_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c]) for c in cls]
+    return _soft(float(np.mean(errs)), 0.15, 0.15)
+
+
+def _tracks(match_per_frame: list[dict[str, Detection | None]], names: list[str]) -> dict[str, list[Detection | None]]:
+    return {n: [m.get(n) for m in match_per_frame] for n in names}
+
+
+def _motion_stats(tracks: dict[str, list[Detection | None]]) -> tuple[float, float, int]:
+    """Largest per-frame displacement, largest change of displacement, total presence toggles."""
+    vmax = amax = 0.0
+    toggles = 0
+    for tr in tracks.values():
+        vs = []
+        for a, b in zip(tr, tr[1:]):
+            if (a is None) != (b is None):
+                toggles += 1
+            vs.append(None if a is None or b is None else np.array([b.x - a.x, b.y - a.y]))
+        for v in vs:
+            if v is not None:
+                vmax = max(vmax, float(np.hypot(*v)))
+        for v0, v1 in zip(vs, vs[1:]):
+            if v0 is not None and v1 is not None:
+                amax = max(amax, float(np.hypot(*(v1 - v0))))
+    return vmax, amax, toggles
+
+
+def _instability(tracks: dict[str, list[Detection | None]]) -> int:
+    """Shape-label changes plus size jumps between consecutive frames, over all tracks."""
+    n = 0
+    for tr in tracks.values():
+        for a, b in zip(tr, tr[1:]):
+            if a is not None and b is not None:
+                n += (a.shape != b.shape) + (abs(a.size - b.size) > SIZE_TOL)
+    return n
+
+
+def _frame_change(clip: np.ndarray, lights: list[float]) -> np.ndarray:
+    """Per consecutive pair of frames: the percentage of pixels that changed by more than 25 (at light 1)."""
+    f = clip.astype(np.float32) / np.maximum(np.array(lights, np.float32), MIN_LIGHT)[:, None, None, None]
+    if len(f) < 2:
+        return np.zeros(0)
+    return 100.0 * (np.abs(np.diff(f, axis=0)).max(-1) > 25).mean(axis=(1, 2))
+
+
+def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
+    """Score a candidate clip (uint8 [F, H, W, 3], any size) for ``item``.
+
+    Returns {"EA", "PC", "GN", "GR", "overall"} on the 1-10 scale plus "diagnostics"."""
+    video = np.asarray(video_uint8)
+    if video.dtype != np.uint8:
+        video = np.clip(np.asarray(video, np.float32), 0, 255).round().astype(np.uint8)
+    if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
+        bad = {k: 1.0 for k in DIMENSIONS}
+        bad["overall"] = 1.0
+        bad["diagnostics"] = {"reason": f"not a uint8 [F, H, W, 3] clip: shape {list(video.shape)}"}
+        return bad
+    diag: dict = {}
+    if len(video) != item.frames:
+        diag["resampled"] = f"{len(video)} frames resampled evenly to {item.frames}"
+        video = _resample(video, item.frames)
+    h, w = video.shape[1:3]
+    tstates, ref, sstates, sref = _references(item, h, w)
+    cand = [parse(f) for f in video]
+    lights = [p.light for p in cand]
+    diag["light"] = [None if l is None else round(l, 3) for l in lights]
+
+    if all(l is None or l < MIN_LIGHT for l in lights):
+        out = {k: 1.0 for k in DIMENSIONS}
+        out["overall"] = 1.0
+        diag["reason"] = "no RVE-Synth world found: no floor or sky at any light level"
+        out["diagnostics"] = diag
+        return out
+
+    names = [o.name for o in tstates[0].objects]
+    cmatch = []
+    spurious = []
+    for t, (s, p) in enumerate(zip(tstates, cand)):
+        exp = {n: (d.x, d.y) if d is not None else None for n, d in ref.expect[t].items()}
+        m, extra = _assign(s.objects, exp, p.detections, gate=0.6)
+        _, ref_extra = _assign(s.objects, exp, ref.parsed[t].detections, gate=0.6)
+        spurious.append(max(0, len(extra) - len(ref_extra)))
+        cmatch.append(m)
+
+    def object_group(name: str) -> tuple[float, list]:
+        qs, errs = [], []
+        for t in range(item.frames):
+            q, e = _object_check(ref.expect[t].get(name), cmatch[t].get(name))
+            qs.append(q)
+            errs.append(e)
+        return float(np.mean(qs)), errs
+
+    obj_diag: dict = {}
+    # ---- EA
+    ea_groups = []
+    edited = [n for n in item.edited if n in names]
+    if not edited and not item.scene_edit:
+        edited = names
+    for n in edited:
+        q, e = object_group(n)
+        ea_groups.append(q)
+        obj_diag[n] = {"role": "edited", "score": round(q, 3), "frames": e}
+    scene_diag = {}
+    for prop in item.scene_edit:
+        qs = [_scene_check(prop, ref.parsed[t], cand[t], tstates[t], lights[t], cmatch[t], ref.expect[t])
+              for t in range(item.frames)]
+        ea_groups.append(float(np.mean(qs)))
+        scene_diag[prop] = round(float(np.mean(qs)), 3)
+    ea = _aggregate(ea_groups)
+
+    # ---- PC
+    pc_groups = []
+    for n in item.preserve:
+        if n in names and n not in edited:
+            q, e = object_group(n)
+            pc_groups.append(q)
+            obj_diag[n] = {"role": "preserved", "score": round(q, 3), "frames": e}
+    kept_props = [p for p in ("light", "temperature", "walls", "containers", "occluders")
+                  if not _edits(item.scene_edit, p)]
+    for prop in kept_props:
+        qs = [_scene_check(prop, ref.parsed[t], cand[t], tstates[t], lights[t], cmatch[t], ref.expect[t])
+              for t in range(item.frames)]
+        pc_groups.append(float(np.mean(qs)))
+        scene_diag["kept:" + prop] = round(float(np.mean(qs)), 3)
+    pc_groups.append(float(np.mean([1.0 / (1 + n) for n in spurious])))
+    diag["spurious"] = spurious
+    agree = []
+    preserved = set(item.preserve) - set(edited)
+    for t in range(item.frames):
+        keep = np.ones((h, w), bool)
+        for m in (ref.expect[t], cmatch[t]):
+            for n, d in m.items():
+                if d is not None and n not in preserved:
+                    r0, r1, c0, c1 = d.bbox
+                    keep[max(0, r0 - 2):r1 + 3, max(0, c0 - 2):c1 + 3] = False
+        lab_r, lab_c = ref.parsed[t].labels, cand[t].labels
+        for prop, cls in (("temperature", ("water", "ice")), ("walls", ("wall",)),
+                          ("containers", ("container", "water")), ("occluders", ("occluder",))):
+            if _edits(item.scene_edit, prop):
+                for c in cls:
+                    keep &= (lab_r != _CLS[c]) & (lab_c != _CLS[c])
+        if keep.any():
+            agree.append(float((lab_r[keep] == lab_c[keep]).mean()))
+    bg = float(np.mean(agree)) if agree else 1.0
+    diag["background_agreement"] = round(bg, 4)
+    pc_groups.append(_soft(1 - bg, 0.04, 0.05))
+    pc = _aggregate(pc_groups)
+
+    # ---- GN
+    allowed_v = allowed_a = 0.0
+    allowed_toggles = 0
+    for r in (ref, sref):
+        v, a, tg = _motion_stats(_tracks(r.expect, names))
+        allowed_v, allowed_a, allowed_toggles = max(allowed_v, v), max(allowed_a, a), max(allowed_toggles, tg)
+    px = 1.5 / min(h, w)
+    cv, ca, ctg = _motion_stats(_tracks(cmatch, names))
+    q_jump = _soft(cv - (allowed_v * 1.25 + px), 0.0, 0.05)
+    q_acc = _soft(ca - (allowed_a * 1.25 + 2 * px), 0.0, 0.05)
+    q_flicker = 1.0 / (1 + max(0, ctg - allowed_toggles))
+    instab = _instability(_tracks(cmatch, names))
+    ref_instab = max(_instability(_tracks(r.expect, names)) for r in (ref, sref))
+    q_shape = 1.0 / (1 + 0.5 * max(0, instab - ref_instab))
+    ch_c = _frame_change(video, [l if l is not None else 1.0 for l in lights])
+    ch_t = _frame_change(render_clip(tstates, h, w), [s.light for s in tstates])
+    ch_s = _frame_change(render_clip(sstates, h, w), [s.light for s in sstates])
+    ch_ref = np.maximum(ch_t, ch_s)
+    mean_ref = float(ch_ref.mean()) if len(ch_ref) else 0.0
+    q_change = _soft(float(ch_c.mean()) - (1.5 * mean_ref + 1.0) if len(ch_c) else 0.0, 0.0, max(mean_ref, 1.0))
+    moving = np.minimum(ch_t, ch_s) > 0.3 if len(ch_c) else np.zeros(0, bool)
+    frozen = int(((ch_c < 0.1 * np.minimum(ch_t, ch_s)) & moving).sum()) if len(ch_c) else 0
+    q_frozen = 1.0 / (1 + frozen)
+    gn_parts = {"jump": q_jump, "accel": q_acc, "flicker": q_flicker, "shape": q_shape,
+                "change": q_change, "frozen": q_frozen}
+    gn = float(np.prod(list(gn_parts.values())) ** (1 / len(gn_parts)) * 0.5 + 0.5 * min(gn_parts.values()))
+    diag["naturalness"] = {k: round(v, 3) for k, v in gn_parts.items()}
+    diag["motion"] = {"max_step": round(cv, 4), "allowed_step": round(allowed_v, 4), "max_accel": round(ca, 4),
+                      "allowed_accel": round(allowed_a, 4), "toggles": ctg, "allowed_toggles": allowed_toggles,
+                      "frozen_frames": frozen}
+
+    # ---- GR
+    known = float(np.mean([(p.labels != UNKNOWN).mean() for p in cand]))
+    ref_known = float(np.mean([(p.labels != UNKNOWN).mean() for p in ref.parsed]))
+    noise = float(np.mean([np.median(p.residual[p.labels != UNKNOWN]) if (p.labels != UNKNOWN).any() else 99
+                           for p in cand]))
+    lit = float(np.mean([l is not None and l >= MIN_LIGHT for l in lights]))
+    q_known = _soft(ref_known - known, 0.03, 0.05)
+    q_noise = _soft(noise, 6.0, 4.0)
+    gr_parts = {"known_colours": q_known, "noise": q_noise, "lit": lit}
+    gr = float(np.mean(list(gr_parts.values())))
+    diag["realism"] = {"known_fraction": round(known, 4), "target_known_fraction": round(ref_known, 4),
+                       "median_residual": round(noise, 2), "lit_frames": lit}
+
+    diag["objects"] = obj_diag
+    diag["scene"] = scene_diag
+    out = {"EA": _to10(ea), "PC": _to10(pc), "GN": _to10(gn), "GR": _to10(gr)}
+    out["overall"] = overall(out)
+    out["diagnostics"] = diag
+    return out
+
+
+def _edits(scene_edit: list[str], prop: str) -> bool:
+    aliases = {"light": {"light"}, "temperature": {"temperature", "puddle", "ice"},
+               "walls": {"walls", "wall"}, "containers": {"containers", "container"},
+               "occluders": {"occluders", "occluder"}}
+    return bool(aliases[prop] & set(scene_edit))
