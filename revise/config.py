@@ -46,6 +46,11 @@ REQUIRED_PRESET_KEYS = (
 )
 
 
+def _known_fields(cls, d: dict[str, Any]):
+    """A dataclass from the keys of ``d`` it knows (others, e.g. from newer versions, are ignored)."""
+    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
 @dataclasses.dataclass
 class ContextConfig:
     """How the mixed context is laid out (see shared/design/README.md)."""
@@ -57,8 +62,8 @@ class ContextConfig:
     uncond_vision_len: int = 164    # length of the unconditional VLM hidden states
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ContextConfig":
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+    def from_dict(cls, d: dict[str, Any]):
+        return _known_fields(cls, d)
 
 
 @dataclasses.dataclass
@@ -78,5 +83,5 @@ class SamplingConfig:
     fps: int = 8
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SamplingConfig":
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+    def from_dict(cls, d: dict[str, Any]):
+        return _known_fields(cls, d)
