@@ -196,3 +196,23 @@ def _shift_track(target: list[Scene], name: str) -> list[Scene] | None:
 def _shifted(x: float, size: float) -> float:
     """``x`` moved SHIFT to the right, or to the left where there is no room."""
     return x + SHIFT if x + SHIFT <= 1 - size - 0.01 else x - SHIFT
+
+
+def half_done_states(item: SynthItem) -> list[Scene]:
+    """The edit carried out half way: each frame of the target with every object (present in both
+    clips) and the light level half way between the source's and the target's. A near-miss that is
+    closer to the target than the unedited source is, by construction."""
+    source, target = item.source_states(), item.target_states()
+    out = []
+    for s, t in zip(source, target):
+        mid = t.copy()
+        mid.light = (s.light + t.light) / 2
+        mid.puddle = (s.puddle + t.puddle) / 2
+        by_name = {o.name: o for o in s.objects}
+        for o in mid.objects:
+            a = by_name.get(o.name)
+            if a is None or not (a.present and o.present):
+                continue
+            o.x, o.y, o.size = (a.x + o.x) / 2, (a.y + o.y) / 2, (a.size + o.size) / 2
+        out.append(mid)
+    return out
