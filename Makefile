@@ -27,6 +27,7 @@ demo: $(VENV)/.installed
 	$(BIN)/revise demo
 
 test: $(VENV)/.installed-test
+	@scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 clean:
