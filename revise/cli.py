@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("--size", type=_size, default=(64, 64), metavar="WxH", help="clip size (default 64x64)")
     m.add_argument("--frames", type=int, default=17, help="frames per clip, 4n+1 (default 17)")
+    m.add_argument("--critic", action="store_true",
+                   help="also write critic data: candidate clips and SPLIT_critic.json (Yes/No per question)")
+    m.add_argument("--workers", type=int, default=None, help="worker processes (default: 2)")
     m.set_defaults(func=cmd_synth_make)
     sc = syn.add_parser("score", help="score generated clips with the exact judge",
                         description="Score VIDEOS/{id}.mp4 for each item of a split with the exact judge: EA, PC, "
@@ -254,7 +257,10 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
         raise ReviseInputError(f"--frames must be 4n+1, not {args.frames}")
     width, height = args.size
     start = time.perf_counter()
-    records = make_dataset(args.n, args.split, args.seed, args.out, height=height, width=width, frames=args.frames)
+    if args.workers is not None and args.workers < 1:
+        raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
+    records = make_dataset(args.n, args.split, args.seed, args.out, height=height, width=width, frames=args.frames,
+                           workers=args.workers, critic=args.critic)
     sheet = contact_sheet_png(records, Path(args.out) / f"{args.split}_sheet.png", height=height, width=width)
     print(f"wrote {len(records)} {args.split} items to {Path(args.out) / (args.split + '.json')} and {sheet} "
           f"in {time.perf_counter() - start:.1f} s")

@@ -55,18 +55,21 @@ class Critic:
             text = f"{head}{DIMENSION_QUESTIONS[dimension]} Answer Yes or No."
         return self.vlm.chat(text)
 
+    def prompts(self, instructions: Sequence[str], dimension: str | None | Sequence[str | None] = None) -> list[str]:
+        """One prompt per instruction; ``dimension`` is one for all, or a sequence with one per sample."""
+        dims = [dimension] * len(instructions) if dimension is None or isinstance(dimension, str) else list(dimension)
+        return [self.prompt(i, d) for i, d in zip(instructions, dims)]
+
     def p_yes(self, source: torch.Tensor, candidate: torch.Tensor, instructions: Sequence[str],
-              dimension: str | None = None) -> torch.Tensor:
+              dimension: str | None | Sequence[str | None] = None) -> torch.Tensor:
         """P(Yes) [B], differentiable in ``candidate`` ([B, 3, F, H, W] in [-1, 1])."""
-        prompts = [self.prompt(i, dimension) for i in instructions]
-        logits = self.vlm.answer_logits(prompts, [[s, c] for s, c in zip(source, candidate)])
-        return logits.float().softmax(-1)[:, 0]
+        return self.logits(source, candidate, instructions, dimension).float().softmax(-1)[:, 0]
 
     def logits(self, source: torch.Tensor, candidate: torch.Tensor, instructions: Sequence[str],
-               dimension: str | None = None) -> torch.Tensor:
+               dimension: str | None | Sequence[str | None] = None) -> torch.Tensor:
         """The [Yes, No] logits [B, 2], for training the critic with cross-entropy."""
-        prompts = [self.prompt(i, dimension) for i in instructions]
-        return self.vlm.answer_logits(prompts, [[s, c] for s, c in zip(source, candidate)])
+        return self.vlm.answer_logits(self.prompts(instructions, dimension),
+                                      [[s, c] for s, c in zip(source, candidate)])
 
     @torch.no_grad()
     def score(self, source: torch.Tensor, candidate: torch.Tensor, instructions: Sequence[str],

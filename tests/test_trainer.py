@@ -68,12 +68,14 @@ def test_uso_gradient_reaches_the_dit_through_the_critic(data, tmp_path):
     tgt = torch.stack([b["target"] for b in batch])
     noise = torch.randn(1, 16, 2, 4, 4)
     sigmas = torch.tensor([0.5])
-    loss, metrics = t.step_module(src, tgt, [b["instruction"] for b in batch], noise, sigmas, torch.tensor([False]))
+    step = {"source": src, "target": tgt, "instructions": [b["instruction"] for b in batch], "noise": noise,
+            "sigmas": sigmas, "drop": torch.tensor([False])}
+    loss, metrics = t.step_module(step)
     loss.backward()
     g_uso = torch.cat([p.grad.flatten() for p in t.model.transformer.parameters() if p.grad is not None])
     t.optimizer.zero_grad()
     t.cfg.objective = "sft"
-    loss_sft, _ = t.step_module(src, tgt, [b["instruction"] for b in batch], noise, sigmas, torch.tensor([False]))
+    loss_sft, _ = t.step_module(step)
     loss_sft.backward()
     g_sft = torch.cat([p.grad.flatten() for p in t.model.transformer.parameters() if p.grad is not None])
     assert not torch.allclose(g_uso, g_sft), "the semantic term adds a gradient of its own to the DiT"
@@ -192,3 +194,54 @@ def test_checkpointed_run_equals_the_plain_one(data, tmp_path):
     sa, sb = a.model.transformer.state_dict(), b.model.transformer.state_dict()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-6)
+
+
+def test_vae_training_moves_only_the_vae_and_sets_latent_stats(data, tmp_path):
+    t = Trainer(config(data, tmp_path, objective="vae", train_modules=["vae"], steps=2, preload=True))
+    vae0, dit0 = weights(t, "vae"), weights(t, "transformer")
+    out = t.train()
+    assert np.isfinite(out["loss"]) and out["l1"] > 0
+    assert changed(vae0, weights(t, "vae")) and not changed(dit0, weights(t, "transformer"))
+    mean, std = t.model.vae.config.latents_mean, t.model.vae.config.latents_std
+    assert len(mean) == len(std) == 16 and all(s > 0 for s in std)
+    x = torch.stack([t.data.load(i)["target"] for i in range(3)])
+    with torch.no_grad():
+        z = t.model.encode_video(x)        # normalised with the new statistics
+    assert abs(float(z.mean())) < 0.5 and 0.3 < float(z.std()) < 3
+
+
+def test_critic_questions_per_dimension_with_balanced_classes(data, tmp_path):
+    items = json.loads(data.read_text())
+    critic_items = [{"source_video_path": it["source_video_path"], "candidate_video_path": c,
+                     "instruction": it["instruction"], "answer": a, "dimension": d}
+                    for it in items for c, a, d in ((it["target_video_path"], "Yes", None),
+                                                    (it["source_video_path"], "No", None),
+                                                    (it["source_video_path"], "No", "edit_accuracy"),
+                                                    (it["source_video_path"], "Yes", "generation_realism"),
+                                                    (it["source_video_path"], "No", "generation_naturalness"))]
+    critic_json = data.parent / "critic_dims.json"
+    critic_json.write_text(json.dumps(critic_items))
+    t = Trainer(config(critic_json, tmp_path, objective="critic", train_modules=["lm_head"], batch_size=5))
+    assert t.class_weights == pytest.approx((0.5 / 0.4, 0.5 / 0.6))
+    seen = []
+    real = t.step_module.critic.prompts
+    t.step_module.critic.prompts = lambda ins, dim=None: seen.append(list(dim)) or real(ins, dim)
+    t.train()
+    assert any(d is not None for dims in seen for d in dims) and any(d is None for dims in seen for d in dims)
+
+
+def test_cached_features_give_the_same_loss_as_the_clips(data, tmp_path):
+    plain = Trainer(config(data, tmp_path / "a", steps=1, cond_dropout=0.0))
+    cached = Trainer(config(data, tmp_path / "b", steps=1, cond_dropout=0.0, cache_features=True))
+    assert (tmp_path / "b" / "cache" / "features.safetensors").is_file()
+    assert set(cached.features) >= {"source_latents", "target_latents", "vlm_hidden", "vlm_mask"}
+    a, b = plain.train_step(), cached.train_step()
+    assert b["loss"] == pytest.approx(a["loss"], rel=0.05)     # bf16 storage of the cached features
+    again = Trainer(config(data, tmp_path / "b", steps=1, cond_dropout=0.0, cache_features=True))
+    assert all(torch.equal(again.features[k], cached.features[k]) for k in cached.features)
+
+
+def test_time_limit_stops_and_saves(data, tmp_path):
+    t = Trainer(config(data, tmp_path, steps=50, time_limit_s=1e-9))
+    t.train()
+    assert t.stopped_early and t.step < 50 and t.checkpoints()

@@ -78,17 +78,44 @@ class VisualContextAdapter(ModelMixin, ConfigMixin):
     """Normalised source latents [B, C, f, h, w] -> tokens [B, f*(h/4)*(w/4), out_dim].
 
     Conv3d patchify (kernel = stride = patch_size) -> LayerNorm (no affine) -> Linear -> LayerNorm (no affine).
+
+    ``position_embedding="sincos"`` (not in the release, whose layout is the default ``None``) adds a
+    fixed 3D sine-cosine code of each token's (frame, row, column) after the first norm: the DiT sees
+    the context through cross-attention, which carries no positions, so a model trained from scratch
+    (the ``mini`` preset) needs it to tell where a source token lies.
     """
 
     @register_to_config
     def __init__(self, in_channels: int = 16, hidden_dim: int = 1536, out_dim: int = 4096,
-                 patch_size: tuple[int, int, int] = (1, 4, 4)):
+                 patch_size: tuple[int, int, int] = (1, 4, 4), position_embedding: str | None = None):
         super().__init__()
+        if position_embedding not in (None, "sincos"):
+            raise ValueError(f"position_embedding must be None or 'sincos', not {position_embedding!r}")
         self.patch_embedding = nn.Conv3d(in_channels, hidden_dim, kernel_size=tuple(patch_size), stride=tuple(patch_size))
         self.norm_in = nn.LayerNorm(hidden_dim, elementwise_affine=False)
         self.projection = nn.Linear(hidden_dim, out_dim)
         self.norm_out = nn.LayerNorm(out_dim, elementwise_affine=False)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embedding(latents).flatten(2).transpose(1, 2)
-        return self.norm_out(self.projection(self.norm_in(x)))
+        x = self.patch_embedding(latents)
+        grid = x.shape[2:]
+        x = self.norm_in(x.flatten(2).transpose(1, 2))
+        if self.config.position_embedding == "sincos":
+            x = x + sincos_3d(grid, x.shape[-1], x.device).to(x.dtype)
+        return self.norm_out(self.projection(x))
+
+
+def sincos_3d(grid: tuple[int, int, int], dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """[f*h*w, dim] fixed position code: a third of the channels (in sin/cos pairs) per axis, each at
+    geometric frequencies; unused channels (dim not divisible by 6) are zero."""
+    per_axis = (dim // 6) * 2
+    out = torch.zeros(*grid, dim, device=device)
+    for axis, n in enumerate(grid):
+        pos = torch.arange(n, device=device, dtype=torch.float32)
+        freq = 1.0 / (100.0 ** (torch.arange(per_axis // 2, device=device, dtype=torch.float32) / max(per_axis // 2, 1)))
+        ang = pos[:, None] * freq[None]
+        code = torch.cat([ang.sin(), ang.cos()], -1)                 # [n, per_axis]
+        shape = [1, 1, 1, per_axis]
+        shape[axis] = n
+        out[..., axis * per_axis:(axis + 1) * per_axis] = code.view(shape)
+    return out.flatten(0, 2)

@@ -34,8 +34,8 @@ from ..config import ContextConfig, SamplingConfig, load_preset
 from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
 from .context import ContextTokens, assemble_batch
-from .tokenizers import build_byte_tokenizer
-from .understanding import UnderstandingModel, _tokenizer_args, hf_dtype_kwargs
+from .tokenizers import build_tokenizer
+from .understanding import UnderstandingModel, hf_dtype_kwargs
 from .vae_checkpoint import decode_checkpointed
 
 COMPONENT_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "understanding",
@@ -80,7 +80,7 @@ class ReviseModel(nn.Module):
         cfg = preset if isinstance(preset, dict) else load_preset(preset)
         with _building_on(device, dtype), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            tokenizer = build_byte_tokenizer("t5", **_tokenizer_args(cfg["tokenizer"]))
+            tokenizer = build_tokenizer("t5", cfg["tokenizer"])
             transformer = WanTransformer3DModel(**cfg["transformer"])
             vae = AutoencoderKLWan(**cfg["vae"])
             te_cfg = {"vocab_size": len(tokenizer), **cfg["text_encoder"]}

@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Siglip
 
 from ..errors import ReviseInputError
 from ..video import even_indices
-from .tokenizers import build_byte_tokenizer
+from .tokenizers import build_tokenizer
 
 MEDIA_TOKEN = "<video>"          # stands in a prompt where one clip's frame embeddings go
 GENERATION_ANSWER = "[GEN_VID]"  # the assistant turn of a conditioning prompt, as released
@@ -74,7 +74,7 @@ class UnderstandingModel(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "UnderstandingModel":
         """Random weights from a preset's ``understanding`` block."""
-        tokenizer = build_byte_tokenizer("chat", **_tokenizer_args(cfg["tokenizer"]))
+        tokenizer = build_tokenizer("chat", cfg["tokenizer"])
         vision_tower = SiglipVisionModel(SiglipVisionConfig(**cfg["vision_tower"]))
         llm_cfg = dict(cfg["llm"])
         llm_cfg.setdefault("vocab_size", len(tokenizer))
@@ -212,12 +212,6 @@ class UnderstandingModel(nn.Module):
         ids = self.llm.generate(inputs_embeds=embeds, attention_mask=mask.long(), max_new_tokens=max_new_tokens,
                                 do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.decode(ids[0], skip_special_tokens=True)
-
-
-def _tokenizer_args(cfg: dict[str, Any]) -> dict[str, Any]:
-    if cfg.get("kind", "byte") != "byte":
-        raise ValueError(f"unknown tokenizer kind {cfg.get('kind')!r} (presets build 'byte' tokenizers)")
-    return {"model_max_length": cfg.get("model_max_length", 512)}
 
 
 def hf_dtype_kwargs(dtype: torch.dtype | None) -> dict[str, Any]:

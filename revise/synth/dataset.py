@@ -11,6 +11,12 @@ random stream is ``default_rng([child_i, split])`` where ``child_i`` is drawn fr
 ``default_rng(seed)``: the same (n, split, seed) gives bit-identical JSON and videos, and item ``i``
 does not depend on ``n``. Items are made in a pool of worker processes (2 by default), each item
 generated, rendered and encoded by one worker.
+
+With ``critic=True`` it also writes the critic data (:mod:`revise.synth.critic_data`): each item's
+candidates as ``videos/{id}_cand_{kind}.mp4`` (the target and source candidates reuse those clips)
+and ``out_dir/{split}_critic.json``, one record per candidate and question: the overall question
+(``dimension`` null) and one per dimension, each with its Yes/No ``answer``, in the format
+``revise train`` reads for the critic objective (``candidate_video_path``, ``answer``, ``dimension``).
 """
 
 from __future__ import annotations
@@ -45,8 +51,34 @@ def plan(n: int, split: str, seed: int) -> list[tuple[str, str, str, int]]:
     return out
 
 
-def _make_one(args) -> dict:
-    item_id, family, subset, item_seed, split, out_dir, height, width, frames = args
+# critic_data's label names -> the critic's dimension names
+CRITIC_DIMENSIONS = {"edit_accuracy": "edit_accuracy", "preservation": "preservation_consistency",
+                     "naturalness": "generation_naturalness", "realism": "generation_realism"}
+
+
+def _critic_records(item: SynthItem, rec: dict, item_seed: int, split: str, out_dir: Path,
+                    height: int, width: int) -> list[dict]:
+    from .critic_data import critic_candidates
+
+    rng = np.random.default_rng([item_seed, SPLITS.index(split), 1])
+    out = []
+    for cand in critic_candidates(item, rng, height, width):
+        kind = cand["kind"]
+        if kind in ("target", "source"):
+            path = rec[f"{kind}_video_path"]
+        else:
+            path = f"videos/{item.id}_cand_{kind}.mp4"
+            write_video(out_dir / path, cand["video"], fps=8)
+        base = {"id": item.id, "kind": kind, "source_video_path": rec["source_video_path"],
+                "candidate_video_path": path, "instruction": item.instruction, "type": item.category,
+                "subset": item.subset, "category": item.category, "family": item.family}
+        out.append({**base, "dimension": None, "answer": cand["answer"]})
+        out += [{**base, "dimension": CRITIC_DIMENSIONS[k], "answer": v} for k, v in cand["labels"].items()]
+    return out
+
+
+def _make_one(args) -> tuple[dict, list[dict]]:
+    item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic = args
     rng = np.random.default_rng([item_seed, SPLITS.index(split)])
     item, src, tgt = generate_checked(rng, family, split, subset, height=height, width=width)
     item.id = item_id
@@ -59,34 +91,47 @@ def _make_one(args) -> dict:
     d = item.to_dict()
     d.update(id=item_id, source_video_path=rel_src, target_video_path=rel_tgt, type=item.category,
              height=height, width=width)
-    return d
+    crit = _critic_records(item, d, item_seed, split, Path(out_dir), height, width) if critic else []
+    return d, crit
 
 
 def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str], height: int = 64,
-                 width: int = 64, frames: int = 17, progress: bool = True, workers: int | None = None) -> list[dict]:
+                 width: int = 64, frames: int = 17, progress: bool = True, workers: int | None = None,
+                 critic: bool = False) -> list[dict]:
     """Write ``n`` items of ``split`` under ``out_dir`` (see the module docstring); return the records."""
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    jobs = [(*p, split, str(out_dir), height, width, frames) for p in plan(n, split, seed)]
+    jobs = [(*p, split, str(out_dir), height, width, frames, critic) for p in plan(n, split, seed)]
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     bar = _bar(n, split, progress)
     records: list[dict] = []
+    critic_records: list[dict] = []
     if workers <= 1 or n < 8:
-        for job in jobs:
-            records.append(_make_one(job))
-            bar.update(1)
+        results = map(_make_one, jobs)
+        pool = None
     else:
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for rec in pool.map(_make_one, jobs, chunksize=8):
-                records.append(rec)
-                bar.update(1)
+        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        results = pool.map(_make_one, jobs, chunksize=8)
+    try:
+        for rec, crit in results:
+            records.append(rec)
+            critic_records += crit
+            bar.update(1)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     bar.close()
-    path = out_dir / f"{split}.json"
+    _write_json(out_dir / f"{split}.json", records)
+    if critic:
+        _write_json(out_dir / f"{split}_critic.json", critic_records)
+    return records
+
+
+def _write_json(path: Path, records: list[dict]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(records, indent=1))
     os.replace(tmp, path)
-    return records
 
 
 def _bar(n: int, split: str, progress: bool):

@@ -11,9 +11,9 @@ import yaml
 
 from ..errors import ReviseInputError
 
-OBJECTIVES = ("sft", "rwo", "uso", "critic")
+OBJECTIVES = ("sft", "rwo", "uso", "critic", "vae")
 MODULES = ("transformer", "visual_context_adapter", "adapter", "vision_head", "context_tokens", "lm_head",
-           "understanding")
+           "understanding", "vae")
 
 
 @dataclasses.dataclass
@@ -21,7 +21,7 @@ class TrainConfig:
     model: str = "tiny"                  # preset or model folder to start from
     data: str = ""                       # JSON list of {source_video_path, target_video_path, instruction, type}
     out: str = "runs/train"
-    objective: str = "sft"               # sft | rwo | uso | critic (understanding training)
+    objective: str = "sft"               # sft | rwo | uso | critic (understanding training) | vae (autoencoder)
     steps: int = 100
     batch_size: int = 1
     grad_accum: int = 1
@@ -32,6 +32,12 @@ class TrainConfig:
     mixed_precision: str = "no"          # no | bf16 | fp16
     gradient_checkpointing: bool = False  # DiT, and the VLM's LM and vision tower on the critic path
     cache_text: bool = False             # encode every instruction once (out/cache), then free the T5 encoder
+    preload: bool = False                # decode every clip once into memory (uint8) before training
+    preload_workers: int = 0             # processes that decode clips for preload and the feature cache
+    cache_features: bool = False         # VAE latents (and frozen-VLM hidden states) computed once (out/cache)
+    time_limit_s: float = 0.0            # stop (and save) once this much wall time has passed; 0: none
+    vae_kl_weight: float = 1.0e-6        # the KL term of VAE training
+    critic_balance: bool = True          # weight Yes and No answers equally in critic training
     train_modules: list[str] = dataclasses.field(default_factory=lambda: ["transformer", "visual_context_adapter"])
     lm_head_lr: float = 1e-5             # the critic's LM head when "lm_head" trains
     lm_head_weight_decay: float = 0.0
@@ -82,6 +88,8 @@ class TrainConfig:
             raise ReviseInputError(f"{source}: unknown train_modules {', '.join(bad)} (choose from {', '.join(MODULES)})")
         if not self.data:
             raise ReviseInputError(f"{source}: 'data' (a JSON list of training items) is required")
+        if self.cache_features and self.objective in ("vae", "critic"):
+            raise ReviseInputError(f"{source}: cache_features serves the generator objectives, not {self.objective}")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")
 

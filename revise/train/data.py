@@ -4,6 +4,10 @@ Each item: ``source_video_path``, ``target_video_path`` (or, for critic training
 ``candidate_video_path`` with ``answer`` Yes/No and an optional ``dimension``), ``instruction``,
 ``type``; relative paths are relative to the JSON file. A sample whose video cannot be read is
 reported by path and skipped; it never stops a run.
+
+``preload(workers)`` decodes every clip once, in parallel, into uint8 tensors in memory (unreadable
+ones are reported and skipped then); ``load`` then reads from memory. Small data sets (RVE-Synth at
+64x64) train far faster so.
 """
 
 from __future__ import annotations
@@ -42,28 +46,79 @@ class TripletData:
         self.items, self.root = items, path.parent
         self.shape = (num_frames, height, width)
         self.skipped: list[str] = []
+        self._clips: dict[str, torch.Tensor] | None = None   # path -> uint8 [3, F, H, W], once preloaded
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _video(self, rel: str) -> torch.Tensor:
+    def _path(self, rel: str) -> Path:
         p = Path(rel)
-        return read_video(p if p.is_absolute() else self.root / p, *self.shape)
+        return p if p.is_absolute() else self.root / p
+
+    def _video(self, rel: str) -> torch.Tensor:
+        if self._clips is not None:
+            if rel not in self._clips:
+                raise ReviseInputError(f"'{self._path(rel)}' could not be read when the data was preloaded")
+            return self._clips[rel].float() / 127.5 - 1
+        return read_video(self._path(rel), *self.shape)
+
+    @staticmethod
+    def candidate_key(item: dict[str, Any]) -> str:
+        return item.get("target_video_path") or item["candidate_video_path"]
 
     def load(self, index: int) -> dict[str, Any] | None:
         item = self.items[index]
         try:
             source = self._video(item["source_video_path"])
-            target = self._video(item.get("target_video_path") or item["candidate_video_path"])
+            target = self._video(self.candidate_key(item))
         except ReviseInputError as err:
             log.warning("skipping sample %d: %s", index, err)
             self.skipped.append(str(err))
             return None
-        out = {"source": source, "target": target, "instruction": item["instruction"]}
+        out = {"index": index, "source": source, "target": target, "instruction": item["instruction"]}
         if "answer" in item:
             out["answer"] = 1.0 if str(item["answer"]).lower() == "yes" else 0.0
             out["dimension"] = item.get("dimension")
         return out
+
+    def preload(self, workers: int = 0, progress: bool = True) -> None:
+        """Decode every distinct clip once into memory (uint8), with ``workers`` processes."""
+        from tqdm.auto import tqdm
+
+        paths = sorted({p for it in self.items for p in (it["source_video_path"], self.candidate_key(it))})
+        loader = torch.utils.data.DataLoader(_ClipFiles(self, paths), batch_size=None, num_workers=workers)
+        clips: dict[str, torch.Tensor] = {}
+        for rel, clip, err in tqdm(loader, total=len(paths), desc="preloading clips", unit="clip", disable=not progress):
+            if err:
+                log.warning("unreadable clip: %s", err)
+                self.skipped.append(err)
+            else:
+                clips[rel] = clip
+        self._clips = clips
+
+    def answers(self) -> list[float] | None:
+        """Each item's answer (1 Yes, 0 No) for critic data, else None."""
+        if not all("answer" in it for it in self.items):
+            return None
+        return [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in self.items]
+
+
+class _ClipFiles(torch.utils.data.Dataset):
+    """(path, uint8 clip [3, F, H, W] or None, error or "") for each path, for a parallel DataLoader."""
+
+    def __init__(self, data: TripletData, paths: list[str]):
+        self.data, self.paths = data, paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        rel = self.paths[i]
+        try:
+            clip = read_video(self.data._path(rel), *self.data.shape)
+        except ReviseInputError as err:
+            return rel, None, str(err)
+        return rel, ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), ""
 
 
 class DataCursor:

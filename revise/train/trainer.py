@@ -33,7 +33,12 @@ CHECKPOINT_PREFIX = "checkpoint-"
 
 
 class TrainStep(nn.Module):
-    """One objective's loss as a module forward, so DDP/FSDP wrappers see every parameter used."""
+    """One objective's loss as a module forward, so DDP/FSDP wrappers see every parameter used.
+
+    ``batch`` holds the clips (``source``, ``target`` [B, 3, F, H, W]) and/or their cached features
+    (``source_latents``, ``target_latents``, ``vlm_hidden`` + ``vlm_mask``), the ``instructions``,
+    and the step's random draws (``noise``, ``sigmas``, ``drop``; ``vae_noise`` for the VAE).
+    """
 
     def __init__(self, model: ReviseModel, cfg: TrainConfig, text_cache: dict[str, torch.Tensor] | None = None):
         super().__init__()
@@ -47,30 +52,29 @@ class TrainStep(nn.Module):
         dev = self.model.transformer.device
         return [self.text_cache[i].to(dev) for i in instructions]
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor, instructions: list[str], noise: torch.Tensor,
-                sigmas: torch.Tensor, drop: torch.Tensor, answers: torch.Tensor | None = None,
-                baseline: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         m, cfg = self.model, self.cfg
         if cfg.objective == "critic":
-            logits = self.critic.logits(source, target, instructions).float()
-            loss = nn.functional.binary_cross_entropy_with_logits(logits[:, 0] - logits[:, 1], answers)
-            acc = ((logits[:, 0] > logits[:, 1]).float() == answers).float().mean()
-            return loss, {"accuracy": acc.detach(), "p_yes": logits.softmax(-1)[:, 0].mean().detach()}
+            return self._critic_loss(batch)
+        if cfg.objective == "vae":
+            return self._vae_loss(batch)
         with torch.no_grad():
-            x0 = m.encode_video(target).float()
-            source_latents = m.encode_video(source)
-        context = self._context(source_latents, source, instructions, drop)
+            x0 = batch["target_latents"] if "target_latents" in batch else m.encode_video(batch["target"])
+            source_latents = batch["source_latents"] if "source_latents" in batch else m.encode_video(batch["source"])
+        x0, noise, sigmas = x0.float(), batch["noise"], batch["sigmas"]
+        context = self._context(source_latents, batch)
         x_t = obj.add_noise(x0, noise, sigmas)
         dit = m.transformer
         v = dit(x_t.to(dit.dtype), sigmas * 1000, context, return_dict=False)[0].float()
         metrics: dict[str, torch.Tensor] = {}
+        source, instructions = batch.get("source"), batch["instructions"]
         if cfg.objective == "sft":
             loss = obj.sft_loss(v, x0, noise)
         elif cfg.objective == "rwo":
             with torch.no_grad():
                 edit = m.decode_latents(obj.x0_estimate(x_t, v, sigmas))
                 p = self.critic.p_yes(source, edit, instructions)
-            loss = obj.rwo_loss(v, x0, noise, p, baseline)
+            loss = obj.rwo_loss(v, x0, noise, p, batch.get("baseline"))
             metrics["p_yes"] = p.mean()
         else:  # uso: the semantic loss's gradient flows through the decoded x0 estimate
             edit = m.decode_latents(obj.x0_estimate(x_t, v, sigmas), checkpointed=cfg.gradient_checkpointing)
@@ -80,12 +84,41 @@ class TrainStep(nn.Module):
         metrics["fm"] = obj.flow_matching_per_sample(v.detach(), x0, noise).mean()
         return loss, metrics
 
-    def _context(self, source_latents, source, instructions, drop) -> torch.Tensor:
+    def _critic_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Yes/No cross-entropy of the critic's answer, each sample asked its own question."""
+        logits = self.critic.logits(batch["source"], batch["target"], batch["instructions"],
+                                    batch.get("dimensions")).float()
+        answers = batch["answers"]
+        margin = logits[:, 0] - logits[:, 1]
+        nll = nn.functional.binary_cross_entropy_with_logits(margin, answers, reduction="none")
+        w = batch.get("weights")
+        loss = nll.mean() if w is None else (nll * w).sum() / w.sum()
+        acc = ((margin > 0).float() == answers).float().mean()
+        return loss, {"accuracy": acc.detach(), "p_yes": torch.sigmoid(margin).mean().detach()}
+
+    def _vae_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Reconstruction (L1 + MSE) of source and target clips through a posterior sample, plus a
+        small KL term toward N(0, 1)."""
+        vae = self.model.vae
+        x = torch.cat([batch["source"], batch["target"]]).to(vae.dtype)
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * batch["vae_noise"].to(post.mean.dtype)
+        rec = vae.decode(z).sample.float()
+        l1, mse = (rec - x.float()).abs().mean(), ((rec - x.float()) ** 2).mean()
+        kl = 0.5 * (post.mean.float() ** 2 + post.var.float() - 1 - post.logvar.float()).mean()
+        loss = l1 + mse + self.cfg.vae_kl_weight * kl
+        return loss, {"l1": l1.detach(), "kl": kl.detach()}
+
+    def _context(self, source_latents: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Mixed context per sample; dropped samples get the unconditional text and VLM tokens."""
-        m = self.model
+        m, instructions, drop = self.model, batch["instructions"], batch["drop"]
         special = m.context_tokens.special_dict()
         visual = m.source_tokens(source_latents)
-        vlm = list(m.vlm_tokens(source, instructions))
+        if "vlm_hidden" in batch:
+            hidden = batch["vlm_hidden"].to(m.vision_head.dtype)
+            vlm = list(m.adapter(m.vision_head(hidden, batch["vlm_mask"])))
+        else:
+            vlm = list(m.vlm_tokens(batch["source"], instructions))
         text = self.text_tokens(instructions)
         if drop.any():
             uncond_vlm = m.uncond_vlm_tokens()[0]
@@ -97,6 +130,7 @@ class TrainStep(nn.Module):
 
 def set_trainable(model: ReviseModel, modules: list[str]) -> list[nn.Parameter]:
     """Freeze everything, then unfreeze the named modules; "lm_head" is the critic's answer head."""
+    # (ReviseModel attribute names; "vae" is the autoencoder, trained by the "vae" objective)
     model.requires_grad_(False)
     for name in modules:
         if name == "lm_head":
@@ -141,6 +175,21 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.model = model
         self.data = TripletData(cfg.data, cfg.num_frames, cfg.height, cfg.width)
+        if cfg.preload or cfg.cache_features:
+            self.data.preload(cfg.preload_workers, progress=self.acc.is_main_process)
+        self.features = None
+        if cfg.cache_features:
+            from .features import feature_cache
+
+            vlm_frozen = not {"understanding", "lm_head"} & set(cfg.train_modules)
+            self.features = feature_cache(model, self.data, self.out / "cache", cfg.model, vlm=vlm_frozen,
+                                          write=self.acc.is_main_process)
+        self.class_weights = None
+        answers = self.data.answers() if cfg.objective == "critic" and cfg.critic_balance else None
+        if answers:
+            yes = sum(answers) / len(answers)
+            if 0 < yes < 1:
+                self.class_weights = (0.5 / yes, 0.5 / (1 - yes))
         text_cache = self._text_cache() if cfg.cache_text else None
         self.step_module, self.optimizer, self.scheduler = self.acc.prepare(
             TrainStep(model, cfg, text_cache), optimizer, scheduler)
@@ -151,6 +200,7 @@ class Trainer:
                 torch.cuda.empty_cache()
         self.cursor = DataCursor(len(self.data), cfg.seed)
         self.step, self.nonfinite_steps, self.baseline = 0, 0, None
+        self.stopped_early = False
         self._log_file = None
 
     def _text_cache(self) -> dict[str, torch.Tensor]:
@@ -232,20 +282,36 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg, dev = self.cfg, self.acc.device
-        batch = self.next_batch()
+        samples = self.next_batch()
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
-        source = torch.stack([b["source"] for b in batch]).to(dev)
-        target = torch.stack([b["target"] for b in batch]).to(dev)
-        instructions = [b["instruction"] for b in batch]
-        f, h, w = source.shape[2:]
+        f, h, w = cfg.num_frames, cfg.height, cfg.width
         latent_shape = (self.model.vae.config.z_dim, (f - 1) // 4 + 1, h // 8, w // 8)   # Wan VAE: 4x8x8
-        noise = torch.randn((len(batch), *latent_shape), generator=g).to(dev)
-        sigmas = obj.sample_sigmas(len(batch), generator=g, scheme=cfg.timestep_scheme, mean=cfg.timestep_mean,
-                                   std=cfg.timestep_std, mode_scale=cfg.mode_scale, shift=cfg.flow_shift, device=dev)
-        drop = torch.rand(len(batch), generator=g) < cfg.cond_dropout
-        answers = torch.tensor([b.get("answer", 1.0) for b in batch], device=dev)
+        b = len(samples)
+        batch: dict[str, Any] = {
+            "source": torch.stack([s["source"] for s in samples]).to(dev),
+            "target": torch.stack([s["target"] for s in samples]).to(dev),
+            "instructions": [s["instruction"] for s in samples],
+            "noise": torch.randn((b, *latent_shape), generator=g).to(dev),
+            "sigmas": obj.sample_sigmas(b, generator=g, scheme=cfg.timestep_scheme, mean=cfg.timestep_mean,
+                                        std=cfg.timestep_std, mode_scale=cfg.mode_scale, shift=cfg.flow_shift,
+                                        device=dev),
+            "drop": torch.rand(b, generator=g) < cfg.cond_dropout,
+            "answers": torch.tensor([s.get("answer", 1.0) for s in samples], device=dev),
+            "dimensions": [s.get("dimension") for s in samples],
+            "baseline": self.baseline,
+        }
+        if cfg.objective == "vae":
+            batch["vae_noise"] = torch.randn((2 * b, *latent_shape), generator=g).to(dev)
+        if self.class_weights is not None:
+            batch["weights"] = torch.tensor([self.class_weights[0] if s.get("answer", 1.0) else self.class_weights[1]
+                                             for s in samples], device=dev)
+        if self.features is not None:
+            idx = torch.tensor([s["index"] for s in samples])
+            for key in ("source_latents", "target_latents", "vlm_hidden", "vlm_mask"):
+                if key in self.features:
+                    batch[key] = self.features[key][idx].to(dev)
         with self.acc.accumulate(self.step_module):
-            loss, metrics = self.step_module(source, target, instructions, noise, sigmas, drop, answers, self.baseline)
+            loss, metrics = self.step_module(batch)
             if not torch.isfinite(loss):
                 self.nonfinite_steps += 1
                 log.warning("step %d: non-finite loss, skipped (%d so far)", self.step, self.nonfinite_steps)
@@ -277,6 +343,11 @@ class Trainer:
         last: dict[str, float] = {}
         t0, samples = time.perf_counter(), 0
         while self.step < end:
+            if cfg.time_limit_s and time.perf_counter() - t0 > cfg.time_limit_s:
+                log.warning("time limit of %.0f s reached at step %d: stopping", cfg.time_limit_s, self.step)
+                self.stopped_early = True
+                self.save()
+                break
             last = self.train_step()
             self.step += 1
             samples += cfg.batch_size * self.acc.num_processes
@@ -289,7 +360,25 @@ class Trainer:
             if self.step % cfg.save_every == 0 or self.step == end:
                 self.save()
         bar.close()
+        if cfg.objective == "vae":
+            self.set_latent_stats()
         return last
+
+    @torch.no_grad()
+    def set_latent_stats(self, batches: int = 16) -> None:
+        """Per-channel mean and std of the trained VAE's latents over training clips, written into
+        its config (``latents_mean``/``latents_std``), so the DiT sees unit-scale latents."""
+        vae = self.model.vae
+        zs = []
+        for i in range(batches):
+            samples = [self.data.load(j) for j in range(i * 8, min(len(self.data), (i + 1) * 8))]
+            samples = [s for s in samples if s is not None]
+            if not samples:
+                break
+            x = torch.stack([s["target"] for s in samples] + [s["source"] for s in samples]).to(self.acc.device, vae.dtype)
+            zs.append(vae.encode(x).latent_dist.mode().float().transpose(0, 1).flatten(1))
+        z = torch.cat(zs, 1)
+        vae.register_to_config(latents_mean=z.mean(1).tolist(), latents_std=z.std(1).clamp_min(1e-3).tolist())
 
     def save_model(self, path: str | Path) -> Path:
         """The trained weights as a model folder (``ReviseModel.from_pretrained`` loads it)."""
