@@ -13,8 +13,12 @@ from pathlib import Path
 
 from .errors import ReviseInputError
 
-DEFAULT_MODEL = "tiny"  # the embedded default until a trained model ships with the package
-EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
+ASSETS = Path(__file__).parent / "assets"
+EXAMPLES_DIR = ASSETS / "examples"
+# The embedded default: the trained mini model shipped in the package (docs/results.md); the tiny
+# random-weight preset only in a checkout that lacks it.
+BUNDLED_MODEL = ASSETS / "models" / "mini"
+DEFAULT_MODEL = str(BUNDLED_MODEL) if (BUNDLED_MODEL / "revise_config.json").is_file() else "tiny"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("edit", help="edit a video by an instruction",
                        description="Edit a clip by an instruction that may need reasoning, write an H.264 mp4.")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"preset name (tiny, wan2.1-1.3b: random weights) or model folder (default: {DEFAULT_MODEL})")
+                   help="model folder, or preset name (tiny, mini, wan2.1-1.3b: random weights) "
+                        "(default: the embedded mini model)")
     p.add_argument("--video", required=True, help="source clip: mp4, webm, gif ... or a folder of frames")
     p.add_argument("--instruction", required=True, help="what to change, e.g. 'show the scene one second later'")
     p.add_argument("--out", required=True, help="output .mp4 path")
@@ -110,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="override the config's steps")
     p.add_argument("--out", default=None, help="override the config's output folder")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop and save once this much training time has passed (overrides the config)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("synth", help="RVE-Synth: make reasoning edits with exact targets, score clips exactly",
@@ -137,11 +144,32 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
     sc.add_argument("--videos", required=True, help="folder of {id}.mp4, or 'source' / 'target'")
     sc.add_argument("--out", default=None, help="write per-item scores and the summary to this JSON file")
+    sc.add_argument("--workers", type=int, default=1, help="scoring processes (default 1)")
     sc.set_defaults(func=cmd_synth_score)
+    g = syn.add_parser("generate", help="edit every item of a split with a model (batched, resumable)",
+                       description="Edit each item's source clip by its instruction with a model and write "
+                                   "OUT/{id}.mp4 (existing outputs are kept, so a killed run resumes). Score them "
+                                   "with 'revise synth score --videos OUT'.")
+    g.add_argument("--model", required=True, help="model folder or preset")
+    g.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--batch", type=int, default=32, help="items per batch (default 32)")
+    _add_sampling_args(g)
+    g.set_defaults(func=cmd_synth_generate)
+    c = syn.add_parser("critic", help="measure a model's internal critic on critic data",
+                       description="Ask the model's critic every question of SPLIT_critic.json (written by "
+                                   "'revise synth make --critic'); print accuracy per question and candidate kind.")
+    c.add_argument("--model", required=True, help="model folder or preset")
+    c.add_argument("--data", required=True, help="SPLIT_critic.json")
+    c.add_argument("--out", default=None, help="write the report to this JSON file")
+    c.add_argument("--batch", type=int, default=32, help="questions per batch (default 32)")
+    c.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+    c.set_defaults(func=cmd_synth_critic)
 
     p = sub.add_parser("demo", help="edit a bundled example with the embedded default model",
-                       description="Edit a bundled example clip with the embedded default model and write "
-                                   "the result (mp4) and a source|edit comparison (PNG).")
+                       description="Edit a bundled RVE-Synth example with the embedded default model, write "
+                                   "the result (mp4) and a source|edit|target comparison (PNG), and print the "
+                                   "internal critic's P(Yes) and the exact judge's scores of the edit.")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     p.add_argument("--example", default=None, help="bundled example name (default: the first)")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -183,7 +211,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
+    from .critic import DIMENSIONS, Critic
     from .models.revise_model import sampling_defaults
+    from .synth.item import SynthItem
+    from .synth.judge import score_item
+    from .video import read_video, to_uint8
 
     examples = json.loads((EXAMPLES_DIR / "examples.json").read_text())
     if args.example is None:
@@ -196,13 +228,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         example = matches[0]
     d = sampling_defaults(DEFAULT_MODEL)
     out_dir = Path(args.out)
-    print(f"demo: model '{DEFAULT_MODEL}', example '{example['name']}': {example['instruction']}")
+    print(f"demo: model '{Path(DEFAULT_MODEL).name}', example '{example['name']}' ({example['category']}): "
+          f"{example['instruction']}")
     if DEFAULT_MODEL == "tiny":
         print("note: 'tiny' has seeded random weights, so its edit is noise: this shows the pipeline runs end to "
               "end, not what ReViSE can do")
-    _edit(DEFAULT_MODEL, EXAMPLES_DIR / example["video"], example["instruction"], out_dir / f"{example['name']}.mp4",
-          args.device, None, frames=d.num_frames, height=d.height, width=d.width, steps=d.num_inference_steps,
-          guidance=None, shift=None, solver="unipc", seed=0, fps=d.fps, comparison=out_dir / f"{example['name']}.png")
+    target = read_video(EXAMPLES_DIR / example["target"], d.num_frames, d.height, d.width)
+    pipe, source, edited = _edit(DEFAULT_MODEL, EXAMPLES_DIR / example["video"], example["instruction"],
+                                 out_dir / f"{example['name']}.mp4", args.device, None, frames=d.num_frames,
+                                 height=d.height, width=d.width, steps=d.num_inference_steps, guidance=None,
+                                 shift=None, solver="unipc", seed=0, fps=d.fps,
+                                 comparison=out_dir / f"{example['name']}.png", reference=target)
+    critic = Critic(pipe.model.understanding)
+    src, ed = source.to(pipe.device, pipe.model.dtype), edited[None].to(pipe.device, pipe.model.dtype)
+    p_yes = {dim: float(critic.score(src, ed, [example["instruction"]], dim)[0]) for dim in (None, *DIMENSIONS)}
+    print("critic P(Yes): " + ", ".join(f"{dim or 'overall'} {p:.2f}" for dim, p in p_yes.items()))
+    scores = score_item(SynthItem.from_dict(example["item"]), to_uint8(edited.cpu().float()))
+    print("exact judge (1-10): " + ", ".join(f"{k} {scores[k]:.2f}" for k in ("EA", "PC", "GN", "GR", "overall")))
     return 0
 
 
@@ -235,7 +277,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.trainer import Trainer
 
-    cfg = TrainConfig.load(args.config, steps=args.steps, out=args.out)
+    cfg = TrainConfig.load(args.config, steps=args.steps, out=args.out, time_limit_s=args.time_limit)
     _quiet_libraries()
     trainer = Trainer(cfg)
     if not args.no_resume and trainer.resume():
@@ -272,18 +314,66 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
 
     from .synth.evaluate import METRICS, score_split
 
-    result = score_split(args.data, args.videos)
+    if args.workers < 1:
+        raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
+    result = score_split(args.data, args.videos, workers=args.workers)
     print("| group | n | missing | " + " | ".join(METRICS) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in METRICS) + " |")
     for group, row in result["summary"].items():
         print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, out)
+        _write_json_atomic(Path(args.out), result)
     return 0
+
+
+def cmd_synth_generate(args: argparse.Namespace) -> int:
+    from .pipelines.edit import ReviseEditPipeline
+    from .synth.run import generate_split
+
+    if args.batch < 1:
+        raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
+    _quiet_libraries()
+    device, dtype = _device_dtype(args.device, args.dtype)
+    pipe = ReviseEditPipeline.from_pretrained(args.model, device=device, dtype=dtype, seed=0)
+    sampling = {k: v for k, v in (("num_frames", args.frames), ("num_inference_steps", args.steps),
+                                  ("guidance_scale", args.guidance), ("shift", args.shift)) if v is not None}
+    if args.size is not None:
+        sampling["width"], sampling["height"] = args.size
+    start = time.perf_counter()
+    out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver, **sampling)
+    print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_synth_critic(args: argparse.Namespace) -> int:
+    import json
+
+    from .models.revise_model import ReviseModel
+    from .synth.run import critic_report
+
+    _quiet_libraries()
+    device, dtype = _device_dtype(args.device, None)
+    model = ReviseModel.load(args.model, device=device, dtype=dtype)
+    report = critic_report(model, args.data, batch_size=args.batch)
+    print("| question or kind | n | Yes | accuracy | balanced accuracy | mean P(Yes) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k, r in report.items():
+        if "accuracy" in r:
+            print(f"| {k} | {r['n']} | {r['yes']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['mean_p_yes']:.3f} |")
+    rank = report["target_ranked_above_negative"]
+    print(f"target ranked above a negative of its item: {rank['rate']:.3f} of {rank['n']} pairs")
+    if args.out:
+        _write_json_atomic(Path(args.out), report)
+    return 0
+
+
+def _write_json_atomic(out: Path, obj) -> None:
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, out)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -307,7 +397,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 # ---- shared -----------------------------------------------------------------------------------
 def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device: str | None, dtype: str | None, *,
           frames: int, height: int, width: int, steps: int, guidance: float | None, shift: float | None,
-          solver: str, seed: int, fps: int, comparison: Path | None = None) -> None:
+          solver: str, seed: int, fps: int, comparison: Path | None = None, reference=None):
+    """Edit one clip, write the mp4 (and a middle-frame PNG: source | edit [| reference]); return the
+    pipeline, the source clip [1, 3, F, H, W] and the edit [3, F, H, W]."""
     import torch
 
     from .pipelines.edit import ReviseEditPipeline
@@ -315,8 +407,7 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
 
     start = time.perf_counter()
     source = read_video(video_path, frames, height, width)   # bad video fails before the model loads
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    device, torch_dtype = _device_dtype(device, dtype)
     _quiet_libraries()
     pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
     result = pipe(source, instruction, num_frames=frames, height=height, width=width, num_inference_steps=steps,
@@ -324,11 +415,21 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
     edited = result.video[0]
     write_video(out, edited, fps=fps)
     if comparison is not None:
-        pair = side_by_side(to_uint8(source), to_uint8(edited.cpu()))
-        write_image(comparison, pair[len(pair) // 2])
+        clips = [to_uint8(source), to_uint8(edited.float().cpu())] + ([to_uint8(reference)] if reference is not None else [])
+        row = side_by_side(*clips)
+        write_image(comparison, row[len(row) // 2])
     took = time.perf_counter() - start
     extra = f", comparison {comparison}" if comparison is not None else ""
     print(f"wrote {out} ({frames} frames {width}x{height}, {steps} {solver} steps, {device}) in {took:.1f} s{extra}")
+    return pipe, result.source, edited
+
+
+def _device_dtype(device: str | None, dtype: str | None):
+    """The device (cuda when available) and torch dtype (bf16 on a GPU, float32 on a CPU by default)."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return device, getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
 
 
 def _quiet_libraries() -> None:

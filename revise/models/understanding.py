@@ -133,8 +133,11 @@ class UnderstandingModel(nn.Module):
         """
         idx = even_indices(video.shape[1], self.num_frames)
         frames = video[:, idx].transpose(0, 1)
-        return F.interpolate(frames, size=(self.image_size, self.image_size), mode="bilinear",
-                             align_corners=False, antialias=True)
+        if frames.shape[-2:] == (self.image_size, self.image_size):
+            return frames
+        # resized in float32: antialiased resizing has no bf16 backward on the CPU
+        return F.interpolate(frames.float(), size=(self.image_size, self.image_size), mode="bilinear",
+                             align_corners=False, antialias=True).to(frames.dtype)
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """[3, F, H, W] -> [num_frames * tokens_per_frame, lm_dim], the frames in order."""

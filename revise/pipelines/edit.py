@@ -85,13 +85,19 @@ class ReviseEditPipeline:
                                    f"expected {(num_frames, height, width)}")
         return video.to(self.device, torch.float32)
 
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The latent shape of one clip: the Wan VAE's stride is 4 in time (4n+1 -> n+1), 8 in space."""
+        return (self.model.vae.config.z_dim, (num_frames - 1) // 4 + 1, height // 8, width // 8)
+
     @torch.no_grad()
     def __call__(self, video: torch.Tensor | str | Path, instruction: str | Sequence[str], *,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, seed: int | None = 0, solver: str = "unipc",
-                 generator: torch.Generator | None = None, progress: bool = True,
-                 callback: Callable[[int, int], None] | None = None) -> ReviseEditOutput:
+                 generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                 progress: bool = True, callback: Callable[[int, int], None] | None = None) -> ReviseEditOutput:
+        """Edit ``video`` by ``instruction``. The starting noise is drawn from ``generator`` (or one
+        seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)]."""
         d = self.model.sampling_config
         num_frames = d.num_frames if num_frames is None else num_frames
         height = d.height if height is None else height
@@ -119,10 +125,15 @@ class ReviseEditPipeline:
 
         use_cfg = guidance != 0
         context = torch.cat([cond, uncond]) if use_cfg else cond
-        if generator is None:
-            generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
-        latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
-                              device=generator.device).to(self.device)
+        if latents is not None:
+            if tuple(latents.shape) != tuple(source_latents.shape):
+                raise ReviseInputError(f"latents must have shape {list(source_latents.shape)}, not {list(latents.shape)}")
+            latents = latents.to(self.device, torch.float32)
+        else:
+            if generator is None:
+                generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
+            latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
+                                  device=generator.device).to(self.device)
         scheduler.set_timesteps(steps, device=self.device)
         dit = model.transformer
         for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):

@@ -19,8 +19,9 @@ from .judge import overall, score_item
 METRICS = ("EA", "PC", "GN", "GR", "overall")
 
 
-def score_split(json_path: str | Path, videos: str | Path, progress: bool = True) -> dict:
-    """``{"items": [{id, subset, category, family, EA, PC, GN, GR, overall} | {id, missing}], "summary": ...}``."""
+def score_split(json_path: str | Path, videos: str | Path, progress: bool = True, workers: int = 1) -> dict:
+    """``{"items": [{id, subset, category, family, EA, PC, GN, GR, overall} | {id, missing}], "summary": ...}``.
+    ``workers`` > 1 scores items in that many processes (same result)."""
     json_path = Path(json_path)
     if not json_path.is_file():
         raise ReviseInputError(f"RVE-Synth split {json_path} does not exist")
@@ -29,21 +30,39 @@ def score_split(json_path: str | Path, videos: str | Path, progress: bool = True
     folder = None if str(videos) in ("source", "target") else Path(videos)
     if folder is not None and not folder.is_dir():
         raise ReviseInputError(f"video folder {folder} does not exist")
+    jobs = [(item, rec, folder, str(videos)) for item, rec in zip(items, records)]
+    bar = tqdm(total=len(jobs), desc="scoring", unit="item", disable=not progress)
     rows = []
-    for item, rec in tqdm(list(zip(items, records)), desc="scoring", unit="item", disable=not progress):
-        h, w = rec.get("height", 64), rec.get("width", 64)
-        base = {"id": item.id, "subset": item.subset, "category": item.category, "family": item.family}
-        if folder is None:
-            clip = item.source_clip(h, w) if videos == "source" else item.target_clip(h, w)
-        else:
-            path = folder / f"{item.id}.mp4"
-            if not path.is_file():
-                rows.append({**base, "missing": True})
-                continue
-            clip = to_uint8(read_video(path, item.frames, h, w))
-        scores = score_item(item, clip)
-        rows.append({**base, **{m: float(scores[m]) for m in METRICS}})
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            for row in pool.map(_score_one, jobs, chunksize=4):
+                rows.append(row)
+                bar.update(1)
+    else:
+        for job in jobs:
+            rows.append(_score_one(job))
+            bar.update(1)
+    bar.close()
     return {"items": rows, "summary": summarize(rows)}
+
+
+def _score_one(job) -> dict:
+    item, rec, folder, videos = job
+    h, w = rec.get("height", 64), rec.get("width", 64)
+    base = {"id": item.id, "subset": item.subset, "category": item.category, "family": item.family}
+    if folder is None:
+        clip = item.source_clip(h, w) if videos == "source" else item.target_clip(h, w)
+    else:
+        path = folder / f"{item.id}.mp4"
+        if not path.is_file():
+            return {**base, "missing": True}
+        clip = to_uint8(read_video(path, item.frames, h, w))
+    scores = score_item(item, clip)
+    return {**base, **{m: float(scores[m]) for m in METRICS}}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -34,6 +34,7 @@ def synth_words(draws_per_phrasing: int = 6, seed: int = 0) -> list[str]:
     combos = [(c, s) for c in PALETTE for s in SHAPES]
     for family in FAMILIES.values():
         for subset, phrasings in family.phrasings.items():
+            texts += [re.sub(r"\{[^}]*\}", " ", t) for t in phrasings]      # the words around the blanks
             for p in range(len(phrasings)):
                 for k in range(draws_per_phrasing):
                     combo = combos[int(rng.integers(len(combos)))]

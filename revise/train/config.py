@@ -34,7 +34,8 @@ class TrainConfig:
     cache_text: bool = False             # encode every instruction once (out/cache), then free the T5 encoder
     preload: bool = False                # decode every clip once into memory (uint8) before training
     preload_workers: int = 0             # processes that decode clips for preload and the feature cache
-    cache_features: bool = False         # VAE latents (and frozen-VLM hidden states) computed once (out/cache)
+    cache_features: bool = False         # VAE latents (and frozen-VLM hidden states) computed once (cache_dir)
+    cache_dir: str = ""                  # where the feature cache lives (default: out/cache); runs may share it
     time_limit_s: float = 0.0            # stop (and save) once this much wall time has passed; 0: none
     vae_kl_weight: float = 1.0e-6        # the KL term of VAE training
     critic_balance: bool = True          # weight Yes and No answers equally in critic training

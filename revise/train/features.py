@@ -24,14 +24,26 @@ from .data import TripletData
 
 
 def fingerprint(data: TripletData, model_ref: str, vlm: bool) -> str:
-    """Changes when the data file, the clip shape, the model (folder weights) or the cached parts do."""
+    """Changes when the data, the clip shape, the cached parts or the weights that make them (the VAE
+    and the understanding VLM of a model folder, by content; a preset by name) change."""
     h = hashlib.sha256()
-    h.update(json.dumps([data.items, list(data.shape), str(model_ref), vlm], sort_keys=True).encode())
+    h.update(json.dumps([data.items, list(data.shape), vlm], sort_keys=True).encode())
+    if not Path(model_ref).is_dir():
+        h.update(str(model_ref).encode())     # a preset: its seeded weights
     folder = Path(model_ref)
-    if folder.is_dir():
-        for f in sorted(folder.rglob("*.safetensors")) + sorted(folder.rglob("config.json")):
-            st = f.stat()
-            h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    if folder.is_dir():       # only the components that make the features: other stages' DiTs share it
+        for part in ("vae", "understanding"):
+            for f in sorted((folder / part).rglob("*")):
+                if f.is_file():
+                    h.update(f"{f.relative_to(folder)}:{f.stat().st_size}:{_sha(f)}".encode())
+    return h.hexdigest()
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 

@@ -182,7 +182,8 @@ class Trainer:
             from .features import feature_cache
 
             vlm_frozen = not {"understanding", "lm_head"} & set(cfg.train_modules)
-            self.features = feature_cache(model, self.data, self.out / "cache", cfg.model, vlm=vlm_frozen,
+            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
+            self.features = feature_cache(model, self.data, cache_dir, cfg.model, vlm=vlm_frozen,
                                           write=self.acc.is_main_process)
         self.class_weights = None
         answers = self.data.answers() if cfg.objective == "critic" and cfg.critic_balance else None

@@ -1,0 +1,108 @@
+"""Running a model on RVE-Synth: generate a split's edits in batches, and measure the internal
+critic on critic data. Scores of generated clips come from :mod:`revise.synth.evaluate`."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..critic import Critic
+from ..errors import ReviseInputError
+from ..video import read_video, write_video
+
+
+def _records(json_path: str | Path) -> tuple[list[dict], Path]:
+    path = Path(json_path)
+    if not path.is_file():
+        raise ReviseInputError(f"RVE-Synth split {path} does not exist")
+    return json.loads(path.read_text()), path.parent
+
+
+def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size: int = 32, seed: int = 0,
+                   progress: bool = True, **sampling) -> Path:
+    """Edit every item's source clip by its instruction; write ``out_dir/{id}.mp4``. Items whose
+    output exists already are skipped, so a killed run resumes. Each item's noise is seeded by
+    (``seed``, its position in the split), so the result depends on ``batch_size`` only by float
+    rounding."""
+    records, root = _records(json_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.mp4").is_file()]
+    d = pipe.model.sampling_config
+    f, h, w = sampling.pop("num_frames", d.num_frames), sampling.pop("height", d.height), sampling.pop("width", d.width)
+    for start in tqdm(range(0, len(todo), batch_size), desc="generating", unit="batch", disable=not progress):
+        chunk = todo[start:start + batch_size]
+        clips = torch.stack([read_video(root / r["source_video_path"], f, h, w) for _, r in chunk])
+        noise = torch.stack([torch.randn(pipe.latent_shape(f, h, w), generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+                             for i, _ in chunk])
+        out = pipe(video=clips, instruction=[r["instruction"] for _, r in chunk], num_frames=f, height=h, width=w,
+                   latents=noise, progress=False, **sampling)
+        for (_, r), clip in zip(chunk, out.video.cpu()):
+            write_video(out_dir / f"{r['id']}.mp4", clip, fps=d.fps)
+    return out_dir
+
+
+@torch.no_grad()
+def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: bool = True) -> dict:
+    """The critic's answers on critic data (``revise synth make --critic``): accuracy and balanced
+    accuracy per question (overall and each dimension) and per candidate kind, and the rate at which
+    the exact target gets a higher overall P(Yes) than each of its item's negatives."""
+    records, root = _records(json_path)
+    critic = Critic(model.understanding)
+    f, h, w = model.sampling_config.num_frames, model.sampling_config.height, model.sampling_config.width
+    cache: dict[str, torch.Tensor] = {}
+
+    def clip(rel: str) -> torch.Tensor:
+        if rel not in cache:
+            cache[rel] = read_video(root / rel, f, h, w)
+        return cache[rel]
+
+    p_yes: list[float] = []
+    for start in tqdm(range(0, len(records), batch_size), desc="critic", unit="batch", disable=not progress):
+        chunk = records[start:start + batch_size]
+        src = torch.stack([clip(r["source_video_path"]) for r in chunk]).to(model.device, model.dtype)
+        cand = torch.stack([clip(r["candidate_video_path"]) for r in chunk]).to(model.device, model.dtype)
+        p_yes += critic.p_yes(src, cand, [r["instruction"] for r in chunk], [r.get("dimension") for r in chunk]).tolist()
+        if len(cache) > 4096:
+            cache.clear()
+    groups: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for r, p in zip(records, p_yes):
+        yes = str(r["answer"]).lower() == "yes"
+        groups[f"question/{r.get('dimension') or 'overall'}"].append((p, yes))
+        if r.get("dimension") is None:
+            groups[f"kind/{r.get('kind', '?')}"].append((p, yes))
+    report = {k: _accuracy(v) for k, v in sorted(groups.items())}
+    # ranking: target above each negative of the same item, on the overall question
+    by_item: dict[str, dict[str, float]] = defaultdict(dict)
+    for r, p in zip(records, p_yes):
+        if r.get("dimension") is None:
+            by_item[r["id"]][r.get("kind", "?")] = p
+    pairs = [(k["target"] > v) for k in by_item.values() if "target" in k for kind, v in k.items() if kind != "target"]
+    report["target_ranked_above_negative"] = {"n": len(pairs), "rate": float(np.mean(pairs)) if pairs else float("nan")}
+    return report
+
+
+def _accuracy(rows: list[tuple[float, bool]]) -> dict:
+    p = np.array([r[0] for r in rows])
+    y = np.array([r[1] for r in rows])
+    pred = p > 0.5
+    acc = float((pred == y).mean())
+    per_class = [float((pred[y == c] == c).mean()) for c in (True, False) if (y == c).any()]
+    return {"n": len(rows), "yes": int(y.sum()), "accuracy": acc, "balanced_accuracy": float(np.mean(per_class)),
+            "mean_p_yes": float(p.mean())}
+
+
+def bootstrap_interval(values, n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``values`` (items resampled with replacement)."""
+    v = np.asarray(values, np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)

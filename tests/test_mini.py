@@ -1,0 +1,96 @@
+"""The mini preset's pieces: RVE-Synth's word vocabulary and tokenizers, the source position code,
+critic data writing, and the batched synth runner with the critic report."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from revise.config import load_preset
+from revise.models.connectors import VisualContextAdapter, sincos_3d
+from revise.models.tokenizers import build_tokenizer
+from revise.synth.dataset import make_dataset
+from revise.synth.tasks import FAMILIES, generate_checked
+from revise.synth.vocabulary import split_words
+from revise.video import read_video
+
+
+def test_shipped_vocabulary_covers_every_family_and_split():
+    preset = load_preset("mini")
+    tok = build_tokenizer("t5", preset["tokenizer"])
+    rng = np.random.default_rng(123)
+    for name, fam in FAMILIES.items():
+        for split in ("train", "val", "test"):
+            for subset in fam.subsets:
+                item = generate_checked(rng, name, split, subset)[0]
+                ids = tok(item.instruction).input_ids
+                assert tok.unk_token_id not in ids, (name, item.instruction)
+                assert len(ids) == len(split_words(item.instruction)) + 1      # + </s>
+
+
+def test_word_tokenizers_round_trip_and_chat_template():
+    preset = load_preset("mini")
+    chat = build_tokenizer("chat", preset["understanding"]["tokenizer"])
+    text = chat.apply_chat_template([{"role": "user", "content": "Show the red circle later?"}], tokenize=False,
+                                    add_generation_prompt=True)
+    toks = chat.tokenize(text)
+    assert "<unk>" not in toks and toks[:2] == ["<|begin_of_text|>", "<|start_header_id|>"]
+    assert chat.decode(chat("show the red circle").input_ids) == "show the red circle"
+    yes, no = chat("Yes", add_special_tokens=False).input_ids, chat("No", add_special_tokens=False).input_ids
+    assert len(yes) == len(no) == 1 and yes != no
+    assert chat.tokenize("zebra") == ["<unk>"]
+
+
+def test_sincos_code_tells_every_source_token_apart():
+    code = sincos_3d((5, 4, 4), 96)
+    assert code.shape == (80, 96)
+    d = torch.cdist(code, code) + torch.eye(80) * 10
+    assert float(d.min()) > 0.1
+    vca = VisualContextAdapter(in_channels=16, hidden_dim=96, out_dim=32, patch_size=(1, 2, 2),
+                               position_embedding="sincos")
+    plain = VisualContextAdapter(in_channels=16, hidden_dim=96, out_dim=32, patch_size=(1, 2, 2))
+    plain.load_state_dict(vca.state_dict())                 # same weights: only the code differs
+    flat = torch.zeros(1, 16, 5, 8, 8)                     # identical latents everywhere
+    assert float(plain(flat).std(1).max()) < 1e-4           # without the code the tokens are equal
+    assert float(vca(flat).std(1).min()) > 1e-3
+    with pytest.raises(ValueError):
+        VisualContextAdapter(position_embedding="learned")
+
+
+def test_critic_data_records_every_question(tmp_path):
+    make_dataset(4, "train", 3, tmp_path, progress=False, workers=1, critic=True)
+    recs = json.loads((tmp_path / "train_critic.json").read_text())
+    kinds = {r["kind"] for r in recs}
+    assert {"target", "source"} <= kinds and len(kinds) >= 3
+    for r in recs:
+        assert (tmp_path / r["candidate_video_path"]).is_file() and (tmp_path / r["source_video_path"]).is_file()
+        assert r["answer"] in ("Yes", "No")
+    overall = [r for r in recs if r["dimension"] is None]
+    assert all(r["answer"] == "Yes" for r in overall if r["kind"] == "target")
+    assert all(r["answer"] == "No" for r in overall if r["kind"] != "target")
+    assert len(recs) == 5 * len(overall)                    # overall + four dimensions per candidate
+
+
+def test_generate_and_critic_report_on_a_tiny_split(tmp_path, tiny_model):
+    from revise.pipelines.edit import ReviseEditPipeline
+    from revise.synth.run import bootstrap_interval, critic_report, generate_split
+
+    make_dataset(3, "test", 0, tmp_path / "d", progress=False, workers=1, critic=True)
+    pipe = ReviseEditPipeline(tiny_model)
+    data = tmp_path / "d" / "test.json"
+    a = generate_split(pipe, data, tmp_path / "a", batch_size=2, progress=False, num_inference_steps=2)
+    b = generate_split(pipe, data, tmp_path / "b", batch_size=3, progress=False, num_inference_steps=2)
+    names = sorted(p.name for p in a.glob("*.mp4"))
+    assert names == sorted(f"{r['id']}.mp4" for r in json.loads(data.read_text()))
+    for n in names:                          # batching changes the result by float rounding only
+        va, vb = read_video(a / n, 17, 64, 64), read_video(b / n, 17, 64, 64)
+        assert float((va - vb).abs().mean()) < 0.01
+    stamp = (a / names[0]).stat().st_mtime_ns
+    generate_split(pipe, data, a, progress=False, num_inference_steps=2)
+    assert (a / names[0]).stat().st_mtime_ns == stamp      # finished items are skipped
+    report = critic_report(tiny_model, tmp_path / "d" / "test_critic.json", batch_size=8, progress=False)
+    assert report["question/overall"]["n"] > 0 and 0 <= report["question/overall"]["accuracy"] <= 1
+    assert 0 <= report["target_ranked_above_negative"]["rate"] <= 1
+    lo, hi = bootstrap_interval([1.0, 2.0, 3.0, 4.0])
+    assert 1.0 <= lo < 2.5 < hi <= 4.0
