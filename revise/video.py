@@ -133,6 +133,9 @@ def _check_video_path(path: Path) -> None:
         raise ReviseInputError(f"'{path}' has extension '{path.suffix}', not a video we read ({accepted})")
 
 
+SMALL_FRAME = 320 * 320   # pixels: frames up to this size decode on one thread
+
+
 def _decode(path: Path, frame_threads: bool = False) -> Iterator[av.VideoFrame]:
     """Yield the decoded frames of the first video stream, with PyAV errors made user errors.
 
@@ -149,6 +152,8 @@ def _decode(path: Path, frame_threads: bool = False) -> Iterator[av.VideoFrame]:
             raise ReviseInputError(f"'{path}' has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO" if frame_threads else "SLICE"
+        if (stream.codec_context.width or 0) * (stream.codec_context.height or 0) <= SMALL_FRAME:
+            stream.codec_context.thread_count = 1    # threads cost more than they give on small frames
         decoded = 0
         try:
             for frame in container.decode(stream):

@@ -37,7 +37,9 @@ def score_split(json_path: str | Path, videos: str | Path, progress: bool = True
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        # forkserver, not fork: a process that has run torch (OpenMP) can deadlock in forked children
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                          else None)
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             for row in pool.map(_score_one, jobs, chunksize=4):
                 rows.append(row)

@@ -86,14 +86,17 @@ class TripletData:
         from tqdm.auto import tqdm
 
         paths = sorted({p for it in self.items for p in (it["source_video_path"], self.candidate_key(it))})
-        loader = torch.utils.data.DataLoader(_ClipFiles(self, paths), batch_size=None, num_workers=workers)
+        # numpy arrays, not tensors, come back from the workers: pickled through the pipe rather than
+        # shared by file descriptors (tens of thousands of clips would exhaust the open-file limit)
+        loader = torch.utils.data.DataLoader(_ClipFiles(self, paths), batch_size=None, num_workers=workers,
+                                             collate_fn=_as_is, worker_init_fn=_one_thread)
         clips: dict[str, torch.Tensor] = {}
         for rel, clip, err in tqdm(loader, total=len(paths), desc="preloading clips", unit="clip", disable=not progress):
             if err:
                 log.warning("unreadable clip: %s", err)
                 self.skipped.append(err)
             else:
-                clips[rel] = clip
+                clips[rel] = torch.from_numpy(clip)
         self._clips = clips
 
     def answers(self) -> list[float] | None:
@@ -103,8 +106,16 @@ class TripletData:
         return [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in self.items]
 
 
+def _as_is(sample):
+    return sample
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)     # many workers, each with a thread per core, would thrash
+
+
 class _ClipFiles(torch.utils.data.Dataset):
-    """(path, uint8 clip [3, F, H, W] or None, error or "") for each path, for a parallel DataLoader."""
+    """(path, uint8 numpy clip [3, F, H, W] or None, error or "") for each path, for a parallel DataLoader."""
 
     def __init__(self, data: TripletData, paths: list[str]):
         self.data, self.paths = data, paths
@@ -118,7 +129,7 @@ class _ClipFiles(torch.utils.data.Dataset):
             clip = read_video(self.data._path(rel), *self.data.shape)
         except ReviseInputError as err:
             return rel, None, str(err)
-        return rel, ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), ""
+        return rel, ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy(), ""
 
 
 class DataCursor:
