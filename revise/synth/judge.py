@@ -3,7 +3,11 @@
 Every pixel of an RVE-Synth frame has a colour fixed by the world (PALETTE, ICE_COLOUR, the sky
 gradient, GROUND, walls, ...) times the light level, so a frame can be parsed back: estimate the
 light from the floor band (or the sky), label each pixel with the nearest world colour, and turn the
-connected components of each object colour into :class:`Detection` s in world units.
+connected components of each object colour into :class:`Detection` s in world units. Compression
+blurs object edges (H.264's chroma subsampling bleeds a pixel or two, and the sky and several
+object colours differ in chroma only), so an object's area and centroid count the mixed pixels
+around it by how much of the object's colour they hold, and the shape of a small object comes from
+fitting each shape's own rendering to it.
 
 :func:`score_item` compares a candidate clip with the item's exact target, rendered at the
 candidate's own resolution and parsed the same way (so discretisation and occlusion cancel out),
@@ -31,7 +35,7 @@ import math
 import numpy as np
 
 from .item import SynthItem
-from .render import CONTAINER, GROUND, OCCLUDER, SKY, WALL, render_clip
+from .render import CONTAINER, GROUND, OCCLUDER, SKY, WALL, render_clip, shape_mask
 from .world import FLOOR, ICE_COLOUR, PALETTE, WATER_COLOUR, Obj, Scene, simulate
 
 DIMENSIONS = ("EA", "PC", "GN", "GR")
@@ -59,10 +63,12 @@ class Detection:
     shape: str            # "circle", "square" or "triangle"
     x: float              # centre in world units (the Obj's x, y convention)
     y: float
+    cy: float             # y of the area centroid (positions are compared by centroid: no shape guess)
     size: float           # radius / half side, world units
     area: float           # world units^2
     fill: float           # area / bounding-box area
     bbox: tuple[int, int, int, int]   # row0, row1, col0, col1 (inclusive), pixels
+    misfit: dict[str, float] | None = None   # per shape: template mismatch / pixels (small components)
 
 
 @dataclasses.dataclass
@@ -103,23 +109,38 @@ def estimate_light(img: np.ndarray) -> float | None:
     return None
 
 
-def classify(img: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest world colour per pixel at ``light``: (labels [H, W], distance / light [H, W])."""
-    img = np.asarray(img, np.float32)
-    h, w = img.shape[:2]
+def _class_colours(h: int, light: float) -> np.ndarray:
+    """The colour of every class at ``light`` in every row, float [H, K, 3] (the sky is a gradient)."""
     ys = _rows_y(h)
     flat = np.concatenate([_OBJ_RGB, np.stack([GROUND, WALL, CONTAINER, OCCLUDER])]) * light
-    diff = img[:, :, None, :] - flat[None, None]
-    d_flat = np.einsum("hwkc,hwkc->hwk", diff, diff)                                  # squared, [H, W, K-1]
     sky = (SKY[None] * (0.55 + 0.45 * (1 - ys))[:, None]) * light                      # [H, 3]
-    ds = img - sky[:, None, :]
-    d_sky = np.einsum("hwc,hwc->hw", ds, ds)
-    d_sky[ys <= FLOOR] = np.inf
-    d_flat[ys > FLOOR, :, len(OBJECT_CLASSES)] = np.inf          # ground only below the floor line
     n_obj = len(OBJECT_CLASSES)
-    d = np.concatenate([d_flat[..., :n_obj], d_sky[..., None], d_flat[..., n_obj:]], -1)
-    labels = d.argmin(-1)
-    return labels.astype(np.int64), np.sqrt(d.min(-1)) / max(light, 1e-3)
+    out = np.empty((h, len(CLASSES), 3), np.float32)
+    out[:, :n_obj] = flat[:n_obj]
+    out[:, n_obj] = sky
+    out[:, n_obj + 1:] = flat[n_obj:]
+    return out
+
+
+def _distances(img: np.ndarray, light: float) -> np.ndarray:
+    """Squared RGB distance of every pixel to every class colour at ``light``, [H, W, K]; the sky,
+    walls and containers only above the floor line (where the world draws them), the ground only
+    below it."""
+    img = np.asarray(img, np.float32)
+    h = img.shape[0]
+    ys = _rows_y(h)
+    diff = img[:, :, None, :] - _class_colours(h, light)[:, None]
+    d = np.einsum("hwkc,hwkc->hwk", diff, diff)
+    for c in ("sky", "wall", "container"):
+        d[ys <= FLOOR, :, _CLS[c]] = np.inf
+    d[ys > FLOOR, :, _CLS["ground"]] = np.inf
+    return d
+
+
+def classify(img: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest world colour per pixel at ``light``: (labels [H, W], distance / light [H, W])."""
+    d = _distances(img, light)
+    return d.argmin(-1).astype(np.int64), np.sqrt(d.min(-1)) / max(light, 1e-3)
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -173,19 +194,94 @@ def _shape_of(fill: float, pts: np.ndarray) -> str:
     return "circle" if fill < 0.89 else "square"
 
 
-def _detection(colour: str, pts: np.ndarray, h: int, w: int) -> Detection:
+FIT_MAX_PIXELS = 400        # components up to this many pixels get their shape from a template fit
+_SHIFTS = np.array([(dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)])   # pixels
+
+
+def _fit_shape(pts: np.ndarray, area: float, x: float, y: float, h: int, w: int) -> dict[str, float]:
+    """Per shape, how badly its rendering (of the component's area, at its centroid moved by up to
+    half a pixel) fits the component: mismatched pixels / the component's pixels; the best fit is
+    the shape. Small objects are a few pixels across, where fill and symmetry depend on how the
+    outline falls on the pixel grid; the renderer's own rasterisation at the same resolution does
+    not."""
+    r0, r1 = int(pts[:, 0].min()) - 2, int(pts[:, 0].max()) + 3
+    c0, c1 = int(pts[:, 1].min()) - 2, int(pts[:, 1].max()) + 3
+    comp = np.zeros((r1 - r0, c1 - c0), bool)
+    comp[pts[:, 0] - r0, pts[:, 1] - c0] = True
+    ys = (1.0 - (np.arange(r0, r1) + 0.5) / h)[:, None]
+    xs = ((np.arange(c0, c1) + 0.5) / w)[None, :]
+    sx, sy = (_SHIFTS[:, 0] / w)[:, None, None], (_SHIFTS[:, 1] / h)[:, None, None]
+    misfit = {}
+    for shape, k in _AREA_K.items():
+        size = math.sqrt(area / k)
+        yc = y + size / 3 if shape == "triangle" else y
+        misfit[shape] = float((shape_mask(shape, x + sx, yc + sy, size, xs, ys) ^ comp).sum(axis=(1, 2)).min()) / len(pts)
+    return misfit
+
+
+RING = 2            # pixels around a component whose mixed colours count towards its area
+
+
+def _dilate(mask: np.ndarray, n: int = 1) -> np.ndarray:
+    """``mask`` grown by ``n`` pixels (8-neighbourhood)."""
+    for _ in range(n):
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= grown[:, :-1]
+        grown[:, :-1] |= grown[:, 1:]
+        mask = grown
+    return mask
+
+
+def _coverage(img: np.ndarray, labels: np.ndarray, colours: np.ndarray, owner: np.ndarray, index: int,
+              k: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How much of each pixel in and around a component (within RING pixels) object class ``k``
+    covers: the pixel's colour projected on the line from the local background's colour to the
+    object's, in [0, 1] (below 0.1 taken as 0, above 0.9 as 1, so that mild noise adds nothing).
+    The local background is the most common background class around the component, above and
+    below the floor line (by default the sky and the ground). A clean render has 1 inside the
+    component and 0 around it; compression blurs the object's edge (chroma subsampling bleeds a
+    pixel or two), and the blurred edge pixels still add up to the object's area. Pixels of other
+    components do not count. Returns (pixel indices [N, 2], coverage [N], local background class [N])."""
+    h, w = owner.shape
+    r0, r1 = max(int(pts[:, 0].min()) - RING, 0), min(int(pts[:, 0].max()) + RING + 1, h)
+    c0, c1 = max(int(pts[:, 1].min()) - RING, 0), min(int(pts[:, 1].max()) + RING + 1, w)
+    comp = np.zeros((r1 - r0, c1 - c0), bool)
+    comp[pts[:, 0] - r0, pts[:, 1] - c0] = True
+    near = _dilate(comp, RING)
+    own = owner[r0:r1, c0:c1]
+    near &= (own == -1) | (own == index)
+    rows, cols = np.nonzero(near)
+    lab = labels[r0:r1, c0:c1][rows, cols]
+    above = _rows_y(h)[rows + r0] > FLOOR
+    local = np.empty(len(rows), np.int64)
+    for side, default in ((above, _CLS["sky"]), (~above, _CLS["ground"])):
+        seen = lab[side & (lab >= len(OBJECT_CLASSES))]
+        local[side] = np.bincount(seen).argmax() if len(seen) else default
+    b = colours[rows + r0, local]
+    span = colours[rows + r0, k] - b
+    a = ((img[r0:r1, c0:c1][rows, cols] - b) * span).sum(-1) / np.maximum((span * span).sum(-1), 1.0)
+    a = np.where(a < 0.1, 0.0, np.where(a > 0.9, 1.0, a))
+    a[comp[rows, cols]] = np.maximum(a[comp[rows, cols]], 0.5)      # a labelled pixel is at least half the object
+    return np.stack([rows + r0, cols + c0], 1), a, local
+
+
+def _detection(colour: str, pts: np.ndarray, h: int, w: int, at: np.ndarray, a: np.ndarray) -> Detection:
+    """A component ``pts`` as a detection; area and centroid from its coverage ``a`` of pixels ``at``."""
     r0, r1 = int(pts[:, 0].min()), int(pts[:, 0].max())
     c0, c1 = int(pts[:, 1].min()), int(pts[:, 1].max())
     n = len(pts)
     fill = n / ((r1 - r0 + 1) * (c1 - c0 + 1))
-    shape = _shape_of(fill, pts)
-    area = n / (h * w)
+    area = float(a.sum()) / (h * w)
+    x = float(((at[:, 1] + 0.5) / w * a).sum() / a.sum())
+    y = float(((1.0 - (at[:, 0] + 0.5) / h) * a).sum() / a.sum())
+    misfit = _fit_shape(at[a >= 0.5], area, x, y, h, w) if n <= FIT_MAX_PIXELS else None
+    shape = min(misfit, key=misfit.get) if misfit else _shape_of(fill, pts)
     size = math.sqrt(area / _AREA_K[shape])
-    x = float(((pts[:, 1] + 0.5) / w).mean())
-    y = float((1.0 - (pts[:, 0] + 0.5) / h).mean())
-    if shape == "triangle":         # area centroid is a third of the way up; the Obj y is the box centre
-        y += size / 3
-    return Detection(colour, shape, x, y, size, area, fill, (r0, r1, c0, c1))
+    # a triangle's area centroid is a third of the way up; the Obj y is the box centre
+    return Detection(colour, shape, x, y + size / 3 if shape == "triangle" else y, y, size, area, fill,
+                     (r0, r1, c0, c1), misfit)
 
 
 _AREA_K = {"circle": math.pi, "square": 4.0, "triangle": 2.0}     # area = k * size^2
@@ -205,9 +301,10 @@ def parse(img: np.ndarray, light: float | None = None) -> ParsedFrame:
     labels, resid = classify(img, use)
     known = resid <= KNOWN_TOL
     labels = np.where(known, labels, UNKNOWN)
-    dets: list[Detection] = []
     ys = _rows_y(h)
     above = (ys > FLOOR)[:, None]
+    comps: list[tuple[int, np.ndarray]] = []
+    owner = np.full((h, w), -1, np.int64)           # which component each pixel belongs to
     for k, colour in enumerate(OBJECT_CLASSES):
         mask = labels == k
         if colour == "water":
@@ -216,7 +313,19 @@ def parse(img: np.ndarray, light: float | None = None) -> ParsedFrame:
             continue
         for pts in _components(mask):
             if len(pts) >= _min_area(h, w):
-                dets.append(_detection(colour, pts, h, w))
+                owner[pts[:, 0], pts[:, 1]] = len(comps)
+                comps.append((k, pts))
+    colours = _class_colours(h, use)
+    img_f = np.asarray(img, np.float32)
+    dets = []
+    for i, (k, pts) in enumerate(comps):
+        at, a, local = _coverage(img_f, labels, colours, owner, i, k, pts)
+        dets.append(_detection(OBJECT_CLASSES[k], pts, h, w, at, a))
+        # stray labels at the object's blurred edge (unknown, or another object's colour: blue on
+        # sky blurs to water) become the object's where it covers half the pixel, else the local background
+        r, c = at[:, 0], at[:, 1]
+        stray = (labels[r, c] == UNKNOWN) | ((labels[r, c] < len(OBJECT_CLASSES)) & (owner[r, c] == -1))
+        labels[r[stray], c[stray]] = np.where(a[stray] >= 0.5, k, local[stray])
     band = (ys <= FLOOR) & (ys >= FLOOR - 0.02)
     if band.any():
         cols = (labels[band] == _CLS["water"]).mean(0) >= 0.5
@@ -269,7 +378,7 @@ def _assign(objs: list[Obj], expect: dict[str, tuple[float, float] | None], dets
             continue
         for j, d in enumerate(dets):
             if d.colour == _colour_of(o):
-                dist = math.hypot(d.x - pos[0], d.y - pos[1])
+                dist = math.hypot(d.x - pos[0], d.cy - pos[1])
                 if gate is None or dist <= gate:
                     pairs.append((dist, o.name, j))
     pairs.sort()
@@ -331,16 +440,17 @@ def _object_check(exp: Detection | None, got: Detection | None) -> tuple[float, 
         return 1.0, {}
     if exp is None or got is None:
         return 0.0, {"presence": "missing" if got is None else "unexpected"}
-    dpos = math.hypot(got.x - exp.x, got.y - exp.y)
+    dpos = math.hypot(got.x - exp.x, got.cy - exp.cy)     # centroids: whatever the shape guess
     dsize = abs(math.sqrt(got.area / _AREA_K[exp.shape]) - exp.size)     # size as if of the expected shape
     q = _soft(dpos, POS_TOL, POS_SCALE) * (0.5 + 0.5 * _soft(dsize, SIZE_TOL, SIZE_SCALE))
     return q, {"pos_err": round(dpos, 4), "size_err": round(dsize, 4)}
 
 
 def _mask_err(a: np.ndarray, b: np.ndarray) -> float:
-    """Pixels in one mask but not the other, relative to their union (at least 2% of the frame, so
-    a few stray edge pixels of a compressed clip do not count as a wall)."""
-    return float((a ^ b).sum() / max((a | b).sum(), 0.02 * a.size))
+    """Pixels of one mask more than a pixel away from the other, relative to their union (at least
+    2% of the frame, so a few stray edge pixels of a compressed clip do not count as a wall)."""
+    off = (a & ~_dilate(b)) | (b & ~_dilate(a))
+    return float(off.sum() / max((a | b).sum(), 0.02 * a.size))
 
 
 def _scene_check(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
@@ -357,10 +467,11 @@ def _scene_check(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, 
         return float(np.mean(q))
     cls = {"walls": ("wall",), "wall": ("wall",), "containers": ("container", "water"),
            "container": ("container", "water"), "occluders": ("occluder",), "occluder": ("occluder",)}.get(prop)
-    if cls is None:                                       # unknown property: all background classes
-        cls = BACKGROUND_CLASSES
-    errs = [_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c]) for c in cls]
-    return _soft(float(np.mean(errs)), 0.15, 0.15)
+    if cls is not None:                # a container and its water as one mask: a 1-pixel rim blurs away
+        idx = [_CLS[c] for c in cls]
+        return _soft(_mask_err(np.isin(ref.labels, idx), np.isin(cand.labels, idx)), 0.15, 0.15)
+    errs = [_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c]) for c in BACKGROUND_CLASSES]
+    return _soft(float(np.mean(errs)), 0.15, 0.15)           # unknown property: each background class
 
 
 def _tracks(match_per_frame: list[dict[str, Detection | None]], names: list[str]) -> dict[str, list[Detection | None]]:
@@ -376,7 +487,7 @@ def _motion_stats(tracks: dict[str, list[Detection | None]]) -> tuple[float, flo
         for a, b in zip(tr, tr[1:]):
             if (a is None) != (b is None):
                 toggles += 1
-            vs.append(None if a is None or b is None else np.array([b.x - a.x, b.y - a.y]))
+            vs.append(None if a is None or b is None else np.array([b.x - a.x, b.cy - a.cy]))
         for v in vs:
             if v is not None:
                 vmax = max(vmax, float(np.hypot(*v)))
@@ -386,13 +497,29 @@ def _motion_stats(tracks: dict[str, list[Detection | None]]) -> tuple[float, flo
     return vmax, amax, toggles
 
 
+SHAPE_MARGIN = 0.2      # a shape is clearly not another when that fits worse by this (misfit)
+
+
+def _shape_changed(a: Detection, b: Detection) -> bool:
+    """Whether an object's shape clearly changed between two detections: their best shapes differ
+    and, for small ones, each fits its own shape better than the other's by SHAPE_MARGIN of its
+    pixels (a compressed object a few pixels across may fit two shapes about equally well)."""
+    if a.shape == b.shape:
+        return False
+    if a.misfit is None or b.misfit is None:
+        return True
+    return (a.misfit[b.shape] - a.misfit[a.shape] >= SHAPE_MARGIN
+            and b.misfit[a.shape] - b.misfit[b.shape] >= SHAPE_MARGIN)
+
+
 def _instability(tracks: dict[str, list[Detection | None]]) -> int:
-    """Shape-label changes plus size jumps between consecutive frames, over all tracks."""
+    """Clear shape changes plus size jumps (by area: a shape guess does not change it) between
+    consecutive frames, over all tracks."""
     n = 0
     for tr in tracks.values():
         for a, b in zip(tr, tr[1:]):
             if a is not None and b is not None:
-                n += (a.shape != b.shape) + (abs(a.size - b.size) > SIZE_TOL)
+                n += _shape_changed(a, b) + (abs(a.size - math.sqrt(b.area / _AREA_K[a.shape])) > SIZE_TOL)
     return n
 
 
@@ -437,7 +564,7 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     cmatch = []
     spurious = []
     for t, (s, p) in enumerate(zip(tstates, cand)):
-        exp = {n: (d.x, d.y) if d is not None else None for n, d in ref.expect[t].items()}
+        exp = {n: (d.x, d.cy) if d is not None else None for n, d in ref.expect[t].items()}
         m, extra = _assign(s.objects, exp, p.detections, gate=0.6)
         _, ref_extra = _assign(s.objects, exp, ref.parsed[t].detections, gate=0.6)
         spurious.append(max(0, len(extra) - len(ref_extra)))
