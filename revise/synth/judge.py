@@ -13,13 +13,16 @@ fitting each shape's own rendering to it.
 candidate's own resolution and parsed the same way (so discretisation and occlusion cancel out),
 and returns the four RVE-Bench scores on the paper's 1-10 scale (1 worst, 10 best):
 
-* ``EA`` edit accuracy: the edited objects (presence, position, size per frame) and the edited scene
-  properties (light level, temperature: puddle and ice; walls, containers, occluders).
+* ``EA`` edit accuracy: per edited object (position and size per frame; hidden or missing where it
+  should be) and per edited scene property (light level, temperature: puddle and ice; walls,
+  containers, occluders), the mean of closeness to the target and progress from the unedited source
+  towards it (:func:`_edit_quality`). Graded without a flat zone beyond the measurement noise
+  (a pixel): the exact target scores 10, a half-done edit about half way, the source low.
 * ``PC`` preservation: the preserved objects, the scene properties that were not edited, no
   spurious objects, and the pixel classes of the rest of the frame.
 * ``GN`` naturalness: object tracks without jumps or accelerations beyond what the world's physics
   produced for this item, no flicker (objects vanishing and coming back), stable shape and size,
-  no frozen or scrambled frames (frame-to-frame change compared with the item's own clips).
+  no stutter or scrambled frames (frame-to-frame change compared with the item's own clips).
 * ``GR`` realism: pixels of known world colours, sharp (few in-between colours), no noise.
 
 Each score is ``1 + 9 * q`` where ``q`` in [0, 1] is the mean of graded checks; a check is 1 within
@@ -40,11 +43,18 @@ from .world import FLOOR, ICE_COLOUR, PALETTE, WATER_COLOUR, Obj, Scene, simulat
 
 DIMENSIONS = ("EA", "PC", "GN", "GR")
 
-# tolerances, world units unless said otherwise
+# tolerances, world units unless said otherwise; *_TOL: preservation (PC), *_EXACT: edit accuracy (EA)
 POS_TOL, POS_SCALE = 0.06, 0.08
 SIZE_TOL, SIZE_SCALE = 0.02, 0.03
 LIGHT_TOL, LIGHT_SCALE = 0.08, 0.1
 PUDDLE_TOL, PUDDLE_SCALE = 0.04, 0.06
+MASK_TOL, MASK_SCALE = 0.15, 0.15      # mismatch of a wall / container / occluder pixel mask
+EXACT_PX = 1.0                         # EA: an object within this many pixels of the target's is exact
+LIGHT_EXACT = 0.03
+PUDDLE_EXACT_PX = 3.0                  # the puddle is a 1-2 pixel band, told from the ground by chroma only
+MASK_EXACT = 0.1
+GATE = 0.6                             # PC: a detection further than this from where expected is not matched
+MISS_ERR = 1.0                         # EA: the largest error (a missing object with nowhere to hide)
 MIN_LIGHT = 0.15                       # below this a frame is taken as black, not as a world frame
 KNOWN_TOL = 30.0                       # a pixel within this (RGB distance, at light 1) is a world colour
 
@@ -436,6 +446,7 @@ def _references(item: SynthItem, h: int, w: int) -> tuple[list[Scene], _Referenc
 
 
 def _object_check(exp: Detection | None, got: Detection | None) -> tuple[float, dict]:
+    """Preservation of one object in one frame: 1 within POS_TOL / SIZE_TOL of the target's."""
     if exp is None and got is None:
         return 1.0, {}
     if exp is None or got is None:
@@ -446,6 +457,56 @@ def _object_check(exp: Detection | None, got: Detection | None) -> tuple[float, 
     return q, {"pos_err": round(dpos, 4), "size_err": round(dsize, 4)}
 
 
+def _edit_err(exp: Detection | None, got: Detection | None, world: tuple[float, float] | None,
+              frame: ParsedFrame | None = None) -> float:
+    """How far an object in one frame is from the target's (world units): position plus size error.
+    Where the target has it hidden (``world``: its position behind the occluder) but it shows: its
+    distance from there plus its visible size. Where it is missing: the distance from where it
+    should be to the nearest place in ``frame`` that could hide it (another object at least half its
+    area, or the occluder), plus its size. At most MISS_ERR (the frame's width), which is also the
+    error where the target has it gone (melted) but it shows."""
+    if exp is None:
+        if got is None:
+            return 0.0
+        return MISS_ERR if world is None else min(math.hypot(got.x - world[0], got.y - world[1]) + got.size, MISS_ERR)
+    if got is None:
+        return min(_hiding_dist(exp, frame) + exp.size, MISS_ERR)
+    dpos = math.hypot(got.x - exp.x, got.cy - exp.cy)     # centroids: whatever the shape guess
+    dsize = abs(math.sqrt(got.area / _AREA_K[exp.shape]) - exp.size)     # size as if of the expected shape
+    return min(dpos + dsize, MISS_ERR)
+
+
+def _hiding_dist(exp: Detection, frame: ParsedFrame | None) -> float:
+    """Distance from a detection's place to the nearest place in ``frame`` that could hide it: the
+    centre of another object of at least half its area, or an occluder pixel in its rows."""
+    if frame is None:
+        return MISS_ERR
+    dist = [math.hypot(d.x - exp.x, d.cy - exp.cy) for d in frame.detections
+            if d.colour != exp.colour and d.area >= 0.5 * exp.area]
+    w = frame.labels.shape[1]
+    r0, r1 = exp.bbox[0], exp.bbox[1] + 1
+    cols = np.flatnonzero((frame.labels[r0:r1] == _CLS["occluder"]).any(0))
+    if len(cols):
+        dist.append(float(np.abs((cols + 0.5) / w - exp.x).min()))
+    return min(dist, default=MISS_ERR)
+
+
+def _edit_quality(cand_err: list[float], source_err: list[float], tol: float, scale: float) -> tuple[float, dict]:
+    """Edit accuracy of one edited thing from its per-frame errors, for the candidate and for the
+    unedited source: the mean of closeness to the target (per frame 1 within ``tol``, the
+    measurement noise, then ``exp(-(err - tol) / scale)``) and progress from the source towards the
+    target (1 - the candidate's total error beyond ``tol`` over the source's, in [0, 1]). Both
+    grow whenever the candidate comes closer, the source scores 0 progress by definition, and a
+    half-done edit about 1/2. Where the source is itself within ``tol`` (nothing to make progress
+    on), closeness alone."""
+    close = float(np.mean([_soft(e, tol, scale) for e in cand_err]))
+    need = sum(max(0.0, e - tol) for e in source_err)
+    if need <= tol:
+        return close, {"close": round(close, 3)}
+    done = min(max(1.0 - sum(max(0.0, e - tol) for e in cand_err) / need, 0.0), 1.0)
+    return 0.5 * close + 0.5 * done, {"close": round(close, 3), "progress": round(done, 3)}
+
+
 def _mask_err(a: np.ndarray, b: np.ndarray) -> float:
     """Pixels of one mask more than a pixel away from the other, relative to their union (at least
     2% of the frame, so a few stray edge pixels of a compressed clip do not count as a wall)."""
@@ -453,25 +514,36 @@ def _mask_err(a: np.ndarray, b: np.ndarray) -> float:
     return float(off.sum() / max((a | b).sum(), 0.02 * a.size))
 
 
-def _scene_check(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
-                 cand_match: dict[str, Detection | None], ref_match: dict[str, Detection | None]) -> float:
+_TEMPERATURE = ("temperature", "puddle", "ice")
+_MASK_CLASSES = {"walls": ("wall",), "wall": ("wall",), "containers": ("container", "water"),
+                 "container": ("container", "water"), "occluders": ("occluder",), "occluder": ("occluder",)}
+
+
+def _scene_err(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
+               cand_match: dict[str, Detection | None], ref_match: dict[str, Detection | None]) -> float:
+    """How far one frame is from the target's in one scene property (0: the same): the light level;
+    the puddle width plus the ice cubes' errors; or the mismatch of the property's pixel masks."""
     if prop == "light":
-        if got_light is None:
-            return 0.0
-        return _soft(abs(got_light - target.light), LIGHT_TOL, LIGHT_SCALE)
-    if prop in ("temperature", "puddle", "ice"):
-        q = [_soft(abs(cand.puddle - ref.puddle), PUDDLE_TOL, PUDDLE_SCALE)]
-        for o in target.objects:
-            if o.material == "ice":
-                q.append(_object_check(ref_match.get(o.name), cand_match.get(o.name))[0])
-        return float(np.mean(q))
-    cls = {"walls": ("wall",), "wall": ("wall",), "containers": ("container", "water"),
-           "container": ("container", "water"), "occluders": ("occluder",), "occluder": ("occluder",)}.get(prop)
-    if cls is not None:                # a container and its water as one mask: a 1-pixel rim blurs away
-        idx = [_CLS[c] for c in cls]
-        return _soft(_mask_err(np.isin(ref.labels, idx), np.isin(cand.labels, idx)), 0.15, 0.15)
-    errs = [_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c]) for c in BACKGROUND_CLASSES]
-    return _soft(float(np.mean(errs)), 0.15, 0.15)           # unknown property: each background class
+        return 1.0 if got_light is None else abs(got_light - target.light)
+    if prop in _TEMPERATURE:
+        ice = [_edit_err(ref_match.get(o.name), cand_match.get(o.name), (o.x, o.y) if o.present else None, cand)
+               for o in target.objects if o.material == "ice"]
+        return abs(cand.puddle - ref.puddle) + (float(np.mean(ice)) if ice else 0.0)
+    if prop in _MASK_CLASSES:          # a container and its water as one mask: a 1-pixel rim blurs away
+        idx = [_CLS[c] for c in _MASK_CLASSES[prop]]
+        return _mask_err(np.isin(ref.labels, idx), np.isin(cand.labels, idx))
+    return float(np.mean([_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c])     # unknown property:
+                          for c in BACKGROUND_CLASSES]))                                # each background class
+
+
+def _scene_tols(prop: str, exact: float) -> tuple[float, float, float]:
+    """(preservation tolerance, scale, edit-accuracy tolerance) of a scene property's error;
+    ``exact`` is the object tolerance (a pixel) at this resolution."""
+    if prop == "light":
+        return LIGHT_TOL, LIGHT_SCALE, LIGHT_EXACT
+    if prop in _TEMPERATURE:
+        return PUDDLE_TOL, PUDDLE_SCALE, PUDDLE_EXACT_PX * exact
+    return MASK_TOL, MASK_SCALE, MASK_EXACT
 
 
 def _tracks(match_per_frame: list[dict[str, Detection | None]], names: list[str]) -> dict[str, list[Detection | None]]:
@@ -531,6 +603,20 @@ def _frame_change(clip: np.ndarray, lights: list[float]) -> np.ndarray:
     return 100.0 * (np.abs(np.diff(f, axis=0)).max(-1) > 25).mean(axis=(1, 2))
 
 
+def _stalls(change: np.ndarray, ref_change: np.ndarray, moving: float = 0.3) -> int:
+    """Frame pairs where the candidate stands still although both reference clips move, next to a
+    pair where the candidate itself moves: a stutter (a duplicated frame), an abrupt stop or a
+    late start. A candidate that is still throughout is a still scene, not a frozen video."""
+    if len(change) == 0:
+        return 0
+    still = (change < 0.1 * ref_change) & (ref_change > moving)
+    moves = change > moving
+    beside = np.zeros_like(moves)
+    beside[1:] |= moves[:-1]
+    beside[:-1] |= moves[1:]
+    return int((still & beside).sum())
+
+
 def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     """Score a candidate clip (uint8 [F, H, W, 3], any size) for ``item``.
 
@@ -561,14 +647,18 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
         return out
 
     names = [o.name for o in tstates[0].objects]
-    cmatch = []
-    spurious = []
+    # cmatch: the candidate's objects near where the target has them (preservation); ctrack and
+    # strack: the candidate's and the source's objects wherever they are (edit accuracy, naturalness)
+    cmatch, ctrack, strack, spurious = [], [], [], []
     for t, (s, p) in enumerate(zip(tstates, cand)):
         exp = {n: (d.x, d.cy) if d is not None else None for n, d in ref.expect[t].items()}
-        m, extra = _assign(s.objects, exp, p.detections, gate=0.6)
-        _, ref_extra = _assign(s.objects, exp, ref.parsed[t].detections, gate=0.6)
-        spurious.append(max(0, len(extra) - len(ref_extra)))
-        cmatch.append(m)
+        cmatch.append(_assign(s.objects, exp, p.detections, gate=GATE)[0])
+        track, extra = _assign(s.objects, exp, p.detections, gate=None)
+        ctrack.append(track)
+        strack.append(_assign(s.objects, exp, sref.parsed[t].detections, gate=None)[0])
+        # detections no scene object claims, beyond those of the target itself
+        spurious.append(max(0, len(extra) - len(_assign(s.objects, exp, ref.parsed[t].detections, gate=None)[1])))
+    world = [{o.name: (o.x, o.y) for o in s.objects if o.present} for s in tstates]
 
     def object_group(name: str) -> tuple[float, list]:
         qs, errs = [], []
@@ -578,22 +668,34 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
             errs.append(e)
         return float(np.mean(qs)), errs
 
+    def edit_errors(name: str, match: list[dict[str, Detection | None]], parsed: list[ParsedFrame]) -> list[float]:
+        return [_edit_err(ref.expect[t].get(name), match[t].get(name), world[t].get(name), parsed[t])
+                for t in range(item.frames)]
+
+    def scene_errors(prop: str, parsed: list[ParsedFrame], light: list[float | None],
+                     match: list[dict[str, Detection | None]]) -> list[float]:
+        return [_scene_err(prop, ref.parsed[t], parsed[t], tstates[t], light[t], match[t], ref.expect[t])
+                for t in range(item.frames)]
+
     obj_diag: dict = {}
-    # ---- EA
+    # ---- EA: closeness to the target and progress from the source, per edited object and property
+    exact = EXACT_PX / min(h, w)
     ea_groups = []
     edited = [n for n in item.edited if n in names]
     if not edited and not item.scene_edit:
         edited = names
     for n in edited:
-        q, e = object_group(n)
+        errs = edit_errors(n, ctrack, cand)
+        q, parts = _edit_quality(errs, edit_errors(n, strack, sref.parsed), exact, POS_SCALE)
         ea_groups.append(q)
-        obj_diag[n] = {"role": "edited", "score": round(q, 3), "frames": e}
+        obj_diag[n] = {"role": "edited", "score": round(q, 3), **parts, "err": [round(e, 4) for e in errs]}
     scene_diag = {}
     for prop in item.scene_edit:
-        qs = [_scene_check(prop, ref.parsed[t], cand[t], tstates[t], lights[t], cmatch[t], ref.expect[t])
-              for t in range(item.frames)]
-        ea_groups.append(float(np.mean(qs)))
-        scene_diag[prop] = round(float(np.mean(qs)), 3)
+        _, scale, tol = _scene_tols(prop, exact)
+        q, parts = _edit_quality(scene_errors(prop, cand, lights, ctrack),
+                                 scene_errors(prop, sref.parsed, [p.light for p in sref.parsed], strack), tol, scale)
+        ea_groups.append(q)
+        scene_diag[prop] = {"score": round(q, 3), **parts}
     ea = _aggregate(ea_groups)
 
     # ---- PC
@@ -606,8 +708,8 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     kept_props = [p for p in ("light", "temperature", "walls", "containers", "occluders")
                   if not _edits(item.scene_edit, p)]
     for prop in kept_props:
-        qs = [_scene_check(prop, ref.parsed[t], cand[t], tstates[t], lights[t], cmatch[t], ref.expect[t])
-              for t in range(item.frames)]
+        tol, scale, _ = _scene_tols(prop, exact)
+        qs = [_soft(e, tol, scale) for e in scene_errors(prop, cand, lights, cmatch)]
         pc_groups.append(float(np.mean(qs)))
         scene_diag["kept:" + prop] = round(float(np.mean(qs)), 3)
     pc_groups.append(float(np.mean([1.0 / (1 + n) for n in spurious])))
@@ -641,11 +743,11 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
         v, a, tg = _motion_stats(_tracks(r.expect, names))
         allowed_v, allowed_a, allowed_toggles = max(allowed_v, v), max(allowed_a, a), max(allowed_toggles, tg)
     px = 1.5 / min(h, w)
-    cv, ca, ctg = _motion_stats(_tracks(cmatch, names))
+    cv, ca, ctg = _motion_stats(_tracks(ctrack, names))
     q_jump = _soft(cv - (allowed_v * 1.25 + px), 0.0, 0.05)
     q_acc = _soft(ca - (allowed_a * 1.25 + 2 * px), 0.0, 0.05)
     q_flicker = 1.0 / (1 + max(0, ctg - allowed_toggles))
-    instab = _instability(_tracks(cmatch, names))
+    instab = _instability(_tracks(ctrack, names))
     ref_instab = max(_instability(_tracks(r.expect, names)) for r in (ref, sref))
     q_shape = 1.0 / (1 + 0.5 * max(0, instab - ref_instab))
     ch_c = _frame_change(video, [l if l is not None else 1.0 for l in lights])
@@ -654,8 +756,7 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     ch_ref = np.maximum(ch_t, ch_s)
     mean_ref = float(ch_ref.mean()) if len(ch_ref) else 0.0
     q_change = _soft(float(ch_c.mean()) - (1.5 * mean_ref + 1.0) if len(ch_c) else 0.0, 0.0, max(mean_ref, 1.0))
-    moving = np.minimum(ch_t, ch_s) > 0.3 if len(ch_c) else np.zeros(0, bool)
-    frozen = int(((ch_c < 0.1 * np.minimum(ch_t, ch_s)) & moving).sum()) if len(ch_c) else 0
+    frozen = _stalls(ch_c, np.minimum(ch_t, ch_s))
     q_frozen = 1.0 / (1 + frozen)
     gn_parts = {"jump": q_jump, "accel": q_acc, "flicker": q_flicker, "shape": q_shape,
                 "change": q_change, "frozen": q_frozen}
