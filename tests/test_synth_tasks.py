@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -12,9 +13,9 @@ import pytest
 from revise.synth.dataset import contact_sheet_png, load_items, make_dataset, plan
 from revise.synth.item import CATEGORIES, SUBSETS
 from revise.synth.render import render
-from revise.synth.tasks import (COMBO_SPLIT, FAMILIES, SPLITS, changed_pixels, combos, families_by_category,
-                                generate_checked, main_combo, phrasing_split)
-from revise.synth.world import PALETTE
+from revise.synth.tasks import (COMBO_SPLIT, FAMILIES, MIN_EDIT, SPLITS, Draft, Family, changed_pixels, combos,
+                                edit_size, families_by_category, generate_checked, main_combo, phrasing_split)
+from revise.synth.world import FLOOR, PALETTE, Obj, Scene
 
 
 def _check_item(item, fam):
@@ -45,6 +46,32 @@ def test_every_family_and_phrasing_generates():
                 assert COMBO_SPLIT[main_combo(item)] == split
                 if fam.check_change:
                     assert changed_pixels(src, tgt) >= 150, name
+                    assert edit_size(item) >= MIN_EDIT, name
+
+
+def _nudge(step: float):
+    """A builder whose edit moves the main object ``step`` to the right."""
+    def build(rng, combo, subset):
+        colour, shape = combo
+        src = Scene([Obj(f"{colour} {shape}", shape, colour, 0.06, 0.3, FLOOR + 0.06)])
+        tgt = src.copy()
+        tgt.objects[0].x += step
+        return Draft(src, tgt, [src.objects[0].name], [], {})
+    return Family("spatial/nudge", "spatial", {"RAVE": ("move it",) * 5}, build)
+
+
+def test_items_must_differ_from_their_source_in_what_the_edit_is_about():
+    item = generate_checked(np.random.default_rng(0), _nudge(0.2), "test")[0]
+    assert edit_size(item) == pytest.approx(0.2)
+    # 0.05 changes plenty of pixels (a 3-pixel shift of a 8-pixel object) but is below MIN_EDIT
+    with pytest.raises(RuntimeError, match="no valid item"):
+        generate_checked(np.random.default_rng(0), _nudge(0.05), "test", tries=5)
+    s = item.source.copy()
+    s.light = 0.5
+    assert edit_size(dataclasses.replace(item, target=s)) == pytest.approx(0.5)       # the light counts
+    s = item.source.copy()
+    s.objects[0].material = "ice"
+    assert edit_size(dataclasses.replace(item, target=s)) == np.inf                  # so does a new material
 
 
 def test_coverage():

@@ -45,9 +45,9 @@ LABELS = ("edit_accuracy", "preservation", "naturalness", "realism")
 SHIFT = 0.2
 
 
-def _cand(kind: str, video: np.ndarray, **labels: bool) -> dict:
+def _cand(kind: str, video: np.ndarray, states: list[Scene] | None = None, **labels: bool) -> dict:
     lab = {k: "Yes" if labels.get(k, True) else "No" for k in LABELS}
-    return {"kind": kind, "video": video, "labels": lab,
+    return {"kind": kind, "video": video, "states": states, "labels": lab,
             "answer": "Yes" if all(v == "Yes" for v in lab.values()) else "No"}
 
 
@@ -87,7 +87,9 @@ def _moves(states: list[Scene], w: int) -> bool:
 
 def critic_candidates(item: SynthItem, rng: np.random.Generator, height: int = 64, width: int = 64) -> list[dict]:
     """The target and its negatives for ``item`` (see the module doc), each
-    {"kind", "video": uint8 [F, H, W, 3], "labels": {dimension: "Yes"/"No"}, "answer"}."""
+    {"kind", "video": uint8 [F, H, W, 3], "states": the world states shown where the candidate
+    is a world state (wrong_place, wrong_object), else None, "labels": {dimension: "Yes"/"No"},
+    "answer"}."""
     h, w = height, width
     target = item.target_states()
     out = [_cand("target", render_clip(target, h, w)),
@@ -120,11 +122,12 @@ def critic_candidates(item: SynthItem, rng: np.random.Generator, height: int = 6
         name = visible[int(rng.integers(len(visible)))]
         states = _shift_track(target, name)
         if states is not None:
-            out.append(_cand("wrong_place", render_clip(states, h, w), edit_accuracy=False))
+            out.append(_cand("wrong_place", render_clip(states, h, w), states, edit_accuracy=False))
     elif "light" in item.scene_edit:
         s = item.target.copy()
         s.light = float(np.clip(s.light + (0.3 if s.light < 0.7 else -0.3), 0.25, 1.0))
-        out.append(_cand("wrong_place", render_clip(_sim(item, s, item.target_start), h, w), edit_accuracy=False))
+        states = _sim(item, s, item.target_start)
+        out.append(_cand("wrong_place", render_clip(states, h, w), states, edit_accuracy=False))
 
     # the edit applied to a preserved object instead
     preserved = [n for n in item.preserve if n in names and n not in edited]
@@ -147,7 +150,7 @@ def critic_candidates(item: SynthItem, rng: np.random.Generator, height: int = 6
                 sp.present = tgt.present
             states = _sim(item, s, item.target_start)
             if _preserved(item, states, target) is False:
-                out.append(_cand("wrong_object", render_clip(states, h, w), edit_accuracy=False,
+                out.append(_cand("wrong_object", render_clip(states, h, w), states, edit_accuracy=False,
                                  preservation=False))
 
     # flicker: frames dropped and duplicated, or (in a still scene) an object blinking out
@@ -198,21 +201,60 @@ def _shifted(x: float, size: float) -> float:
     return x + SHIFT if x + SHIFT <= 1 - size - 0.01 else x - SHIFT
 
 
-def half_done_states(item: SynthItem) -> list[Scene]:
-    """The edit carried out half way: each frame of the target with every object (present in both
-    clips) and the light level half way between the source's and the target's. A near-miss that is
-    closer to the target than the unedited source is, by construction."""
+FRACTIONS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.1, 0.9)
+
+
+def part_done_states(item: SynthItem, fraction: float) -> list[Scene]:
+    """The edit carried out ``fraction`` of the way: each frame of the target with every object
+    (present in both clips), the light level, the puddle and the containers' water levels that
+    fraction of the way from the source's to the target's. Closer to the target than the unedited
+    source is, by construction."""
     source, target = item.source_states(), item.target_states()
+
+    def mix(a: float, b: float) -> float:
+        return a + fraction * (b - a)
+
     out = []
     for s, t in zip(source, target):
         mid = t.copy()
-        mid.light = (s.light + t.light) / 2
-        mid.puddle = (s.puddle + t.puddle) / 2
+        mid.light, mid.puddle = mix(s.light, t.light), mix(s.puddle, t.puddle)
+        if len(s.containers) == len(mid.containers):
+            for a, c in zip(s.containers, mid.containers):
+                c.level = mix(a.level, c.level)
         by_name = {o.name: o for o in s.objects}
         for o in mid.objects:
             a = by_name.get(o.name)
             if a is None or not (a.present and o.present):
                 continue
-            o.x, o.y, o.size = (a.x + o.x) / 2, (a.y + o.y) / 2, (a.size + o.size) / 2
+            o.x, o.y, o.size = mix(a.x, o.x), mix(a.y, o.y), mix(a.size, o.size)
         out.append(mid)
     return out
+
+
+def _close_pairs(scene: Scene, slack: float = 0.9) -> set[tuple[str, str]]:
+    """Pairs of present objects that run into each other (centres closer than ``slack`` times the
+    sum of their sizes)."""
+    live = [o for o in scene.objects if o.present]
+    return {(a.name, b.name) for i, a in enumerate(live) for b in live[i + 1:]
+            if math.hypot(a.x - b.x, a.y - b.y) < slack * (a.size + b.size)}
+
+
+def _overlap(item: SynthItem, states: list[Scene]) -> bool:
+    """Whether two objects run into each other in some frame of ``states`` where they do not in
+    the source's nor the target's same frame (mid-collision): a state the world never shows."""
+    for s, a, b in zip(states, item.source_states(), item.target_states()):
+        if _close_pairs(s) - _close_pairs(a) - _close_pairs(b):
+            return True
+    return False
+
+
+def half_done_states(item: SynthItem, keep_apart: bool = True) -> list[Scene] | None:
+    """The edit carried out half way (:func:`part_done_states`). With ``keep_apart``, where half
+    way makes objects run into each other (mirroring collapses every object onto the middle, a swap
+    meets half way), the fraction nearest 1/2 of FRACTIONS at which none do, so the near-miss is a
+    state the world can show (as for the wrong-place candidate); None if there is none."""
+    for f in FRACTIONS if keep_apart else (0.5,):
+        states = part_done_states(item, f)
+        if not keep_apart or not _overlap(item, states):
+            return states
+    return None

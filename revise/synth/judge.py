@@ -3,19 +3,26 @@
 Every pixel of an RVE-Synth frame has a colour fixed by the world (PALETTE, ICE_COLOUR, the sky
 gradient, GROUND, walls, ...) times the light level, so a frame can be parsed back: estimate the
 light from the floor band (or the sky), label each pixel with the nearest world colour, and turn the
-connected components of each object colour into :class:`Detection` s in world units.
+connected components of each object colour into :class:`Detection` s in world units. Compression
+blurs object edges (H.264's chroma subsampling bleeds a pixel or two, and the sky and several
+object colours differ in chroma only), so an object's area and centroid count the mixed pixels
+around it by how much of the object's colour they hold, and the shape of a small object comes from
+fitting each shape's own rendering to it.
 
 :func:`score_item` compares a candidate clip with the item's exact target, rendered at the
 candidate's own resolution and parsed the same way (so discretisation and occlusion cancel out),
 and returns the four RVE-Bench scores on the paper's 1-10 scale (1 worst, 10 best):
 
-* ``EA`` edit accuracy: the edited objects (presence, position, size per frame) and the edited scene
-  properties (light level, temperature: puddle and ice; walls, containers, occluders).
+* ``EA`` edit accuracy: per edited object (position and size per frame; hidden or missing where it
+  should be) and per edited scene property (light level, temperature: puddle and ice; walls,
+  containers, occluders), the mean of closeness to the target and progress from the unedited source
+  towards it (:func:`_edit_quality`). Graded without a flat zone beyond the measurement noise
+  (a pixel): the exact target scores 10, a half-done edit about half way, the source low.
 * ``PC`` preservation: the preserved objects, the scene properties that were not edited, no
   spurious objects, and the pixel classes of the rest of the frame.
 * ``GN`` naturalness: object tracks without jumps or accelerations beyond what the world's physics
   produced for this item, no flicker (objects vanishing and coming back), stable shape and size,
-  no frozen or scrambled frames (frame-to-frame change compared with the item's own clips).
+  no stutter or scrambled frames (frame-to-frame change compared with the item's own clips).
 * ``GR`` realism: pixels of known world colours, sharp (few in-between colours), no noise.
 
 Each score is ``1 + 9 * q`` where ``q`` in [0, 1] is the mean of graded checks; a check is 1 within
@@ -31,16 +38,23 @@ import math
 import numpy as np
 
 from .item import SynthItem
-from .render import CONTAINER, GROUND, OCCLUDER, SKY, WALL, render_clip
+from .render import CONTAINER, GROUND, OCCLUDER, SKY, WALL, render_clip, shape_mask
 from .world import FLOOR, ICE_COLOUR, PALETTE, WATER_COLOUR, Obj, Scene, simulate
 
 DIMENSIONS = ("EA", "PC", "GN", "GR")
 
-# tolerances, world units unless said otherwise
+# tolerances, world units unless said otherwise; *_TOL: preservation (PC), *_EXACT: edit accuracy (EA)
 POS_TOL, POS_SCALE = 0.06, 0.08
 SIZE_TOL, SIZE_SCALE = 0.02, 0.03
 LIGHT_TOL, LIGHT_SCALE = 0.08, 0.1
 PUDDLE_TOL, PUDDLE_SCALE = 0.04, 0.06
+MASK_TOL, MASK_SCALE = 0.15, 0.15      # mismatch of a wall / container / occluder pixel mask
+EXACT_PX = 1.0                         # EA: an object within this many pixels of the target's is exact
+LIGHT_EXACT = 0.03
+PUDDLE_EXACT_PX = 3.0                  # the puddle is a 1-2 pixel band, told from the ground by chroma only
+MASK_EXACT = 0.1
+GATE = 0.6                             # PC: a detection further than this from where expected is not matched
+MISS_ERR = 1.0                         # EA: the largest error (a missing object with nowhere to hide)
 MIN_LIGHT = 0.15                       # below this a frame is taken as black, not as a world frame
 KNOWN_TOL = 30.0                       # a pixel within this (RGB distance, at light 1) is a world colour
 
@@ -59,10 +73,12 @@ class Detection:
     shape: str            # "circle", "square" or "triangle"
     x: float              # centre in world units (the Obj's x, y convention)
     y: float
+    cy: float             # y of the area centroid (positions are compared by centroid: no shape guess)
     size: float           # radius / half side, world units
     area: float           # world units^2
     fill: float           # area / bounding-box area
     bbox: tuple[int, int, int, int]   # row0, row1, col0, col1 (inclusive), pixels
+    misfit: dict[str, float] | None = None   # per shape: template mismatch / pixels (small components)
 
 
 @dataclasses.dataclass
@@ -103,23 +119,38 @@ def estimate_light(img: np.ndarray) -> float | None:
     return None
 
 
-def classify(img: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest world colour per pixel at ``light``: (labels [H, W], distance / light [H, W])."""
-    img = np.asarray(img, np.float32)
-    h, w = img.shape[:2]
+def _class_colours(h: int, light: float) -> np.ndarray:
+    """The colour of every class at ``light`` in every row, float [H, K, 3] (the sky is a gradient)."""
     ys = _rows_y(h)
     flat = np.concatenate([_OBJ_RGB, np.stack([GROUND, WALL, CONTAINER, OCCLUDER])]) * light
-    diff = img[:, :, None, :] - flat[None, None]
-    d_flat = np.einsum("hwkc,hwkc->hwk", diff, diff)                                  # squared, [H, W, K-1]
     sky = (SKY[None] * (0.55 + 0.45 * (1 - ys))[:, None]) * light                      # [H, 3]
-    ds = img - sky[:, None, :]
-    d_sky = np.einsum("hwc,hwc->hw", ds, ds)
-    d_sky[ys <= FLOOR] = np.inf
-    d_flat[ys > FLOOR, :, len(OBJECT_CLASSES)] = np.inf          # ground only below the floor line
     n_obj = len(OBJECT_CLASSES)
-    d = np.concatenate([d_flat[..., :n_obj], d_sky[..., None], d_flat[..., n_obj:]], -1)
-    labels = d.argmin(-1)
-    return labels.astype(np.int64), np.sqrt(d.min(-1)) / max(light, 1e-3)
+    out = np.empty((h, len(CLASSES), 3), np.float32)
+    out[:, :n_obj] = flat[:n_obj]
+    out[:, n_obj] = sky
+    out[:, n_obj + 1:] = flat[n_obj:]
+    return out
+
+
+def _distances(img: np.ndarray, light: float) -> np.ndarray:
+    """Squared RGB distance of every pixel to every class colour at ``light``, [H, W, K]; the sky,
+    walls and containers only above the floor line (where the world draws them), the ground only
+    below it."""
+    img = np.asarray(img, np.float32)
+    h = img.shape[0]
+    ys = _rows_y(h)
+    diff = img[:, :, None, :] - _class_colours(h, light)[:, None]
+    d = np.einsum("hwkc,hwkc->hwk", diff, diff)
+    for c in ("sky", "wall", "container"):
+        d[ys <= FLOOR, :, _CLS[c]] = np.inf
+    d[ys > FLOOR, :, _CLS["ground"]] = np.inf
+    return d
+
+
+def classify(img: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest world colour per pixel at ``light``: (labels [H, W], distance / light [H, W])."""
+    d = _distances(img, light)
+    return d.argmin(-1).astype(np.int64), np.sqrt(d.min(-1)) / max(light, 1e-3)
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -173,19 +204,94 @@ def _shape_of(fill: float, pts: np.ndarray) -> str:
     return "circle" if fill < 0.89 else "square"
 
 
-def _detection(colour: str, pts: np.ndarray, h: int, w: int) -> Detection:
+FIT_MAX_PIXELS = 400        # components up to this many pixels get their shape from a template fit
+_SHIFTS = np.array([(dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)])   # pixels
+
+
+def _fit_shape(pts: np.ndarray, area: float, x: float, y: float, h: int, w: int) -> dict[str, float]:
+    """Per shape, how badly its rendering (of the component's area, at its centroid moved by up to
+    half a pixel) fits the component: mismatched pixels / the component's pixels; the best fit is
+    the shape. Small objects are a few pixels across, where fill and symmetry depend on how the
+    outline falls on the pixel grid; the renderer's own rasterisation at the same resolution does
+    not."""
+    r0, r1 = int(pts[:, 0].min()) - 2, int(pts[:, 0].max()) + 3
+    c0, c1 = int(pts[:, 1].min()) - 2, int(pts[:, 1].max()) + 3
+    comp = np.zeros((r1 - r0, c1 - c0), bool)
+    comp[pts[:, 0] - r0, pts[:, 1] - c0] = True
+    ys = (1.0 - (np.arange(r0, r1) + 0.5) / h)[:, None]
+    xs = ((np.arange(c0, c1) + 0.5) / w)[None, :]
+    sx, sy = (_SHIFTS[:, 0] / w)[:, None, None], (_SHIFTS[:, 1] / h)[:, None, None]
+    misfit = {}
+    for shape, k in _AREA_K.items():
+        size = math.sqrt(area / k)
+        yc = y + size / 3 if shape == "triangle" else y
+        misfit[shape] = float((shape_mask(shape, x + sx, yc + sy, size, xs, ys) ^ comp).sum(axis=(1, 2)).min()) / len(pts)
+    return misfit
+
+
+RING = 2            # pixels around a component whose mixed colours count towards its area
+
+
+def _dilate(mask: np.ndarray, n: int = 1) -> np.ndarray:
+    """``mask`` grown by ``n`` pixels (8-neighbourhood)."""
+    for _ in range(n):
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= grown[:, :-1]
+        grown[:, :-1] |= grown[:, 1:]
+        mask = grown
+    return mask
+
+
+def _coverage(img: np.ndarray, labels: np.ndarray, colours: np.ndarray, owner: np.ndarray, index: int,
+              k: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How much of each pixel in and around a component (within RING pixels) object class ``k``
+    covers: the pixel's colour projected on the line from the local background's colour to the
+    object's, in [0, 1] (below 0.1 taken as 0, above 0.9 as 1, so that mild noise adds nothing).
+    The local background is the most common background class around the component, above and
+    below the floor line (by default the sky and the ground). A clean render has 1 inside the
+    component and 0 around it; compression blurs the object's edge (chroma subsampling bleeds a
+    pixel or two), and the blurred edge pixels still add up to the object's area. Pixels of other
+    components do not count. Returns (pixel indices [N, 2], coverage [N], local background class [N])."""
+    h, w = owner.shape
+    r0, r1 = max(int(pts[:, 0].min()) - RING, 0), min(int(pts[:, 0].max()) + RING + 1, h)
+    c0, c1 = max(int(pts[:, 1].min()) - RING, 0), min(int(pts[:, 1].max()) + RING + 1, w)
+    comp = np.zeros((r1 - r0, c1 - c0), bool)
+    comp[pts[:, 0] - r0, pts[:, 1] - c0] = True
+    near = _dilate(comp, RING)
+    own = owner[r0:r1, c0:c1]
+    near &= (own == -1) | (own == index)
+    rows, cols = np.nonzero(near)
+    lab = labels[r0:r1, c0:c1][rows, cols]
+    above = _rows_y(h)[rows + r0] > FLOOR
+    local = np.empty(len(rows), np.int64)
+    for side, default in ((above, _CLS["sky"]), (~above, _CLS["ground"])):
+        seen = lab[side & (lab >= len(OBJECT_CLASSES))]
+        local[side] = np.bincount(seen).argmax() if len(seen) else default
+    b = colours[rows + r0, local]
+    span = colours[rows + r0, k] - b
+    a = ((img[r0:r1, c0:c1][rows, cols] - b) * span).sum(-1) / np.maximum((span * span).sum(-1), 1.0)
+    a = np.where(a < 0.1, 0.0, np.where(a > 0.9, 1.0, a))
+    a[comp[rows, cols]] = np.maximum(a[comp[rows, cols]], 0.5)      # a labelled pixel is at least half the object
+    return np.stack([rows + r0, cols + c0], 1), a, local
+
+
+def _detection(colour: str, pts: np.ndarray, h: int, w: int, at: np.ndarray, a: np.ndarray) -> Detection:
+    """A component ``pts`` as a detection; area and centroid from its coverage ``a`` of pixels ``at``."""
     r0, r1 = int(pts[:, 0].min()), int(pts[:, 0].max())
     c0, c1 = int(pts[:, 1].min()), int(pts[:, 1].max())
     n = len(pts)
     fill = n / ((r1 - r0 + 1) * (c1 - c0 + 1))
-    shape = _shape_of(fill, pts)
-    area = n / (h * w)
+    area = float(a.sum()) / (h * w)
+    x = float(((at[:, 1] + 0.5) / w * a).sum() / a.sum())
+    y = float(((1.0 - (at[:, 0] + 0.5) / h) * a).sum() / a.sum())
+    misfit = _fit_shape(at[a >= 0.5], area, x, y, h, w) if n <= FIT_MAX_PIXELS else None
+    shape = min(misfit, key=misfit.get) if misfit else _shape_of(fill, pts)
     size = math.sqrt(area / _AREA_K[shape])
-    x = float(((pts[:, 1] + 0.5) / w).mean())
-    y = float((1.0 - (pts[:, 0] + 0.5) / h).mean())
-    if shape == "triangle":         # area centroid is a third of the way up; the Obj y is the box centre
-        y += size / 3
-    return Detection(colour, shape, x, y, size, area, fill, (r0, r1, c0, c1))
+    # a triangle's area centroid is a third of the way up; the Obj y is the box centre
+    return Detection(colour, shape, x, y + size / 3 if shape == "triangle" else y, y, size, area, fill,
+                     (r0, r1, c0, c1), misfit)
 
 
 _AREA_K = {"circle": math.pi, "square": 4.0, "triangle": 2.0}     # area = k * size^2
@@ -205,9 +311,10 @@ def parse(img: np.ndarray, light: float | None = None) -> ParsedFrame:
     labels, resid = classify(img, use)
     known = resid <= KNOWN_TOL
     labels = np.where(known, labels, UNKNOWN)
-    dets: list[Detection] = []
     ys = _rows_y(h)
     above = (ys > FLOOR)[:, None]
+    comps: list[tuple[int, np.ndarray]] = []
+    owner = np.full((h, w), -1, np.int64)           # which component each pixel belongs to
     for k, colour in enumerate(OBJECT_CLASSES):
         mask = labels == k
         if colour == "water":
@@ -216,7 +323,19 @@ def parse(img: np.ndarray, light: float | None = None) -> ParsedFrame:
             continue
         for pts in _components(mask):
             if len(pts) >= _min_area(h, w):
-                dets.append(_detection(colour, pts, h, w))
+                owner[pts[:, 0], pts[:, 1]] = len(comps)
+                comps.append((k, pts))
+    colours = _class_colours(h, use)
+    img_f = np.asarray(img, np.float32)
+    dets = []
+    for i, (k, pts) in enumerate(comps):
+        at, a, local = _coverage(img_f, labels, colours, owner, i, k, pts)
+        dets.append(_detection(OBJECT_CLASSES[k], pts, h, w, at, a))
+        # stray labels at the object's blurred edge (unknown, or another object's colour: blue on
+        # sky blurs to water) become the object's where it covers half the pixel, else the local background
+        r, c = at[:, 0], at[:, 1]
+        stray = (labels[r, c] == UNKNOWN) | ((labels[r, c] < len(OBJECT_CLASSES)) & (owner[r, c] == -1))
+        labels[r[stray], c[stray]] = np.where(a[stray] >= 0.5, k, local[stray])
     band = (ys <= FLOOR) & (ys >= FLOOR - 0.02)
     if band.any():
         cols = (labels[band] == _CLS["water"]).mean(0) >= 0.5
@@ -269,7 +388,7 @@ def _assign(objs: list[Obj], expect: dict[str, tuple[float, float] | None], dets
             continue
         for j, d in enumerate(dets):
             if d.colour == _colour_of(o):
-                dist = math.hypot(d.x - pos[0], d.y - pos[1])
+                dist = math.hypot(d.x - pos[0], d.cy - pos[1])
                 if gate is None or dist <= gate:
                     pairs.append((dist, o.name, j))
     pairs.sort()
@@ -327,40 +446,104 @@ def _references(item: SynthItem, h: int, w: int) -> tuple[list[Scene], _Referenc
 
 
 def _object_check(exp: Detection | None, got: Detection | None) -> tuple[float, dict]:
+    """Preservation of one object in one frame: 1 within POS_TOL / SIZE_TOL of the target's."""
     if exp is None and got is None:
         return 1.0, {}
     if exp is None or got is None:
         return 0.0, {"presence": "missing" if got is None else "unexpected"}
-    dpos = math.hypot(got.x - exp.x, got.y - exp.y)
+    dpos = math.hypot(got.x - exp.x, got.cy - exp.cy)     # centroids: whatever the shape guess
     dsize = abs(math.sqrt(got.area / _AREA_K[exp.shape]) - exp.size)     # size as if of the expected shape
     q = _soft(dpos, POS_TOL, POS_SCALE) * (0.5 + 0.5 * _soft(dsize, SIZE_TOL, SIZE_SCALE))
     return q, {"pos_err": round(dpos, 4), "size_err": round(dsize, 4)}
 
 
-def _mask_err(a: np.ndarray, b: np.ndarray) -> float:
-    """Pixels in one mask but not the other, relative to their union (at least 2% of the frame, so
-    a few stray edge pixels of a compressed clip do not count as a wall)."""
-    return float((a ^ b).sum() / max((a | b).sum(), 0.02 * a.size))
-
-
-def _scene_check(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
-                 cand_match: dict[str, Detection | None], ref_match: dict[str, Detection | None]) -> float:
-    if prop == "light":
-        if got_light is None:
+def _edit_err(exp: Detection | None, got: Detection | None, world: tuple[float, float] | None,
+              frame: ParsedFrame | None = None) -> float:
+    """How far an object in one frame is from the target's (world units): position plus size error.
+    Where the target has it hidden (``world``: its position behind the occluder) but it shows: its
+    distance from there plus its visible size. Where it is missing: the distance from where it
+    should be to the nearest place in ``frame`` that could hide it (another object at least half its
+    area, or the occluder), plus its size. At most MISS_ERR (the frame's width), which is also the
+    error where the target has it gone (melted) but it shows."""
+    if exp is None:
+        if got is None:
             return 0.0
-        return _soft(abs(got_light - target.light), LIGHT_TOL, LIGHT_SCALE)
-    if prop in ("temperature", "puddle", "ice"):
-        q = [_soft(abs(cand.puddle - ref.puddle), PUDDLE_TOL, PUDDLE_SCALE)]
-        for o in target.objects:
-            if o.material == "ice":
-                q.append(_object_check(ref_match.get(o.name), cand_match.get(o.name))[0])
-        return float(np.mean(q))
-    cls = {"walls": ("wall",), "wall": ("wall",), "containers": ("container", "water"),
-           "container": ("container", "water"), "occluders": ("occluder",), "occluder": ("occluder",)}.get(prop)
-    if cls is None:                                       # unknown property: all background classes
-        cls = BACKGROUND_CLASSES
-    errs = [_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c]) for c in cls]
-    return _soft(float(np.mean(errs)), 0.15, 0.15)
+        return MISS_ERR if world is None else min(math.hypot(got.x - world[0], got.y - world[1]) + got.size, MISS_ERR)
+    if got is None:
+        return min(_hiding_dist(exp, frame) + exp.size, MISS_ERR)
+    dpos = math.hypot(got.x - exp.x, got.cy - exp.cy)     # centroids: whatever the shape guess
+    dsize = abs(math.sqrt(got.area / _AREA_K[exp.shape]) - exp.size)     # size as if of the expected shape
+    return min(dpos + dsize, MISS_ERR)
+
+
+def _hiding_dist(exp: Detection, frame: ParsedFrame | None) -> float:
+    """Distance from a detection's place to the nearest place in ``frame`` that could hide it: the
+    centre of another object of at least half its area, or an occluder pixel in its rows."""
+    if frame is None:
+        return MISS_ERR
+    dist = [math.hypot(d.x - exp.x, d.cy - exp.cy) for d in frame.detections
+            if d.colour != exp.colour and d.area >= 0.5 * exp.area]
+    w = frame.labels.shape[1]
+    r0, r1 = exp.bbox[0], exp.bbox[1] + 1
+    cols = np.flatnonzero((frame.labels[r0:r1] == _CLS["occluder"]).any(0))
+    if len(cols):
+        dist.append(float(np.abs((cols + 0.5) / w - exp.x).min()))
+    return min(dist, default=MISS_ERR)
+
+
+def _edit_quality(cand_err: list[float], source_err: list[float], tol: float, scale: float) -> tuple[float, dict]:
+    """Edit accuracy of one edited thing from its per-frame errors, for the candidate and for the
+    unedited source: the mean of closeness to the target (per frame 1 within ``tol``, the
+    measurement noise, then ``exp(-(err - tol) / scale)``) and progress from the source towards the
+    target (1 - the candidate's total error beyond ``tol`` over the source's, in [0, 1]). Both
+    grow whenever the candidate comes closer, the source scores 0 progress by definition, and a
+    half-done edit about 1/2. Where the source is itself within ``tol`` (nothing to make progress
+    on), closeness alone."""
+    close = float(np.mean([_soft(e, tol, scale) for e in cand_err]))
+    need = sum(max(0.0, e - tol) for e in source_err)
+    if need <= tol:
+        return close, {"close": round(close, 3)}
+    done = min(max(1.0 - sum(max(0.0, e - tol) for e in cand_err) / need, 0.0), 1.0)
+    return 0.5 * close + 0.5 * done, {"close": round(close, 3), "progress": round(done, 3)}
+
+
+def _mask_err(a: np.ndarray, b: np.ndarray) -> float:
+    """Pixels of one mask more than a pixel away from the other, relative to their union (at least
+    2% of the frame, so a few stray edge pixels of a compressed clip do not count as a wall)."""
+    off = (a & ~_dilate(b)) | (b & ~_dilate(a))
+    return float(off.sum() / max((a | b).sum(), 0.02 * a.size))
+
+
+_TEMPERATURE = ("temperature", "puddle", "ice")
+_MASK_CLASSES = {"walls": ("wall",), "wall": ("wall",), "containers": ("container", "water"),
+                 "container": ("container", "water"), "occluders": ("occluder",), "occluder": ("occluder",)}
+
+
+def _scene_err(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
+               cand_match: dict[str, Detection | None], ref_match: dict[str, Detection | None]) -> float:
+    """How far one frame is from the target's in one scene property (0: the same): the light level;
+    the puddle width plus the ice cubes' errors; or the mismatch of the property's pixel masks."""
+    if prop == "light":
+        return 1.0 if got_light is None else abs(got_light - target.light)
+    if prop in _TEMPERATURE:
+        ice = [_edit_err(ref_match.get(o.name), cand_match.get(o.name), (o.x, o.y) if o.present else None, cand)
+               for o in target.objects if o.material == "ice"]
+        return abs(cand.puddle - ref.puddle) + (float(np.mean(ice)) if ice else 0.0)
+    if prop in _MASK_CLASSES:          # a container and its water as one mask: a 1-pixel rim blurs away
+        idx = [_CLS[c] for c in _MASK_CLASSES[prop]]
+        return _mask_err(np.isin(ref.labels, idx), np.isin(cand.labels, idx))
+    return float(np.mean([_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c])     # unknown property:
+                          for c in BACKGROUND_CLASSES]))                                # each background class
+
+
+def _scene_tols(prop: str, exact: float) -> tuple[float, float, float]:
+    """(preservation tolerance, scale, edit-accuracy tolerance) of a scene property's error;
+    ``exact`` is the object tolerance (a pixel) at this resolution."""
+    if prop == "light":
+        return LIGHT_TOL, LIGHT_SCALE, LIGHT_EXACT
+    if prop in _TEMPERATURE:
+        return PUDDLE_TOL, PUDDLE_SCALE, PUDDLE_EXACT_PX * exact
+    return MASK_TOL, MASK_SCALE, MASK_EXACT
 
 
 def _tracks(match_per_frame: list[dict[str, Detection | None]], names: list[str]) -> dict[str, list[Detection | None]]:
@@ -376,7 +559,7 @@ def _motion_stats(tracks: dict[str, list[Detection | None]]) -> tuple[float, flo
         for a, b in zip(tr, tr[1:]):
             if (a is None) != (b is None):
                 toggles += 1
-            vs.append(None if a is None or b is None else np.array([b.x - a.x, b.y - a.y]))
+            vs.append(None if a is None or b is None else np.array([b.x - a.x, b.cy - a.cy]))
         for v in vs:
             if v is not None:
                 vmax = max(vmax, float(np.hypot(*v)))
@@ -386,13 +569,29 @@ def _motion_stats(tracks: dict[str, list[Detection | None]]) -> tuple[float, flo
     return vmax, amax, toggles
 
 
+SHAPE_MARGIN = 0.2      # a shape is clearly not another when that fits worse by this (misfit)
+
+
+def _shape_changed(a: Detection, b: Detection) -> bool:
+    """Whether an object's shape clearly changed between two detections: their best shapes differ
+    and, for small ones, each fits its own shape better than the other's by SHAPE_MARGIN of its
+    pixels (a compressed object a few pixels across may fit two shapes about equally well)."""
+    if a.shape == b.shape:
+        return False
+    if a.misfit is None or b.misfit is None:
+        return True
+    return (a.misfit[b.shape] - a.misfit[a.shape] >= SHAPE_MARGIN
+            and b.misfit[a.shape] - b.misfit[b.shape] >= SHAPE_MARGIN)
+
+
 def _instability(tracks: dict[str, list[Detection | None]]) -> int:
-    """Shape-label changes plus size jumps between consecutive frames, over all tracks."""
+    """Clear shape changes plus size jumps (by area: a shape guess does not change it) between
+    consecutive frames, over all tracks."""
     n = 0
     for tr in tracks.values():
         for a, b in zip(tr, tr[1:]):
             if a is not None and b is not None:
-                n += (a.shape != b.shape) + (abs(a.size - b.size) > SIZE_TOL)
+                n += _shape_changed(a, b) + (abs(a.size - math.sqrt(b.area / _AREA_K[a.shape])) > SIZE_TOL)
     return n
 
 
@@ -402,6 +601,20 @@ def _frame_change(clip: np.ndarray, lights: list[float]) -> np.ndarray:
     if len(f) < 2:
         return np.zeros(0)
     return 100.0 * (np.abs(np.diff(f, axis=0)).max(-1) > 25).mean(axis=(1, 2))
+
+
+def _stalls(change: np.ndarray, ref_change: np.ndarray, moving: float = 0.3) -> int:
+    """Frame pairs where the candidate stands still although both reference clips move, next to a
+    pair where the candidate itself moves: a stutter (a duplicated frame), an abrupt stop or a
+    late start. A candidate that is still throughout is a still scene, not a frozen video."""
+    if len(change) == 0:
+        return 0
+    still = (change < 0.1 * ref_change) & (ref_change > moving)
+    moves = change > moving
+    beside = np.zeros_like(moves)
+    beside[1:] |= moves[:-1]
+    beside[:-1] |= moves[1:]
+    return int((still & beside).sum())
 
 
 def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
@@ -434,14 +647,18 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
         return out
 
     names = [o.name for o in tstates[0].objects]
-    cmatch = []
-    spurious = []
+    # cmatch: the candidate's objects near where the target has them (preservation); ctrack and
+    # strack: the candidate's and the source's objects wherever they are (edit accuracy, naturalness)
+    cmatch, ctrack, strack, spurious = [], [], [], []
     for t, (s, p) in enumerate(zip(tstates, cand)):
-        exp = {n: (d.x, d.y) if d is not None else None for n, d in ref.expect[t].items()}
-        m, extra = _assign(s.objects, exp, p.detections, gate=0.6)
-        _, ref_extra = _assign(s.objects, exp, ref.parsed[t].detections, gate=0.6)
-        spurious.append(max(0, len(extra) - len(ref_extra)))
-        cmatch.append(m)
+        exp = {n: (d.x, d.cy) if d is not None else None for n, d in ref.expect[t].items()}
+        cmatch.append(_assign(s.objects, exp, p.detections, gate=GATE)[0])
+        track, extra = _assign(s.objects, exp, p.detections, gate=None)
+        ctrack.append(track)
+        strack.append(_assign(s.objects, exp, sref.parsed[t].detections, gate=None)[0])
+        # detections no scene object claims, beyond those of the target itself
+        spurious.append(max(0, len(extra) - len(_assign(s.objects, exp, ref.parsed[t].detections, gate=None)[1])))
+    world = [{o.name: (o.x, o.y) for o in s.objects if o.present} for s in tstates]
 
     def object_group(name: str) -> tuple[float, list]:
         qs, errs = [], []
@@ -451,22 +668,34 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
             errs.append(e)
         return float(np.mean(qs)), errs
 
+    def edit_errors(name: str, match: list[dict[str, Detection | None]], parsed: list[ParsedFrame]) -> list[float]:
+        return [_edit_err(ref.expect[t].get(name), match[t].get(name), world[t].get(name), parsed[t])
+                for t in range(item.frames)]
+
+    def scene_errors(prop: str, parsed: list[ParsedFrame], light: list[float | None],
+                     match: list[dict[str, Detection | None]]) -> list[float]:
+        return [_scene_err(prop, ref.parsed[t], parsed[t], tstates[t], light[t], match[t], ref.expect[t])
+                for t in range(item.frames)]
+
     obj_diag: dict = {}
-    # ---- EA
+    # ---- EA: closeness to the target and progress from the source, per edited object and property
+    exact = EXACT_PX / min(h, w)
     ea_groups = []
     edited = [n for n in item.edited if n in names]
     if not edited and not item.scene_edit:
         edited = names
     for n in edited:
-        q, e = object_group(n)
+        errs = edit_errors(n, ctrack, cand)
+        q, parts = _edit_quality(errs, edit_errors(n, strack, sref.parsed), exact, POS_SCALE)
         ea_groups.append(q)
-        obj_diag[n] = {"role": "edited", "score": round(q, 3), "frames": e}
+        obj_diag[n] = {"role": "edited", "score": round(q, 3), **parts, "err": [round(e, 4) for e in errs]}
     scene_diag = {}
     for prop in item.scene_edit:
-        qs = [_scene_check(prop, ref.parsed[t], cand[t], tstates[t], lights[t], cmatch[t], ref.expect[t])
-              for t in range(item.frames)]
-        ea_groups.append(float(np.mean(qs)))
-        scene_diag[prop] = round(float(np.mean(qs)), 3)
+        _, scale, tol = _scene_tols(prop, exact)
+        q, parts = _edit_quality(scene_errors(prop, cand, lights, ctrack),
+                                 scene_errors(prop, sref.parsed, [p.light for p in sref.parsed], strack), tol, scale)
+        ea_groups.append(q)
+        scene_diag[prop] = {"score": round(q, 3), **parts}
     ea = _aggregate(ea_groups)
 
     # ---- PC
@@ -479,8 +708,8 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     kept_props = [p for p in ("light", "temperature", "walls", "containers", "occluders")
                   if not _edits(item.scene_edit, p)]
     for prop in kept_props:
-        qs = [_scene_check(prop, ref.parsed[t], cand[t], tstates[t], lights[t], cmatch[t], ref.expect[t])
-              for t in range(item.frames)]
+        tol, scale, _ = _scene_tols(prop, exact)
+        qs = [_soft(e, tol, scale) for e in scene_errors(prop, cand, lights, cmatch)]
         pc_groups.append(float(np.mean(qs)))
         scene_diag["kept:" + prop] = round(float(np.mean(qs)), 3)
     pc_groups.append(float(np.mean([1.0 / (1 + n) for n in spurious])))
@@ -514,11 +743,11 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
         v, a, tg = _motion_stats(_tracks(r.expect, names))
         allowed_v, allowed_a, allowed_toggles = max(allowed_v, v), max(allowed_a, a), max(allowed_toggles, tg)
     px = 1.5 / min(h, w)
-    cv, ca, ctg = _motion_stats(_tracks(cmatch, names))
+    cv, ca, ctg = _motion_stats(_tracks(ctrack, names))
     q_jump = _soft(cv - (allowed_v * 1.25 + px), 0.0, 0.05)
     q_acc = _soft(ca - (allowed_a * 1.25 + 2 * px), 0.0, 0.05)
     q_flicker = 1.0 / (1 + max(0, ctg - allowed_toggles))
-    instab = _instability(_tracks(cmatch, names))
+    instab = _instability(_tracks(ctrack, names))
     ref_instab = max(_instability(_tracks(r.expect, names)) for r in (ref, sref))
     q_shape = 1.0 / (1 + 0.5 * max(0, instab - ref_instab))
     ch_c = _frame_change(video, [l if l is not None else 1.0 for l in lights])
@@ -527,8 +756,7 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     ch_ref = np.maximum(ch_t, ch_s)
     mean_ref = float(ch_ref.mean()) if len(ch_ref) else 0.0
     q_change = _soft(float(ch_c.mean()) - (1.5 * mean_ref + 1.0) if len(ch_c) else 0.0, 0.0, max(mean_ref, 1.0))
-    moving = np.minimum(ch_t, ch_s) > 0.3 if len(ch_c) else np.zeros(0, bool)
-    frozen = int(((ch_c < 0.1 * np.minimum(ch_t, ch_s)) & moving).sum()) if len(ch_c) else 0
+    frozen = _stalls(ch_c, np.minimum(ch_t, ch_s))
     q_frozen = 1.0 / (1 + frozen)
     gn_parts = {"jump": q_jump, "accel": q_acc, "flicker": q_flicker, "shape": q_shape,
                 "change": q_change, "frozen": q_frozen}

@@ -10,8 +10,9 @@ moment of an event), and has at least five instruction templates ("phrasings") p
 Scenes: objects are named "<colour> <shape>" (colour a PALETTE key, shape circle/square/triangle);
 no two objects of a scene share a colour, so each can be found by colour. Ice is always the
 "ice cube" (colour "white", drawn in ICE_COLOUR; white is then not used by other objects). Every
-object stays fully inside the 0..1 frame in both clips, and the rendered target must differ
-visibly from the source (checked in :func:`make_item`, which re-samples otherwise).
+object stays fully inside the 0..1 frame in both clips, and the target must differ visibly from the
+source, by at least MIN_EDIT in what the edit is about (:func:`edit_size`; checked in
+:func:`generate_checked`, which re-samples otherwise).
 
 Splits (hold-out of whole phrasings and object combinations):
 
@@ -189,13 +190,14 @@ class Family:
 
 
 # ---- layouts ----------------------------------------------------------------------------------
-def _roller_scene(rng, combo, room: float = 0.45, n_by: int | None = None) -> tuple[Scene, Obj]:
-    """The main object sliding right from x ~0.35..0.45 (stops within ``room / 4``), 1-2 resting
-    bystanders on its left."""
+def _roller_scene(rng, combo, room: float = 0.45, n_by: int | None = None,
+                  slide: tuple[float, float] | None = None) -> tuple[Scene, Obj]:
+    """The main object sliding right from x ~0.35..0.45 (stops after ``slide`` (lo, hi), by default
+    within ``room / 4``), 1-2 resting bystanders on its left."""
     colour, shape = combo
     size = _size(rng)
     x = float(rng.uniform(0.35, 0.45))
-    d = float(rng.uniform(0.04, room / 4))
+    d = float(rng.uniform(*(slide or (0.04, room / 4))))
     main = _obj(colour, shape, size, x, vx=_speed_for(shape, d))
     n_by = int(rng.integers(1, 3)) if n_by is None else n_by
     cols = _others(rng, n_by, {colour})
@@ -294,19 +296,19 @@ def _harder(rng, combo, subset):
 
 
 def _no_push(rng, combo, subset):
-    src, main = _roller_scene(rng, combo)
+    src, main = _roller_scene(rng, combo, slide=(0.1, 0.3))      # a slide long enough to see
     tgt = src.copy()
     tgt.obj(main.name).vx = 0.0
     return Draft(src, tgt, [main.name], _names(src, (main.name,)), {"obj": main.name}, 0.0, 0.0)
 
 
 def _reverse(rng, combo, subset):
-    src, main = _roller_scene(rng, combo, room=0.3, n_by=0)
+    src, main = _roller_scene(rng, combo, n_by=0, slide=(0.06, 0.12))   # both ways apart by 0.12+
     m = src.obj(main.name)
     m.x = float(rng.uniform(0.4, 0.6))
     cols = _others(rng, int(rng.integers(1, 3)), {main.colour})
-    reach = 4 * m.vx**2 / (2 * _decel(m.shape))
-    fixed = [(m.x, m.size + reach + 0.02)]
+    reach = m.vx**2 / (2 * _decel(m.shape))        # how far it slides, either way
+    fixed = [(m.x, m.size + reach + 0.03)]
     sizes = [_size(rng, 0.04, 0.06) for _ in cols]
     xs = _spread(rng, sizes, 0.0, 1.0, fixed=fixed)
     src.objects += [_obj(c, _shape(rng), s, x) for c, s, x in zip(cols, sizes, xs)]
@@ -345,7 +347,8 @@ def _heavier(rng, combo, subset):
     src = Scene([block, roller])
     tgt = src.copy()
     tgt.obj(block.name).mass = HEAVY
-    return Draft(src, tgt, [block.name], [], {"obj": block.name, "other": roller.name}, 0.0, _ict(subset))
+    # the roller bounces back off the heavy block instead of stopping: it is part of the edit too
+    return Draft(src, tgt, [block.name, roller.name], [], {"obj": block.name, "other": roller.name}, 0.0, _ict(subset))
 
 
 # ---- spatial ----------------------------------------------------------------------------------
@@ -708,10 +711,35 @@ def families_by_category() -> dict[str, list[str]]:
 
 # ---- making items -----------------------------------------------------------------------------
 MIN_CHANGED = 150        # pixels (over the whole 64x64 clip) the target must differ from the source in
+MIN_EDIT = 0.075         # world units the target must differ from the source in what the edit is about
 
 
 def changed_pixels(a: np.ndarray, b: np.ndarray, tol: int = 24) -> int:
     return int((np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) > tol).sum())
+
+
+def edit_size(item: SynthItem, src_states=None, tgt_states=None) -> float:
+    """How far the target is from the source in what the edit is about: the largest difference, over
+    the frames, of an edited object (position plus size, world units; inf where it appears, vanishes
+    or changes material), of the light level, the puddle width or a container's water height (world
+    units); inf where the walls or occluders differ. Items below MIN_EDIT are re-sampled: their
+    unedited source would be nearly right, and a half-done edit could not be told from the target."""
+    src_states = item.source_states() if src_states is None else src_states
+    tgt_states = item.target_states() if tgt_states is None else tgt_states
+    if item.source.walls != item.target.walls or item.source.occluders != item.target.occluders:
+        return math.inf
+    size = 0.0
+    for s, t in zip(src_states, tgt_states):
+        for name in item.edited:
+            a, b = s.obj(name), t.obj(name)
+            if a.present != b.present or a.material != b.material:
+                return math.inf
+            if a.present:
+                size = max(size, math.hypot(a.x - b.x, a.y - b.y) + abs(a.size - b.size))
+        size = max(size, abs(s.light - t.light), abs(s.puddle - t.puddle))
+        for ca, cb in zip(s.containers, t.containers):
+            size = max(size, abs(ca.level - cb.level) * ca.height)
+    return size
 
 
 def _inside(states) -> bool:
@@ -745,7 +773,8 @@ def generate_checked(rng: np.random.Generator, family: Family | str, split: str,
             continue
         src, tgt = render_clip(src_states, height, width), render_clip(tgt_states, height, width)
         scale = (64 * 64) / (height * width)
-        if family.check_change and changed_pixels(src, tgt) * scale < MIN_CHANGED:
+        if family.check_change and (changed_pixels(src, tgt) * scale < MIN_CHANGED
+                                    or edit_size(item, src_states, tgt_states) < MIN_EDIT):
             continue
         assert main_combo(item) == combo, (family.name, main_combo(item), combo)
         return item, src, tgt
