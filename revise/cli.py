@@ -1,6 +1,7 @@
 """The ``revise`` command line: ``revise edit``, ``revise info``, ``revise demo``.
 
-Bad input ends with one line on stderr and exit code 2, and leaves no partial output.
+Bad input ends with one line on stderr and exit code 2; a storage fault (full disk, read-only or
+forbidden folder) with one line naming the path and exit code 1. Neither leaves partial output.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ReviseInputError
+from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error
 
 DEFAULT_MODEL = "tiny"  # the embedded default until a trained model ships with the package
 EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
@@ -153,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     except ReviseInputError as err:
         print(f"revise: error: {err}", file=sys.stderr)
         return 2
+    except ReviseEnvironmentError as err:
+        print(f"revise: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a storage fault outside the atomic writers (e.g. appending to a log)
+        if not is_storage_error(err):
+            raise
+        where = f": '{err.filename}'" if err.filename else ""
+        print(f"revise: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("revise: interrupted", file=sys.stderr)
         return 130
@@ -264,6 +274,7 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
 def cmd_synth_score(args: argparse.Namespace) -> int:
     import json
 
+    from .atomic import write_text
     from .synth.evaluate import METRICS, score_split
 
     result = score_split(args.data, args.videos)
@@ -272,11 +283,7 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
     for group, row in result["summary"].items():
         print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, out)
+        write_text(args.out, json.dumps(result, indent=1))
     return 0
 
 
