@@ -24,7 +24,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _reserve(path, suffix)
+        tmp = fresh_file(path.parent, f".{path.stem}.tmp-", suffix)   # ordinary final permissions
     except OSError as err:
         if is_storage_error(err):
             raise storage_error(path, err) from err
@@ -47,13 +47,13 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return path
 
 
-def _reserve(path: Path, suffix: str) -> Path:
-    """Create an empty file under a fresh hidden name beside ``path`` (O_EXCL; 0o666 less the umask:
-    a private name, yet ordinary final permissions)."""
+def fresh_file(folder: Path, prefix: str = "", suffix: str = "", mode: int = 0o666, nbytes: int = 4) -> Path:
+    """Create an empty file in ``folder`` under a new random name (O_EXCL: never one that exists) and
+    return its path. ``mode`` is less the umask; ``nbytes`` random bytes make the name."""
     while True:
-        tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{suffix}")
+        path = folder / f"{prefix}{secrets.token_hex(nbytes)}{suffix}"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+            return path
         except FileExistsError:
             continue

@@ -1,4 +1,4 @@
-"""The ``revise`` command line: ``revise edit``, ``revise info``, ``revise demo``.
+"""The ``revise`` command line: ``revise edit``, ``revise info``, ``revise demo``, ``revise serve`` ...
 
 Bad input ends with one line on stderr and exit code 2; a storage fault (full disk, read-only or
 forbidden folder) with one line naming the path and exit code 1. Neither leaves partial output.
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error
+from .serve import add_serve_command
 
 DEFAULT_MODEL = "tiny"  # the embedded default until a trained model ships with the package
 EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="source clip: mp4, webm, gif ... or a folder of frames")
     p.add_argument("--instruction", required=True, help="what to change, e.g. 'show the scene one second later'")
     p.add_argument("--out", required=True, help="output .mp4 path")
+    p.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="make N candidates (seeds SEED .. SEED+N-1) and keep the one the model's own critic "
+                        "rates highest; prints each candidate's P(Yes) (default: 1, no critic)")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_edit)
 
@@ -144,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", default=None, help="bundled example name (default: the first)")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.set_defaults(func=cmd_demo)
+
+    add_serve_command(sub, DEFAULT_MODEL, EXAMPLES_DIR)
     return parser
 
 
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_edit(args: argparse.Namespace) -> int:
     from .models.revise_model import sampling_defaults
+    from .pipelines.best_of import MAX_BEST_OF
     from .pipelines.edit import check_edit_args
 
     out = Path(args.out)
@@ -181,9 +188,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     width, height = args.size or (defaults.width, defaults.height)
     steps = args.steps or defaults.num_inference_steps
     check_edit_args(frames, height, width, steps, [args.instruction])
+    if not 1 <= args.best_of <= MAX_BEST_OF:
+        raise ReviseInputError(f"--best-of must be from 1 to {MAX_BEST_OF}, not {args.best_of}")
     _edit(args.model, Path(args.video), args.instruction, out, args.device, args.dtype,
           frames=frames, height=height, width=width, steps=steps, guidance=args.guidance,
-          shift=args.shift, solver=args.solver, seed=args.seed, fps=defaults.fps)
+          shift=args.shift, solver=args.solver, seed=args.seed, fps=defaults.fps, best_of=args.best_of)
     return 0
 
 
@@ -308,7 +317,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 # ---- shared -----------------------------------------------------------------------------------
 def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device: str | None, dtype: str | None, *,
           frames: int, height: int, width: int, steps: int, guidance: float | None, shift: float | None,
-          solver: str, seed: int, fps: int, comparison: Path | None = None) -> None:
+          solver: str, seed: int, fps: int, comparison: Path | None = None, best_of: int = 1) -> None:
     import torch
 
     from .pipelines.edit import ReviseEditPipeline
@@ -320,9 +329,17 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
     torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     _quiet_libraries()
     pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
-    result = pipe(source, instruction, num_frames=frames, height=height, width=width, num_inference_steps=steps,
-                  guidance_scale=guidance, shift=shift, seed=seed, solver=solver, progress=True)
-    edited = result.video[0]
+    sampling = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps,
+                    guidance_scale=guidance, shift=shift, solver=solver)
+    if best_of > 1:
+        from .pipelines.best_of import edit_best_of
+        best = edit_best_of(pipe, source, instruction, best_of, seed=seed, **sampling)
+        edited = best.video
+        print(f"best of {best_of}: seed {best.seed}; critic P(Yes) per seed: "
+              + ", ".join(f"{c['seed']}: {c['p_yes']:.3f}" for c in best.candidates))
+        print("kept candidate, P(Yes) per dimension: " + ", ".join(f"{k} {v:.3f}" for k, v in best.scores.items()))
+    else:
+        edited = pipe(source, instruction, seed=seed, progress=True, **sampling).video[0]
     write_video(out, edited, fps=fps)
     if comparison is not None:
         pair = side_by_side(to_uint8(source), to_uint8(edited.cpu()))
