@@ -16,6 +16,8 @@ from pathlib import Path
 
 from .errors import is_storage_error, storage_error
 
+NOTHING_WRITTEN = "nothing was written there"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
@@ -27,7 +29,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         tmp = fresh_file(path.parent, f".{path.stem}.tmp-", suffix)   # ordinary final permissions
     except OSError as err:
         if is_storage_error(err):
-            raise storage_error(path, err) from err
+            raise storage_error(path, err, NOTHING_WRITTEN) from err
         raise
     try:
         yield tmp
@@ -35,7 +37,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if is_storage_error(err):
-            raise storage_error(path, err) from err
+            raise storage_error(path, err, NOTHING_WRITTEN) from err
         raise
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error
+from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error, storage_error
 from .serve import add_serve_command
 
 DEFAULT_MODEL = "tiny"  # the embedded default until a trained model ships with the package
@@ -158,20 +158,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except ReviseInputError as err:
-        print(f"revise: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
     except ReviseEnvironmentError as err:
-        print(f"revise: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # a storage fault outside the atomic writers (e.g. appending to a log)
+        return _fail(str(err), 1)
+    except OSError as err:  # a storage fault outside the atomic writers
         if not is_storage_error(err):
             raise
-        where = f": '{err.filename}'" if err.filename else ""
-        print(f"revise: error: {err.strerror or err}{where}", file=sys.stderr)
-        return 1
+        return _fail(f"{err.strerror or err}" + (f": '{err.filename}'" if err.filename else ""), 1)
     except KeyboardInterrupt:
         print("revise: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str, code: int) -> int:
+    """One line on stderr, on a line of its own: progress bars cut short are closed first."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(tqdm, "tqdm", object)._instances if tqdm else []):
+        bar.close()
+    print(f"revise: error: {message}", file=sys.stderr)
+    return code
 
 
 # ---- commands ---------------------------------------------------------------------------------
@@ -257,7 +262,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.no_resume and trainer.resume():
         print(f"resumed from step {trainer.step}")
     last = trainer.train()
-    final = trainer.save_model(Path(cfg.out) / "model")
+    try:
+        final = trainer.save_model(Path(cfg.out) / "model")
+    except Exception as err:  # a full disk: safetensors and torch do not raise OSError for it
+        raise storage_error(Path(cfg.out) / "model", err, "the last checkpoint holds the trained weights") from err
     skipped = len(trainer.data.skipped)
     print(f"trained {cfg.objective} to step {trainer.step}: loss {last.get('loss', float('nan')):.4g}, "
           f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}")

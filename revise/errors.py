@@ -31,7 +31,8 @@ def is_storage_error(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
 
 
-def storage_error(path: str | os.PathLike[str], err: BaseException) -> ReviseEnvironmentError:
-    """A one-line :class:`ReviseEnvironmentError` naming the path the user asked for (not a temporary name)."""
-    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    return ReviseEnvironmentError(f"cannot write '{path}': {reason}; nothing was written there")
+def storage_error(path: str | os.PathLike[str], err: BaseException, then: str = "") -> ReviseEnvironmentError:
+    """A one-line :class:`ReviseEnvironmentError` naming the path the user asked for (not a temporary
+    name); ``then`` says what the user can do next."""
+    reason = getattr(err, "strerror", None) or " ".join(str(err).split()) or type(err).__name__
+    return ReviseEnvironmentError(f"cannot write '{path}': {reason}" + (f"; {then}" if then else ""))
