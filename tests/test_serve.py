@@ -255,8 +255,7 @@ def test_one_worker_per_device():
         jobs.close()
 
 
-def test_full_queue_and_too_many_uploads(served):
-    client, _ = served
+def test_full_queue_and_too_many_uploads():
     blocker = threading.Event()
 
     class Blocked(FakeRunner):
@@ -265,21 +264,21 @@ def test_full_queue_and_too_many_uploads(served):
             return super().run(job)
 
     jobs = JobQueue([Blocked([])], max_waiting=2, max_uploads=2)
-    jobs.start()
-    try:
-        first = jobs.submit("a", 1, example=CLIP)
-        while first.state != "running":
-            time.sleep(0.01)
-        jobs.submit("b", 1, example=CLIP)
-        jobs.submit("c", 1, example=CLIP)
-        with pytest.raises(QueueFull, match="2 jobs are already waiting"):
-            jobs.submit("d", 1, example=CLIP)
-        upload(jobs), upload(jobs)
-        with pytest.raises(QueueFull, match="2 uploads are waiting"):
-            jobs.new_upload_path()
-    finally:
-        blocker.set()
-        jobs.close()
+    app = create_app(jobs, ServeSettings(model="stand-in", examples=EXAMPLES, limits=LIMITS))
+    with TestClient(app) as client:
+        try:
+            post = lambda: client.post("/api/jobs", json={"instruction": "x", "example": EXAMPLES[0]["name"]})
+            first = post().json()["id"]
+            while client.get(f"/api/jobs/{first}").json()["state"] != "running":
+                time.sleep(0.01)
+            assert [post().json()["position"] for _ in range(2)] == [1, 2]
+            one_line_error(post(), 429, "2 jobs are already waiting; try again in a while")
+            for _ in range(2):
+                assert client.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()).status_code == 200
+            one_line_error(client.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()), 429,
+                           "2 uploads are waiting for their jobs")
+        finally:
+            blocker.set()
 
 
 def test_results_and_uploads_expire():
