@@ -25,7 +25,7 @@ from revise.cli import DEFAULT_MODEL, EXAMPLES_DIR, main
 from revise.errors import ReviseInputError
 from revise.serve.app import ServeSettings, create_app, load_examples
 from revise.serve.editor import Editor
-from revise.serve.jobs import JobQueue, QueueFull
+from revise.serve.jobs import JobQueue
 from revise.serve.uploads import UploadLimits
 from revise.video import write_video
 

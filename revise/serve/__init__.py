@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
                           max_side=args.max_side, min_frames=d.num_frames)
     settings = ServeSettings(model=str(args.model), examples=load_examples(args.examples_dir), limits=limits,
-                             max_best_of=args.max_best_of, steps=args.steps)
+                             max_best_of=args.max_best_of)
     sock = listen(args.host, args.port)
     jobs = JobQueue(editors, ttl_s=args.keep_minutes * 60, max_waiting=args.max_queue)
     host, port = sock.getsockname()[:2]

@@ -49,7 +49,6 @@ class ServeSettings:
     examples: list[dict[str, Any]]      # bundled examples: name, instruction, category, path
     limits: UploadLimits
     max_best_of: int = 4
-    steps: int | None = None
 
 
 def error(status: int, message: str) -> JSONResponse:
