@@ -1,6 +1,7 @@
-"""The ``revise`` command line: ``revise edit``, ``revise info``, ``revise demo``.
+"""The ``revise`` command line: ``revise edit``, ``revise info``, ``revise demo``, ``revise serve`` ...
 
-Bad input ends with one line on stderr and exit code 2, and leaves no partial output.
+Bad input ends with one line on stderr and exit code 2; a storage fault (full disk, read-only or
+forbidden folder) with one line naming the path and exit code 1. Neither leaves partial output.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ReviseInputError
+from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error, storage_error
+from .serve import add_serve_command
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="source clip: mp4, webm, gif ... or a folder of frames")
     p.add_argument("--instruction", required=True, help="what to change, e.g. 'show the scene one second later'")
     p.add_argument("--out", required=True, help="output .mp4 path")
+    p.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="make N candidates (seeds SEED .. SEED+N-1) and keep the one the model's own critic "
+                        "rates highest; prints each candidate's P(Yes) (default: 1, no critic)")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_edit)
 
@@ -174,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", default=None, help="bundled example name (default: the first)")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.set_defaults(func=cmd_demo)
+
+    add_serve_command(sub, DEFAULT_MODEL, EXAMPLES_DIR)
     return parser
 
 
@@ -182,16 +189,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except ReviseInputError as err:
-        print(f"revise: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
+    except ReviseEnvironmentError as err:
+        return _fail(str(err), 1)
+    except OSError as err:  # a storage fault outside the atomic writers
+        if not is_storage_error(err):
+            raise
+        return _fail(f"{err.strerror or err}" + (f": '{err.filename}'" if err.filename else ""), 1)
     except KeyboardInterrupt:
         print("revise: interrupted", file=sys.stderr)
         return 130
 
 
+def _fail(message: str, code: int) -> int:
+    """One line on stderr, on a line of its own: progress bars cut short are closed first."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(tqdm, "tqdm", object)._instances if tqdm else []):
+        bar.close()
+    print(f"revise: error: {message}", file=sys.stderr)
+    return code
+
+
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_edit(args: argparse.Namespace) -> int:
     from .models.revise_model import sampling_defaults
+    from .pipelines.best_of import MAX_BEST_OF
     from .pipelines.edit import check_edit_args
 
     out = Path(args.out)
@@ -202,9 +224,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     width, height = args.size or (defaults.width, defaults.height)
     steps = args.steps or defaults.num_inference_steps
     check_edit_args(frames, height, width, steps, [args.instruction])
+    if not 1 <= args.best_of <= MAX_BEST_OF:
+        raise ReviseInputError(f"--best-of must be from 1 to {MAX_BEST_OF}, not {args.best_of}")
     _edit(args.model, Path(args.video), args.instruction, out, args.device, args.dtype,
           frames=frames, height=height, width=width, steps=steps, guidance=args.guidance,
-          shift=args.shift, solver=args.solver, seed=args.seed, fps=defaults.fps)
+          shift=args.shift, solver=args.solver, seed=args.seed, fps=defaults.fps, best_of=args.best_of)
     return 0
 
 
@@ -240,7 +264,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                  shift=None, solver="unipc", seed=0, fps=d.fps,
                                  comparison=out_dir / f"{example['name']}.png", reference=target)
     critic = Critic(pipe.model.understanding)
-    src, ed = source.to(pipe.device, pipe.model.dtype), edited[None].to(pipe.device, pipe.model.dtype)
+    src, ed = source[None].to(pipe.device, pipe.model.dtype), edited[None].to(pipe.device, pipe.model.dtype)
     p_yes = {dim: float(critic.score(src, ed, [example["instruction"]], dim)[0]) for dim in (None, *DIMENSIONS)}
     print("critic P(Yes): " + ", ".join(f"{dim or 'overall'} {p:.2f}" for dim, p in p_yes.items()))
     scores = score_item(SynthItem.from_dict(example["item"]), to_uint8(edited.cpu().float()))
@@ -283,7 +307,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.no_resume and trainer.resume():
         print(f"resumed from step {trainer.step}")
     last = trainer.train()
-    final = trainer.save_model(Path(cfg.out) / "model")
+    try:
+        final = trainer.save_model(Path(cfg.out) / "model")
+    except Exception as err:  # a full disk: safetensors and torch do not raise OSError for it
+        raise storage_error(Path(cfg.out) / "model", err, "the last checkpoint holds the trained weights") from err
     skipped = len(trainer.data.skipped)
     print(f"trained {cfg.objective} to step {trainer.step}: loss {last.get('loss', float('nan')):.4g}, "
           f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}")
@@ -312,6 +339,7 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
 def cmd_synth_score(args: argparse.Namespace) -> int:
     import json
 
+    from .atomic import write_text
     from .synth.evaluate import METRICS, score_split
 
     if args.workers < 1:
@@ -322,7 +350,7 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
     for group, row in result["summary"].items():
         print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
     if args.out:
-        _write_json_atomic(Path(args.out), result)
+        write_text(args.out, json.dumps(result, indent=1))
     return 0
 
 
@@ -363,17 +391,9 @@ def cmd_synth_critic(args: argparse.Namespace) -> int:
     rank = report["target_ranked_above_negative"]
     print(f"target ranked above a negative of its item: {rank['rate']:.3f} of {rank['n']} pairs")
     if args.out:
-        _write_json_atomic(Path(args.out), report)
+        from .atomic import write_text
+        write_text(args.out, json.dumps(report, indent=1))
     return 0
-
-
-def _write_json_atomic(out: Path, obj) -> None:
-    import json
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, out)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -397,9 +417,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 # ---- shared -----------------------------------------------------------------------------------
 def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device: str | None, dtype: str | None, *,
           frames: int, height: int, width: int, steps: int, guidance: float | None, shift: float | None,
-          solver: str, seed: int, fps: int, comparison: Path | None = None, reference=None):
-    """Edit one clip, write the mp4 (and a middle-frame PNG: source | edit [| reference]); return the
-    pipeline, the source clip [1, 3, F, H, W] and the edit [3, F, H, W]."""
+          solver: str, seed: int, fps: int, comparison: Path | None = None, best_of: int = 1, reference=None):
+    """Edit one clip (best of ``best_of`` seeds by the critic), write the mp4 (and a middle-frame PNG:
+    source | edit [| reference]); return the pipeline, the source clip [3, F, H, W] and the edit."""
     import torch
 
     from .pipelines.edit import ReviseEditPipeline
@@ -410,9 +430,17 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
     device, torch_dtype = _device_dtype(device, dtype)
     _quiet_libraries()
     pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
-    result = pipe(source, instruction, num_frames=frames, height=height, width=width, num_inference_steps=steps,
-                  guidance_scale=guidance, shift=shift, seed=seed, solver=solver, progress=True)
-    edited = result.video[0]
+    sampling = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps,
+                    guidance_scale=guidance, shift=shift, solver=solver)
+    if best_of > 1:
+        from .pipelines.best_of import edit_best_of
+        best = edit_best_of(pipe, source, instruction, best_of, seed=seed, **sampling)
+        edited = best.video
+        print(f"best of {best_of}: seed {best.seed}; critic P(Yes) per seed: "
+              + ", ".join(f"{c['seed']}: {c['p_yes']:.3f}" for c in best.candidates))
+        print("kept candidate, P(Yes) per dimension: " + ", ".join(f"{k} {v:.3f}" for k, v in best.scores.items()))
+    else:
+        edited = pipe(source, instruction, seed=seed, progress=True, **sampling).video[0]
     write_video(out, edited, fps=fps)
     if comparison is not None:
         clips = [to_uint8(source), to_uint8(edited.float().cpu())] + ([to_uint8(reference)] if reference is not None else [])
@@ -421,7 +449,7 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
     took = time.perf_counter() - start
     extra = f", comparison {comparison}" if comparison is not None else ""
     print(f"wrote {out} ({frames} frames {width}x{height}, {steps} {solver} steps, {device}) in {took:.1f} s{extra}")
-    return pipe, result.source, edited
+    return pipe, source, edited
 
 
 def _device_dtype(device: str | None, dtype: str | None):

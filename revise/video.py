@@ -17,7 +17,7 @@ import contextlib
 import functools
 import os
 import re
-import secrets
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_path
 from .errors import ReviseInputError
 
 __all__ = [
@@ -47,6 +48,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 ENCODERS: tuple[str, ...] = ("libx264", "h264", "mpeg4")
 #: libx264 constant-rate factor: 18 is visually near-lossless.
 X264_CRF = 18
+#: The largest frame (width x height) the readers decode: 8192 x 8192. A header claiming more is refused
+#: before any pixel is decoded (a forged header must not make us allocate gigabytes).
+MAX_FRAME_PIXELS = 8192 * 8192
 
 _RESAMPLE = Image.Resampling.BICUBIC  # Pillow's resize antialiases (the filter widens when shrinking)
 _TRANSPOSE_FOR_ROTATION = {  # display-matrix angle (counter-clockwise degrees) -> Pillow transpose
@@ -131,6 +135,8 @@ def _check_video_path(path: Path) -> None:
             raise ReviseInputError(f"'{path}' is a single image: give a video ({accepted}) "
                                    "or a folder of frames")
         raise ReviseInputError(f"'{path}' has extension '{path.suffix}', not a video we read ({accepted})")
+    if path.stat().st_size == 0:
+        raise ReviseInputError(f"cannot read video '{path}': the file is empty (0 bytes)")
 
 
 SMALL_FRAME = 320 * 320   # pixels: frames up to this size decode on one thread
@@ -144,19 +150,24 @@ def _decode(path: Path, frame_threads: bool = False) -> Iterator[av.VideoFrame]:
     it, and only the second pass over an already-checked file turns it on.
     """
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", metadata_errors="replace")   # tags may be any bytes
     except (av.error.FFmpegError, OSError) as err:
         raise ReviseInputError(f"cannot read video '{path}': {_reason(err)}") from err
     with container:
         if not container.streams.video:
             raise ReviseInputError(f"'{path}' has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise ReviseInputError(f"cannot decode video '{path}': its video stream has no codec parameters "
+                                   "(truncated or corrupt?)")
+        _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
         stream.thread_type = "AUTO" if frame_threads else "SLICE"
         if (stream.codec_context.width or 0) * (stream.codec_context.height or 0) <= SMALL_FRAME:
             stream.codec_context.thread_count = 1    # threads cost more than they give on small frames
         decoded = 0
         try:
             for frame in container.decode(stream):
+                _check_frame_size(path, frame.width, frame.height)   # a size change mid-stream
                 decoded += 1
                 yield frame
         except (av.error.FFmpegError, OSError) as err:
@@ -164,6 +175,12 @@ def _decode(path: Path, frame_threads: bool = False) -> Iterator[av.VideoFrame]:
                                    f"(truncated or corrupt?): {_reason(err)}") from err
     if decoded == 0:
         raise ReviseInputError(f"'{path}' has no decodable video frames")
+
+
+def _check_frame_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise ReviseInputError(f"'{path}' has frames of {width}x{height}, too large: at most "
+                               f"{MAX_FRAME_PIXELS:,} pixels a frame are read")
 
 
 def _take_video_frames(path: Path, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
@@ -202,8 +219,16 @@ def _natural_key(path: Path) -> tuple:
 
 def _open_image(path: Path) -> Image.Image:
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():   # Pillow warns of sizes that _check_frame_size refuses anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            _check_frame_size(path, *image.size)   # from the header, before any pixel is decoded
             return image.convert("RGB")  # convert() loads the pixels, so a bad file fails here
+    except ReviseInputError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ReviseInputError(f"frame image '{path}' is too large: {err}") from err
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ReviseInputError(f"cannot read frame image '{path}': {err}") from err
 
@@ -311,7 +336,7 @@ def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, 
         raise ReviseInputError(f"cannot write {width}x{height} to '{path}': H.264 yuv420p needs even "
                                "width and height")
     encoder = video_encoder()
-    with _atomic_destination(path, ".mp4") as tmp:
+    with atomic_path(path, ".mp4") as tmp:
         with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as out:
             stream = out.add_stream(encoder, rate=int(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -350,26 +375,6 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray | torch.Tensor) 
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         desc = f"{image.dtype} {list(image.shape)}" if hasattr(image, "shape") else type(image).__name__
         raise ReviseInputError(f"cannot write '{path}': expected a uint8 [H, W, 3] image, got {desc}")
-    with _atomic_destination(path, ".png") as tmp:
+    with atomic_path(path, ".png") as tmp:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
     return path
-
-
-@contextlib.contextmanager
-def _atomic_destination(path: Path, suffix: str) -> Iterator[Path]:
-    """Yield a fresh temporary path beside ``path``; move it onto ``path`` if the block succeeds,
-    delete it if the block raises."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # O_EXCL + 0o666 (less the umask): a private name, yet ordinary final permissions
-        tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

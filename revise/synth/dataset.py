@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..manifest import build, read_json_list
 from ..video import write_image, write_video
 from .item import CATEGORIES, SynthItem
 from .render import contact_sheet
@@ -140,8 +141,10 @@ def _bar(n: int, split: str, progress: bool):
 
 
 def load_items(json_path: str | os.PathLike[str]) -> list[SynthItem]:
-    """The items of a ``{split}.json`` written by :func:`make_dataset`."""
-    return [SynthItem.from_dict(d) for d in json.loads(Path(json_path).read_text())]
+    """The items of a ``{split}.json`` written by :func:`make_dataset`; a malformed file is a
+    ``ReviseInputError`` naming it and the item."""
+    records = read_json_list(json_path, "RVE-Synth split")
+    return [build(SynthItem.from_dict, d, f"RVE-Synth split {json_path}, item {i}") for i, d in enumerate(records)]
 
 
 def contact_sheet_png(items: list[SynthItem | dict], out_path: str | os.PathLike[str], max_items: int = 24,

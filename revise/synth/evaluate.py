@@ -4,7 +4,6 @@ unedited source or the exact target instead: the floor and ceiling every method 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ReviseInputError
+from ..manifest import read_json_list
 from ..video import read_video, to_uint8
 from .dataset import load_items
 from .judge import overall, score_item
@@ -26,7 +26,11 @@ def score_split(json_path: str | Path, videos: str | Path, progress: bool = True
     if not json_path.is_file():
         raise ReviseInputError(f"RVE-Synth split {json_path} does not exist")
     items = load_items(json_path)
-    records = json.loads(json_path.read_text())
+    records = read_json_list(json_path, "RVE-Synth split")
+    for i, rec in enumerate(records):
+        if not all(type(rec.get(k, 64)) is int and 0 < rec.get(k, 64) <= 4096 for k in ("height", "width")):
+            raise ReviseInputError(f"RVE-Synth split {json_path}, item {i}: height and width must be "
+                                   "integers from 1 to 4096")
     folder = None if str(videos) in ("source", "target") else Path(videos)
     if folder is not None and not folder.is_dir():
         raise ReviseInputError(f"video folder {folder} does not exist")

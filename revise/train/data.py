@@ -12,7 +12,6 @@ ones are reported and skipped then); ``load`` then reads from memory. Small data
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import ReviseInputError
+from ..manifest import read_json_list
 from ..video import read_video
 
 log = logging.getLogger("revise.train")
@@ -29,20 +29,19 @@ log = logging.getLogger("revise.train")
 class TripletData:
     def __init__(self, json_path: str | Path, num_frames: int, height: int, width: int):
         path = Path(json_path)
-        if not path.is_file():
-            raise ReviseInputError(f"training data {path} does not exist")
-        try:
-            items = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ReviseInputError(f"training data {path} is not valid JSON: {err}") from None
-        if not isinstance(items, list) or not items:
-            raise ReviseInputError(f"training data {path} must be a non-empty JSON list")
+        items = read_json_list(path, "training data")
         for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ReviseInputError(f"training data {path}, item {i}: expected a JSON object")
             missing = [k for k in ("source_video_path", "instruction") if k not in item]
             if "target_video_path" not in item and "candidate_video_path" not in item:
                 missing.append("target_video_path")
             if missing:
                 raise ReviseInputError(f"training data {path}, item {i}: missing {', '.join(missing)}")
+            wrong = [k for k in ("source_video_path", "target_video_path", "candidate_video_path", "instruction")
+                     if k in item and not (isinstance(item[k], str) and item[k].strip() and "\x00" not in item[k])]
+            if wrong:
+                raise ReviseInputError(f"training data {path}, item {i}: {', '.join(wrong)} must be non-empty text")
         self.items, self.root = items, path.parent
         self.shape = (num_frames, height, width)
         self.skipped: list[str] = []

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..critic import Critic
+from ..errors import storage_error
 from ..models.context import assemble_batch
 from ..models.revise_model import ReviseModel
 from . import objectives as obj
@@ -247,13 +248,22 @@ class Trainer:
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
+        try:
+            self.acc.save_state(str(tmp))
+            if self.acc.is_main_process:
+                state = {"step": self.step, "cursor": self.cursor.state_dict(), "nonfinite_steps": self.nonfinite_steps,
+                         "baseline": self.baseline, "skipped_samples": len(self.data.skipped),
+                         "config": self.cfg.to_dict()}
+                (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+        except Exception as err:  # a full disk shows up as OSError, SafetensorError or torch's RuntimeError
+            if self.acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            done = self.checkpoints()
+            raise storage_error(final, err, "nothing was written there; " + (
+                f"resuming starts from {done[-1].name}" if done else "no complete checkpoint yet")) from err
         if self.acc.is_main_process:
-            state = {"step": self.step, "cursor": self.cursor.state_dict(), "nonfinite_steps": self.nonfinite_steps,
-                     "baseline": self.baseline, "skipped_samples": len(self.data.skipped), "config": self.cfg.to_dict()}
-            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
             for old in self.checkpoints()[: -self.cfg.keep_checkpoints]:
                 shutil.rmtree(old)
         self.acc.wait_for_everyone()
@@ -264,6 +274,9 @@ class Trainer:
         ckpt = Path(path) if path else (self.checkpoints() or [None])[-1]
         if ckpt is None:
             return False
+        if self.acc.is_main_process:   # saves cut short by a crash: never complete, never read
+            for stale in (self.out / "checkpoints").glob(f".tmp-{CHECKPOINT_PREFIX}*"):
+                shutil.rmtree(stale, ignore_errors=True)
         self.acc.load_state(str(ckpt))
         state = json.loads((ckpt / "trainer_state.json").read_text())
         self.step, self.nonfinite_steps, self.baseline = state["step"], state["nonfinite_steps"], state["baseline"]
@@ -396,8 +409,11 @@ def _metrics_writer(out: Path):
     path = out / "metrics.jsonl"
 
     def write(step: int, values: dict[str, float]) -> None:
-        with open(path, "a") as f:
-            f.write(json.dumps({"step": step, **{k: v for k, v in values.items() if not math.isnan(v)}}) + "\n")
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps({"step": step, **{k: v for k, v in values.items() if not math.isnan(v)}}) + "\n")
+        except OSError as err:
+            raise storage_error(path, err) from err
         if tb is not None:
             for k, v in values.items():
                 if not math.isnan(v):

@@ -1,0 +1,47 @@
+"""Runs the web page's jobs on one device: the pipeline is loaded once, each job is one (best-of-N)
+edit at the model's own sampling defaults, written as two H.264 mp4s the browser plays: the source
+as the model saw it and the edit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ..models.revise_model import sampling_defaults
+from ..pipelines.best_of import edit_best_of
+from ..video import read_video, write_video
+from .jobs import Job
+
+SOURCE, EDITED = "source.mp4", "edited.mp4"
+
+
+class Editor:
+    def __init__(self, model: str, device: str | None = None, dtype: str | None = None, steps: int | None = None):
+        self.model_name, self.steps = model, steps
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        default = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.dtype = getattr(torch, dtype) if dtype else default
+        self.defaults = sampling_defaults(model)      # fails now, not in a thread, for an unknown model
+        self.pipe = None
+
+    def load(self) -> None:
+        from ..pipelines.edit import ReviseEditPipeline
+
+        self.pipe = ReviseEditPipeline.from_pretrained(self.model_name, device=self.device, dtype=self.dtype)
+
+    def run(self, job: Job) -> dict[str, Any]:
+        d, start = self.defaults, time.perf_counter()
+        steps = self.steps or d.num_inference_steps
+        job.report(0.0, "reading the clip")
+        source = read_video(job.input_path, d.num_frames, d.height, d.width)
+        job.release_input()
+        out = edit_best_of(self.pipe, source, job.instruction, job.best_of, progress=job.report,
+                           num_frames=d.num_frames, height=d.height, width=d.width, num_inference_steps=steps)
+        job.report(1.0, "writing the videos")
+        write_video(job.folder / SOURCE, out.source, fps=d.fps)
+        write_video(job.folder / EDITED, out.video, fps=d.fps)
+        return {"scores": out.scores, "candidates": out.candidates, "seed": out.seed, "steps": steps,
+                "frames": d.num_frames, "width": d.width, "height": d.height, "device": self.device,
+                "seconds": round(time.perf_counter() - start, 2), "files": [SOURCE, EDITED]}

@@ -1,0 +1,376 @@
+"""``revise serve`` without a browser: the API end to end on the tiny preset, every rejected upload
+and request, and the job queue's guarantees (FIFO, one job at a time per device, clean-up, faults)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from revise.cli import DEFAULT_MODEL, EXAMPLES_DIR, main
+from revise.errors import ReviseInputError
+from revise.serve.app import ServeSettings, create_app, load_examples
+from revise.serve.editor import Editor
+from revise.serve.jobs import JobQueue
+from revise.serve.uploads import UploadLimits
+from revise.video import write_video
+
+EXAMPLES = load_examples(EXAMPLES_DIR)
+CLIP = EXAMPLES[0]["path"]
+LIMITS = UploadLimits(max_bytes=2**20, max_seconds=3.0, max_side=256, min_frames=17)
+
+
+def wait_for(job_url: str, client: TestClient, timeout: float = 240) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = client.get(job_url).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job not finished after {timeout} s: {job}")
+
+
+def one_line_error(response, status: int, match: str) -> str:
+    assert response.status_code == status, (response.status_code, response.text)
+    message = response.json()["error"]
+    assert "\n" not in message and match in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def served():
+    """The app on the tiny preset (2 denoising steps), its queue and a client; closed at the end."""
+    jobs = JobQueue([Editor("tiny", "cpu", steps=2)], ttl_s=600)
+    app = create_app(jobs, ServeSettings(model="tiny", examples=EXAMPLES, limits=LIMITS, max_best_of=3))
+    with TestClient(app) as client:
+        yield client, jobs
+    assert not jobs.root.exists(), "shutting down deletes every upload and result"
+
+
+def clip_bytes(tmp_path: Path, frames: int = 17, size: tuple[int, int] = (64, 48), fps: int = 8) -> bytes:
+    video = np.zeros((frames, size[1], size[0], 3), np.uint8)
+    video[:, :, :, 1] = np.linspace(0, 255, frames, dtype=np.uint8)[:, None, None]
+    return write_video(tmp_path / "c.mp4", video, fps=fps).read_bytes()
+
+
+# ---- the page and the API end to end ---------------------------------------------------------
+def test_page_config_and_headers(served):
+    client, jobs = served
+    page = client.get("/")
+    assert page.status_code == 200 and "<form id=\"form\"" in page.text and "/static/app.js" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/app.js").status_code == 200
+    config = client.get("/api/config").json()
+    assert config["model"] == "tiny" and config["max_best_of"] == 3
+    assert [e["name"] for e in config["examples"]] == [e["name"] for e in EXAMPLES]
+    assert "path" not in config["examples"][0], "no server path is shown"
+    assert client.get(f"/api/examples/{EXAMPLES[0]['name']}.mp4").content == CLIP.read_bytes()
+    one_line_error(client.get("/api/examples/..%2F..%2Fetc%2Fpasswd.mp4"), 404, "not found")
+    one_line_error(client.get("/api/examples/passwd.mp4"), 404, "no example 'passwd'")
+    assert stat.S_IMODE(jobs.root.stat().st_mode) == 0o700
+
+
+def test_upload_edit_watch_download_then_deleted(served):
+    client, jobs = served
+    r = client.post("/api/uploads", params={"name": "../../../etc/cron.d/evil.MP4"}, content=CLIP.read_bytes())
+    assert r.status_code == 200, r.text
+    up = r.json()
+    assert (up["frames"], up["width"], up["height"]) == (17, 64, 64)
+    stored = list(jobs.uploads_dir.iterdir())
+    assert [p.name for p in stored] == [f"{up['upload']}.mp4"], "stored under the server's own random name"
+    assert stat.S_IMODE(stored[0].stat().st_mode) == 0o600
+    assert not any("evil" in p.name or "cron" in p.name for p in jobs.root.rglob("*"))
+
+    r = client.post("/api/jobs", json={"instruction": "  Show the scene\n one second later ", "upload": up["upload"],
+                                       "best_of": 2})
+    assert r.status_code == 202, r.text
+    job = wait_for(f"/api/jobs/{r.json()['id']}", client)
+    assert job["state"] == "done", job
+    assert job["instruction"] == "Show the scene one second later"
+    result = job["result"]
+    assert set(result["scores"]) == {"overall", "edit_accuracy", "preservation_consistency",
+                                     "generation_naturalness", "generation_realism"}
+    assert all(0 < p < 1 for p in result["scores"].values())
+    assert [c["seed"] for c in result["candidates"]] == [0, 1]
+    assert result["scores"]["overall"] == pytest.approx(max(c["p_yes"] for c in result["candidates"]), abs=1e-6)
+    assert not list(jobs.uploads_dir.iterdir()), "the upload is deleted once the job has read it"
+
+    for url in (result["source_url"], result["edited_url"]):
+        clip = client.get(url)
+        assert clip.status_code == 200 and clip.headers["content-type"] == "video/mp4"
+        path = jobs.root / "check.mp4"
+        path.write_bytes(clip.content)
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].codec_context.name == "h264"
+            frames = list(c.decode(video=0))
+        path.unlink()
+        assert len(frames) == 17 and (frames[0].width, frames[0].height) == (64, 64)
+
+    dl = client.get(result["download_url"])
+    assert dl.status_code == 200 and dl.content[4:8] == b"ftyp"
+    assert dl.headers["content-disposition"].startswith("attachment;")
+    assert not list(jobs.jobs_dir.iterdir()), "downloaded: the server's copies are gone"
+    one_line_error(client.get(result["edited_url"]), 410, "no longer")
+    assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "removed"
+
+
+def test_example_job_keeps_the_bundled_clip(served):
+    client, jobs = served
+    r = client.post("/api/jobs", json={"instruction": EXAMPLES[0]["instruction"], "example": EXAMPLES[0]["name"]})
+    job = wait_for(f"/api/jobs/{r.json()['id']}", client)
+    assert job["state"] == "done" and job["result"]["candidates"][0]["seed"] == 0
+    assert CLIP.is_file(), "a bundled example is never deleted"
+
+
+# ---- rejected uploads ----------------------------------------------------------------------------
+def test_rejected_uploads(served, tmp_path):
+    client, jobs = served
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+    long_clip = clip_bytes(tmp_path, frames=33, fps=8)              # 4.1 s > 3 s
+    cases = [
+        ("notes.txt", CLIP.read_bytes(), 415, "only video files are accepted"),
+        ("noext", CLIP.read_bytes(), 415, "only video files are accepted"),
+        ("picture.mp4", png, 415, "is not a video"),
+        ("playlist.mkv", b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n", 415, "is not a video"),
+        ("empty.mp4", b"", 400, "is empty"),
+        ("big.mp4", CLIP.read_bytes() + b"\0" * LIMITS.max_bytes, 413, "MiB allowed"),
+        ("long.mp4", long_clip, 400, "lasts 4.1 s, more than the 3 s allowed"),
+        ("wide.mp4", clip_bytes(tmp_path, size=(320, 64)), 400, "320x64, larger than the 256 pixels"),
+        ("short.mp4", clip_bytes(tmp_path, frames=9), 400, "has 9 frames; the model edits 17"),
+        ("header.mp4", CLIP.read_bytes()[:200], 400, "has no video stream we can decode"),
+        ("cut.mp4", CLIP.read_bytes()[:len(CLIP.read_bytes()) // 2], 400, "frames; the model edits 17"),
+    ]
+    for name, body, status, match in cases:
+        one_line_error(client.post("/api/uploads", params={"name": name}, content=body), status, match)
+        assert not list(jobs.uploads_dir.iterdir()), f"nothing of a rejected upload ({name}) is kept"
+
+
+def test_rejected_job_requests(served):
+    client, jobs = served
+    post = lambda body: client.post("/api/jobs", content=body if isinstance(body, bytes) else json.dumps(body))
+    example = EXAMPLES[0]["name"]
+    one_line_error(post(b"not json"), 400, "send a JSON object")
+    one_line_error(post([1, 2]), 400, "send a JSON object")
+    one_line_error(post({"example": example}), 400, "type an instruction")
+    one_line_error(post({"example": example, "instruction": "   "}), 400, "type an instruction")
+    one_line_error(post({"example": example, "instruction": "x" * 1001}), 400, "at most 1000")
+    for bad in (0, 4, "2", True, 1.5):
+        one_line_error(post({"example": example, "instruction": "x", "best_of": bad}), 400, "from 1 to 3")
+    one_line_error(post({"instruction": "x"}), 400, "either an upload or an example")
+    one_line_error(post({"instruction": "x", "example": example, "upload": "abc"}), 400, "not both")
+    one_line_error(post({"instruction": "x", "example": "../../etc/passwd"}), 400, "no example")
+    one_line_error(post({"instruction": "x", "upload": "made-up"}), 400, "unknown or has expired")
+    one_line_error(client.get("/api/jobs/made-up"), 404, "no such job")
+    one_line_error(client.get("/api/jobs/made-up/edited.mp4"), 404, "no such job")
+    one_line_error(client.get("/api/jobs/made-up/download"), 404, "no such job")
+
+
+# ---- the queue, with stand-in runners (no model) -----------------------------------------------------
+class FakeRunner:
+    """Records when each job runs; fails or blocks on demand."""
+
+    def __init__(self, log: list, seconds: float = 0.05, fail: Exception | None = None,
+                 load_error: Exception | None = None):
+        self.log, self.seconds, self.fail, self.load_error = log, seconds, fail, load_error
+
+    def load(self) -> None:
+        if self.load_error:
+            raise self.load_error
+
+    def run(self, job):
+        self.log.append(("start", job.instruction, time.monotonic()))
+        for i in range(5):
+            job.report(i / 5, f"step {i}")
+            time.sleep(self.seconds / 5)
+        self.log.append(("end", job.instruction, time.monotonic()))
+        if self.fail:
+            raise self.fail
+        (job.folder / "edited.mp4").write_bytes(b"x")
+        return {"files": ["edited.mp4"]}
+
+
+def upload(jobs: JobQueue, content: bytes = b"clip") -> str:
+    path = jobs.new_upload_path()
+    path.write_bytes(content)
+    return jobs.add_upload(path, type("Info", (), {"suffix": ".mp4"})())
+
+
+def finish(jobs: JobQueue, job, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while job.state in ("queued", "running"):
+        assert time.monotonic() < end, job
+        time.sleep(0.01)
+
+
+def max_concurrent(log: list) -> int:
+    running = peak = 0
+    for kind, _, _ in sorted(log, key=lambda e: (e[2], e[0] == "start")):
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    return peak
+
+
+def test_jobs_run_first_come_first_served_one_at_a_time():
+    log: list = []
+    jobs = JobQueue([FakeRunner(log)], max_waiting=8)
+    submitted = [jobs.submit(f"job {i}", 1, upload=upload(jobs)) for i in range(4)]
+    assert [jobs.position(j) for j in submitted] == [0, 1, 2, 3]
+    jobs.start()
+    try:
+        for job in submitted:
+            finish(jobs, job)
+        assert [e[1] for e in log if e[0] == "start"] == [f"job {i}" for i in range(4)]
+        assert max_concurrent(log) == 1
+        assert all(j.state == "done" and j.files["edited.mp4"].is_file() for j in submitted)
+        assert not list(jobs.uploads_dir.iterdir())
+    finally:
+        jobs.close()
+    assert not jobs.root.exists()
+
+
+def test_one_worker_per_device():
+    log: list = []
+    jobs = JobQueue([FakeRunner(log, 0.3), FakeRunner(log, 0.3)])
+    jobs.start()
+    try:
+        submitted = [jobs.submit(f"job {i}", 1, example=CLIP) for i in range(4)]
+        for job in submitted:
+            finish(jobs, job)
+        assert max_concurrent(log) == 2
+    finally:
+        jobs.close()
+
+
+def test_full_queue_and_too_many_uploads():
+    blocker = threading.Event()
+
+    class Blocked(FakeRunner):
+        def run(self, job):
+            blocker.wait(10)
+            return super().run(job)
+
+    jobs = JobQueue([Blocked([])], max_waiting=2, max_uploads=2)
+    app = create_app(jobs, ServeSettings(model="stand-in", examples=EXAMPLES, limits=LIMITS))
+    with TestClient(app) as client:
+        try:
+            post = lambda: client.post("/api/jobs", json={"instruction": "x", "example": EXAMPLES[0]["name"]})
+            first = post().json()["id"]
+            while client.get(f"/api/jobs/{first}").json()["state"] != "running":
+                time.sleep(0.01)
+            assert [post().json()["position"] for _ in range(2)] == [1, 2]
+            one_line_error(post(), 429, "2 jobs are already waiting; try again in a while")
+            for _ in range(2):
+                assert client.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()).status_code == 200
+            one_line_error(client.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()), 429,
+                           "2 uploads are waiting for their jobs")
+        finally:
+            blocker.set()
+
+
+def test_results_and_uploads_expire():
+    jobs = JobQueue([FakeRunner([])], ttl_s=0.3)
+    jobs.start()
+    try:
+        job = jobs.submit("a", 1, upload=upload(jobs))
+        finish(jobs, job)
+        unused = upload(jobs)
+        assert job.files["edited.mp4"].is_file() and len(list(jobs.uploads_dir.iterdir())) == 1
+        time.sleep(0.5)
+        jobs.sweep()
+        assert job.state == "removed" and "expired" in job.stage
+        assert not job.folder.exists() and not list(jobs.uploads_dir.iterdir())
+        with pytest.raises(ReviseInputError, match="unknown or has expired"):
+            jobs.submit("b", 1, upload=unused)
+    finally:
+        jobs.close()
+
+
+def test_a_failing_job_does_not_stop_the_server():
+    log: list = []
+    crash, full = FakeRunner(log, fail=RuntimeError("CUDA error: an illegal memory access\nsecond line")), \
+        FakeRunner(log, fail=OSError(errno.ENOSPC, "No space left on device"))
+    for runner, message in ((crash, "the edit failed: RuntimeError: CUDA error: an illegal memory access"),
+                            (full, "the server could not write the result (its disk is full?)")):
+        jobs = JobQueue([runner])
+        jobs.start()
+        try:
+            bad = jobs.submit("bad", 1, upload=upload(jobs))
+            finish(jobs, bad)
+            assert (bad.state, bad.error) == ("failed", message)
+            assert not bad.folder.exists() and not list(jobs.uploads_dir.iterdir()), "nothing half-written kept"
+            runner.fail = None
+            good = jobs.submit("good", 1, example=CLIP)
+            finish(jobs, good)
+            assert good.state == "done"
+        finally:
+            jobs.close()
+
+
+def test_a_model_that_cannot_load_fails_each_job_saying_why():
+    jobs = JobQueue([FakeRunner([], load_error=RuntimeError("out of memory"))])
+    jobs.start()
+    try:
+        job = jobs.submit("a", 1, example=CLIP)
+        finish(jobs, job)
+        assert job.error == "the model could not be loaded: out of memory"
+        assert not jobs.ready and jobs.load_errors
+    finally:
+        jobs.close()
+
+
+# ---- the command -------------------------------------------------------------------------------------
+def test_serve_command_bad_arguments(capsys):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        for args, message in [(["--model", "no-such-model"], "unknown preset 'no-such-model'"),
+                              (["--max-best-of", "99"], "--max-best-of must be from 1 to 16"),
+                              (["--max-upload-mb", "0"], "--max-upload-mb must be more than 0"),
+                              (["--device", "cpu,,cpu"], "--device must be device names"),
+                              (["--port", str(taken.getsockname()[1])], "cannot listen on 127.0.0.1:")]:
+            assert main(["serve", *args]) == 2, args
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and message in err[0], err
+    finally:
+        taken.close()
+
+
+def test_serve_command_starts_answers_and_cleans_up_on_ctrl_c(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "revise", "serve", "--port", "0", "--steps", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert f"revise serve: model {DEFAULT_MODEL} on cpu; open http://127.0.0.1:" in line, line
+        url = line.split("open ")[1].split()[0]
+        for _ in range(100):
+            try:
+                config = json.loads(urllib.request.urlopen(url + "api/config", timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert config["model"] == DEFAULT_MODEL
+        assert [p.name.startswith("revise-serve-") for p in tmp_path.iterdir()] == [True]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert "Traceback" not in proc.stderr.read()
+        assert not list(tmp_path.iterdir()), "the private folder is deleted on exit"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
