@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", default=None, help="write per-item scores and the summary to this JSON file")
     sc.set_defaults(func=cmd_synth_score)
 
+    from .bench.cli import add_bench_parser
+    add_bench_parser(sub)
+
     p = sub.add_parser("demo", help="edit a bundled example with the embedded default model",
                        description="Edit a bundled example clip with the embedded default model and write "
                                    "the result (mp4) and a source|edit comparison (PNG).")
