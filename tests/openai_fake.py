@@ -1,7 +1,7 @@
 """A loopback HTTP server that speaks the OpenAI chat-completions API, for judge tests.
 
 What it answers depends on a marker in the request's first text part, ``[case:NAME]`` (put there
-through the item's instruction): ``good`` replies with the four scores as JSON, ``rate`` answers
+through the item's instruction; none means ``good``): ``good`` replies with the four scores as JSON, ``rate`` answers
 429 once then like good, ``error500`` always 500, ``slow`` sleeps past the client's timeout,
 ``malformed`` always replies with prose, ``fixable`` replies with prose until it is sent the repair
 turn, ``quota`` answers 429 insufficient_quota. A key other than ``sk-test`` gets 401. Every request
@@ -71,7 +71,8 @@ class FakeOpenAI:
     def answer(self, path, auth, body):
         user = body["messages"][1]["content"]
         text = user[0]["text"] if isinstance(user, list) else user
-        case = re.search(r"\[case:(\w+)\]", text).group(1)
+        marker = re.search(r"\[case:(\w+)\]", text)
+        case = marker.group(1) if marker else "good"
         images = sum(1 for part in user if part.get("type") == "image_url")
         repaired = any(m["role"] == "assistant" for m in body["messages"])
         with self._lock:

@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         editor = FolderImport(args.videos)
     run = RunDir(args.out)
-    run.start(items, args.method or editor.default_method, {**editor.spec, "manifest": str(os.path.abspath(args.manifest))})
+    run.start(items, args.method or editor.default_method, editor.spec, manifest=os.path.abspath(args.manifest))
     s = generate(run, items, editor, retry_failed=args.retry_failed, progress=not args.quiet)
     where = "" if s.world == 1 else f"rank {s.rank}/{s.world}: "
     kept = f", {s.kept_failed} failed earlier (kept; --retry-failed tries them again)" if s.kept_failed else ""

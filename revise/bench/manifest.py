@@ -171,7 +171,7 @@ def _json_array_entries(text: str, path: Path) -> list[tuple[int, Any]]:
         value, end = decoder.raw_decode(text, pos)
         line += text.count("\n", counted, pos)
         out.append((line, value))
-        pos = counted = end
+        pos, counted = end, pos
 
 
 def _skip(text: str, pos: int, chars: str) -> int:

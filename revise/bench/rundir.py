@@ -92,7 +92,7 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
     # ---- creating and checking ----------------------------------------------------------
-    def start(self, items: list[BenchItem], method: str, generator: dict[str, Any]) -> None:
+    def start(self, items: list[BenchItem], method: str, generator: dict[str, Any], manifest: str = "") -> None:
         """Create the folder for ``items`` made by ``generator``, or check that an existing one was
         made from the same manifest and generator (so a resumed run never mixes two)."""
         meta_path = self.path / META_FILE
@@ -112,7 +112,7 @@ class RunDir:
         write_manifest(items, self.path / MANIFEST_FILE)
         write_json(meta_path, {"method": method, "generator": generator,
                                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                               "manifest": generator.get("manifest", "")})
+                               "manifest": manifest})
 
     # ---- reading --------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:

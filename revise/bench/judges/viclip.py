@@ -199,7 +199,10 @@ def load_viclip(path: str | Path, vision_heads: int | None = None, text_heads: i
         from ...convert.safe_load import load_checkpoint
         raw = load_checkpoint(path)
     sd = unwrap_state_dict(raw)
-    config = config_from_state_dict(sd, vision_heads, text_heads)
+    try:
+        config = config_from_state_dict(sd, vision_heads, text_heads)
+    except ReviseInputError as err:
+        raise ReviseInputError(f"{path}: {err}") from None
     if config.vision_width % config.vision_heads or config.text_width % config.text_heads:
         raise ReviseInputError(f"ViCLIP head counts {config.vision_heads}/{config.text_heads} do not divide the "
                                f"widths {config.vision_width}/{config.text_width}")
