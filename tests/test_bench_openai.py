@@ -4,6 +4,7 @@ an exhausted quota; the cache; and a kill in the middle of scoring."""
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -78,15 +79,23 @@ def test_every_item_ends_scored_or_failed_with_its_reason(tmp_path, fake, capsys
 
 
 def test_report_counts_tokens_and_cost(tmp_path, fake, capsys):
-    _, run = make_run(tmp_path, [f"[case:good] item {i}" for i in range(4)])
+    _, run = make_run(tmp_path, [f"[case:good] item {i}" for i in range(5)])
+    RunDir(run).video("item-004").unlink()                 # an item the method did not produce
     assert main(score_args(run, fake.url)) == 0
+    assert "scored 4, 0 failed, 0 already done, 1 without video" in capsys.readouterr().out
     assert main(["bench", "report", str(run), "--out", str(tmp_path / "rep"), "--no-gallery"]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"Judge: openai-gpt-4o: gpt-4o at {fake.url} (OpenAI-compatible chat API; 4 source + 4 output frames" in md
+    assert md.split("## all")[1].splitlines()[4].endswith("| 4 | 0 | 1 |")
     prompt = 4 * (85 * 8 + 400)
     completion = sum(rec["completion_tokens"] for rec in records(run).values())
     cost = prompt / 1e6 * 2.5 + completion / 1e6 * 10.0
     assert f"| baseline | 4 | {prompt:,} | {completion:,} | 4 | 0 | ${cost:.4f} | ${cost / 4 * 1000:.2f} |" in md
     assert "$2.5 per 1M input tokens, $10 per 1M output tokens" in md
+    # an output that appears after scoring is flagged, not silently left out
+    shutil.copyfile(RunDir(run).video("item-000"), RunDir(run).video("item-004"))
+    assert main(["bench", "report", str(run), "--out", str(tmp_path / "rep"), "--no-gallery"]) == 0
+    assert "Warning: 1 outputs of baseline have no openai-gpt-4o score yet" in (tmp_path / "rep" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("case,key,message", [

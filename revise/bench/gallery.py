@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,10 @@ def poster(video: Path, thumbs: Path) -> Path:
     return path
 
 
+def _href(path: str | Path, start: Path) -> str:
+    return urllib.parse.quote(Path(os.path.relpath(path, start)).as_posix())
+
+
 def _score_text(s: dict[str, Any]) -> str:
     parts = [f"{d} {s[d]:.1f}" for d in DIMENSIONS if d in s]
     if "Overall" in s:
@@ -91,7 +96,7 @@ def _score_text(s: dict[str, Any]) -> str:
 
 
 def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
-    from .report import METRICS, formatted_rows, groups_of, in_group, table_rows, viclip_note
+    from .report import METRICS, formatted_rows, groups_of, in_group, judge_description, table_rows, viclip_note
 
     thumbs = out / "thumbs"
     thumbs.mkdir(exist_ok=True)
@@ -104,7 +109,7 @@ def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
             post = poster(Path(path), thumbs)
         except ReviseInputError as err:
             return {**base, "note": f"unreadable: {err}"}
-        return {**base, "video": os.path.relpath(path, out), "poster": os.path.relpath(post, out)}
+        return {**base, "video": _href(path, out), "poster": _href(post, out)}
 
     items = []
     for item in methods[0].items:
@@ -125,7 +130,7 @@ def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
         tables.append({"group": group, "n": n, "rows": formatted_rows(table_rows(methods, group, formula))})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
-        judge=methods[0].judge or "none", formula=formula.describe(), viclip=viclip_note(methods),
+        judge=judge_description(methods), formula=formula.describe(), viclip=viclip_note(methods),
         tables=tables, metrics=METRICS, items=items)
     path = out / "gallery.html"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

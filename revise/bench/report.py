@@ -198,7 +198,10 @@ def cost_lines(methods: list[Method], price_input: float, price_output: float) -
 
 def judge_description(methods: list[Method]) -> str:
     judge = methods[0].judge if methods else None
-    return judge or "none (no judge scores found)"
+    if judge is None:
+        return "none (no judge scores found)"
+    about = sorted({m.run.judge_description(judge) for m in methods})
+    return f"{judge}: " + "; ".join(about) if about != [judge] else judge
 
 
 def viclip_note(methods: list[Method]) -> str:
@@ -228,6 +231,10 @@ def markdown_report(methods: list[Method], formula: OverallFormula, price_input:
     ids = [{it.id for it in m.items} for m in methods]
     if any(s != ids[0] for s in ids):
         out += ["Warning: the runs do not share the same items; each mean is over its own run's items.", ""]
+    for m in methods:
+        waiting = sum(m.item_scores(it.id, formula)["status"] == "unscored" for it in m.items)
+        if waiting and m.judge:
+            out += [f"Warning: {waiting} outputs of {m.name} have no {m.judge} score yet (revise bench score).", ""]
     for group in groups_of(items):
         n = sum(in_group(it, group) for it in items)
         out += [f"## {group} (n = {n})", "", markdown_table(table_rows(methods, group, formula)), ""]

@@ -5,6 +5,7 @@
     RUN_DIR/videos/{id}.mp4        outputs, each renamed into place only once complete
     RUN_DIR/generation.jsonl       one record per generated item: ok (seconds) or failed (reason)
     RUN_DIR/scores/{judge}.jsonl   one record per scored item: the four scores, or failed (reason)
+    RUN_DIR/scores/{judge}.about.json  what the judge was (model, endpoint, frames)
     RUN_DIR/scores/cache.sqlite    every judge request and reply (OpenAI-compatible judges)
 
 Logs are appended one record per ``write`` call (``O_APPEND``), so a killed process loses at most
@@ -106,10 +107,13 @@ class RunDir:
                 raise ReviseInputError(f"{self.path} was made from another manifest ({meta.get('manifest')}): "
                                        "give another --out, or the same manifest to resume")
             return
-        if self.path.exists() and any(self.path.iterdir()) and not (self.path / MANIFEST_FILE).is_file():
+        # Several ranks may start a new folder at once: each writes the same files, atomically, in this order.
+        ours = {MANIFEST_FILE, META_FILE, "videos", "scores"}
+        if self.path.exists() and any(p.name not in ours and not p.name.startswith(".") for p in self.path.iterdir()):
             raise ReviseInputError(f"{self.path} exists and is not a bench run folder: give an empty or new --out")
-        self.videos.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
         write_manifest(items, self.path / MANIFEST_FILE)
+        self.videos.mkdir(exist_ok=True)
         write_json(meta_path, {"method": method, "generator": generator,
                                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                                "manifest": manifest})
@@ -144,6 +148,18 @@ class RunDir:
 
     def score_records(self, judge: str) -> dict[str, dict[str, Any]]:
         return read_records(self.log_files(self.scores, judge))
+
+    def describe_judge(self, judge: str, description: str) -> None:
+        """Record what a score log's judge is (model, endpoint, settings) for the report."""
+        self.scores.mkdir(parents=True, exist_ok=True)
+        write_json(self.scores / f"{judge}.about.json", {"judge": judge, "description": description})
+
+    def judge_description(self, judge: str) -> str:
+        path = self.scores / f"{judge}.about.json"
+        try:
+            return str(json.loads(path.read_text())["description"])
+        except (OSError, ValueError, KeyError):
+            return judge
 
     def judges(self) -> list[str]:
         """Names of the score logs present (judges and the ViCLIP_T scorers)."""

@@ -76,6 +76,7 @@ def score_run(run: RunDir, judge: Judge, *, workers: int = 1, retry_failed: bool
     mine = shard(items, rank, world)
     earlier = run.score_records(judge.name)
     log = RecordLog(run.scores / log_name(judge.name, rank, world))
+    run.describe_judge(judge.name, judge.description)
     summary = ScoreSummary(judge.name, len(mine))
     todo = []
     for item in mine:

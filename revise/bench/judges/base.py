@@ -12,8 +12,6 @@ import json
 import re
 from typing import Any
 
-import numpy as np
-
 from ..manifest import BenchItem
 from ..metrics import DIMENSIONS, SCALE, check_scores
 
@@ -96,7 +94,3 @@ def parse_reply(text: str | None) -> dict[str, Any]:
 def scores_only(parsed: dict[str, Any]) -> dict[str, float]:
     return {d: parsed[d] for d in DIMENSIONS}
 
-
-def even_frames(clip: np.ndarray, count: int) -> np.ndarray:
-    from ...video import even_indices
-    return clip[even_indices(len(clip), min(count, len(clip)))]
