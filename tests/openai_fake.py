@@ -28,6 +28,7 @@ def scores_for(text: str) -> dict:
 class FakeOpenAI:
     def __init__(self, delay: float = 0.0, slow: float = 1.0):
         self.log: list[tuple[str, str, bool]] = []
+        self.json_mode: list[bool] = []
         self.delay, self.slow = delay, slow
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -75,6 +76,7 @@ class FakeOpenAI:
         case = marker.group(1) if marker else "good"
         images = sum(1 for part in user if part.get("type") == "image_url")
         repaired = any(m["role"] == "assistant" for m in body["messages"])
+        self.json_mode.append(body.get("response_format") == {"type": "json_object"})
         with self._lock:
             self._seen[text] = self._seen.get(text, 0) + 1
             nth = self._seen[text]

@@ -91,4 +91,5 @@ def test_rve_synth_40_items_run_score_report_and_gallery(tmp_path, capsys, one_t
         first.screenshot(path=str(shot))
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[1] > 800 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200, "posters were drawn"
-    print(f"e2e: run {t_run - t0:.1f} s, score {t_score - t_run:.1f} s, report+browser {time.perf_counter() - t_score:.1f} s")
+    print(f"e2e: run {t_run - t0:.1f} s, score {t_score - t_run:.1f} s, report+browser "
+          f"{time.perf_counter() - t_score:.1f} s\n{tiny_row}\n{oracle_row}")

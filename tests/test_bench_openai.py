@@ -61,7 +61,7 @@ def test_every_item_ends_scored_or_failed_with_its_reason(tmp_path, fake, capsys
     assert by_case["malformed"]["status"] == "failed" and "malformed reply after 3 attempt(s): not JSON" \
         in by_case["malformed"]["reason"]
     assert fake.requests_for("[case:error500]") == 3 and fake.requests_for("[case:malformed]") == 3
-    assert "scored 5, 3 failed" in out
+    assert "scored 5, 3 failed" in out and all(fake.json_mode)
 
     # re-scoring costs nothing: every reply is cached, failures are kept, the table is the same
     before = len(fake.log)
@@ -81,8 +81,9 @@ def test_every_item_ends_scored_or_failed_with_its_reason(tmp_path, fake, capsys
 def test_report_counts_tokens_and_cost(tmp_path, fake, capsys):
     _, run = make_run(tmp_path, [f"[case:good] item {i}" for i in range(5)])
     RunDir(run).video("item-004").unlink()                 # an item the method did not produce
-    assert main(score_args(run, fake.url)) == 0
+    assert main(score_args(run, fake.url, "--no-json-mode")) == 0
     assert "scored 4, 0 failed, 0 already done, 1 without video" in capsys.readouterr().out
+    assert fake.json_mode == [False] * 4
     assert main(["bench", "report", str(run), "--out", str(tmp_path / "rep"), "--no-gallery"]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert f"Judge: openai-gpt-4o: gpt-4o at {fake.url} (OpenAI-compatible chat API; 4 source + 4 output frames" in md

@@ -114,3 +114,15 @@ def test_model_generation_with_the_tiny_preset(tmp_path, capsys):
     assert run.meta()["generator"]["num_inference_steps"] == 2 and run.method == "ReViSE-tiny"
     assert main(run_args(manifest, out, "--model", "nosuchpreset")) == 2
     assert np.isfinite(read_video(run.video("item-000"), 5, 32, 32).numpy()).all()
+
+
+def test_synth_judge_refuses_a_manifest_without_scenes(tmp_path, capsys):
+    from bench_data import make_run
+
+    _, run = make_run(tmp_path, ["later"])
+    assert main(["bench", "score", str(run), "--judge", "synth", "--quiet"]) == 2
+    assert "item 'item-000' is not an RVE-Synth item" in capsys.readouterr().err
+    assert main(["bench", "score", str(run), "--quiet"]) == 2
+    assert "nothing to score" in capsys.readouterr().err
+    assert main(["bench", "score", str(tmp_path / "nothing"), "--judge", "synth"]) == 2
+    assert "is not a bench run folder" in capsys.readouterr().err

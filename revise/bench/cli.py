@@ -67,6 +67,9 @@ def add_bench_parser(sub) -> None:
     o.add_argument("--judge-frames", type=int, default=4, help="frames sent per clip, source and output (default 4)")
     o.add_argument("--detail", choices=["low", "high", "auto"], default="low", help="image detail (default low)")
     o.add_argument("--workers", type=int, default=4, help="requests in flight (default 4)")
+    o.add_argument("--no-json-mode", action="store_true",
+                   help="do not ask for response_format json_object (for servers without it; the reply is still "
+                        "parsed strictly)")
     o.add_argument("--cache", default=None, help="reply cache (default: RUN_DIR/scores/cache.sqlite)")
     o.add_argument("--refresh-cache", action="store_true",
                    help="ask the endpoint even where a reply is cached (e.g. with --retry-failed after malformed "
@@ -198,7 +201,7 @@ def _judge_factory(args: argparse.Namespace):
         model=args.judge_model or os.environ.get("REVISE_JUDGE_MODEL") or DEFAULT_MODEL,
         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"), timeout=args.timeout,
         max_retries=args.max_retries, backoff=args.backoff, malformed_retries=args.malformed_retries,
-        frames=args.judge_frames, detail=args.detail)
+        frames=args.judge_frames, detail=args.detail, json_mode=not args.no_json_mode)
     OpenAIJudge.check_settings(settings)
     return lambda run: (OpenAIJudge(settings, ReplyCache(args.cache or run.scores / "cache.sqlite",
                                                                     read=not args.refresh_cache)), args.workers,

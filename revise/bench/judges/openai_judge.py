@@ -57,6 +57,7 @@ class OpenAISettings:
     max_side: int = 512              # frames are scaled down to this longer side before sending
     max_tokens: int = 300
     temperature: float = 0.0
+    json_mode: bool = True           # response_format json_object; some compatible servers lack it
 
 
 def judge_name(model: str) -> str:
@@ -115,8 +116,10 @@ class OpenAIJudge:
 
     def request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         s = self.settings
-        return {"model": s.model, "messages": messages, "temperature": s.temperature, "max_tokens": s.max_tokens,
-                "response_format": {"type": "json_object"}}
+        request = {"model": s.model, "messages": messages, "temperature": s.temperature, "max_tokens": s.max_tokens}
+        if s.json_mode:
+            request["response_format"] = {"type": "json_object"}
+        return request
 
     # ---- scoring --------------------------------------------------------------------------
     def score(self, item: BenchItem, video_path: Path) -> JudgeResult:
