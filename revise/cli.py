@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
     c.set_defaults(func=cmd_synth_critic)
 
+    from .bench.cli import add_bench_parser
+    add_bench_parser(sub)
+
     p = sub.add_parser("demo", help="edit a bundled example with the embedded default model",
                        description="Edit a bundled RVE-Synth example with the embedded default model, write "
                                    "the result (mp4) and a source|edit|target comparison (PNG), and print the "
