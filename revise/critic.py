@@ -38,6 +38,8 @@ DIMENSION_QUESTIONS = {
     "generation_realism": "Does the edit look like the source's world?",
 }
 REASONING_SUFFIX = "\nSo the answer (Yes or No) is:"
+# short-answer questions about a source and an edit (understanding training, the "qa" objective)
+QA_PROMPT = "Source: {media}\nEdit: {media}\nInstruction: {instruction}\n{question}"
 
 
 class Critic:

@@ -94,3 +94,17 @@ def test_generate_and_critic_report_on_a_tiny_split(tmp_path, tiny_model):
     assert 0 <= report["target_ranked_above_negative"]["rate"] <= 1
     lo, hi = bootstrap_interval([1.0, 2.0, 3.0, 4.0])
     assert 1.0 <= lo < 2.5 < hi <= 4.0
+
+
+def test_short_answer_records_and_report(tmp_path, tiny_model):
+    from revise.synth.run import qa_report
+
+    make_dataset(4, "test", 1, tmp_path, progress=False, workers=1, critic=True)
+    qa = json.loads((tmp_path / "test_qa.json").read_text())
+    assert {r["kind"] for r in qa} >= {"light"} and all(r["answer"] for r in qa)
+    items = {r["id"]: r for r in json.loads((tmp_path / "test.json").read_text())}
+    for r in qa:
+        if r["kind"] == "light":
+            assert r["answer"] == ("day" if items[r["id"]]["target"]["light"] >= 0.7 else "night")
+    report = qa_report(tiny_model, tmp_path / "test_qa.json", limit=2)
+    assert sum(v["n"] for v in report.values()) == 2 and all(0 <= v["accuracy"] <= 1 for v in report.values())

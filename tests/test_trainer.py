@@ -245,3 +245,20 @@ def test_time_limit_stops_and_saves(data, tmp_path):
     t = Trainer(config(data, tmp_path, steps=50, time_limit_s=1e-9))
     t.train()
     assert t.stopped_early and t.step < 50 and t.checkpoints()
+
+
+def test_short_answer_training_lowers_the_answer_loss(data, tmp_path):
+    items = json.loads(data.read_text())
+    qa = [{"source_video_path": it["source_video_path"], "candidate_video_path": it["target_video_path"],
+           "instruction": it["instruction"], "question": "After the edit, is it day or night?",
+           "answer": "night" if i % 2 else "day", "kind": "light"} for i, it in enumerate(items)]
+    qa_json = data.parent / "qa.json"
+    qa_json.write_text(json.dumps(qa))
+    t = Trainer(config(qa_json, tmp_path, objective="qa", train_modules=["understanding"], batch_size=3,
+                       steps=8, lr=3e-3))
+    dit0 = weights(t, "transformer")
+    first = t.train_step()["loss"]
+    t.step += 1
+    last = t.train()["loss"]
+    assert np.isfinite(first) and last < first, (first, last)
+    assert not changed(dit0, weights(t, "transformer"))

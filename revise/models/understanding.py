@@ -208,6 +208,29 @@ class UnderstandingModel(nn.Module):
         head = self.llm.get_output_embeddings().weight[self.answer_token_ids(answers)]
         return last @ head.T.to(last.dtype)
 
+    def answer_loss(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]],
+                    answers: Sequence[str]) -> torch.Tensor:
+        """Mean cross-entropy of each short ``answer`` (then the end-of-turn token), teacher-forced after
+        its prompt (which ends where the answer starts); per sample, averaged over its answer tokens."""
+        embed = self.llm.get_input_embeddings()
+        eot = self.tokenizer.eos_token_id
+        ids = [self.tokenizer(a, add_special_tokens=False).input_ids + [eot] for a in answers]
+        p_embeds, p_mask = self.embed_prompts(prompts, videos)
+        lengths = p_mask.sum(1).tolist()
+        rows, targets = [], []
+        for i, (n, a) in enumerate(zip(lengths, ids)):
+            a = torch.tensor(a, device=embed.weight.device)
+            rows.append(torch.cat([p_embeds[i, :n], embed(a[:-1]).to(p_embeds.dtype)]))
+            targets.append(torch.cat([torch.full((n - 1,), -100, device=a.device), a]))
+        length = max(r.shape[0] for r in rows)
+        x = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
+        y = torch.stack([F.pad(t, (0, length - t.shape[0]), value=-100) for t in targets])
+        mask = (torch.arange(length, device=x.device)[None] < torch.tensor([r.shape[0] for r in rows], device=x.device)[:, None])
+        logits = self.llm(inputs_embeds=x, attention_mask=mask.long()).logits.float()
+        nll = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=-100, reduction="none")
+        per_sample = nll.sum(1) / (y != -100).sum(1).clamp_min(1)
+        return per_sample.mean()
+
     @torch.no_grad()
     def generate(self, prompt: str, videos: Sequence[torch.Tensor] = (), max_new_tokens: int = 64) -> str:
         """Greedy text answer to one prompt."""

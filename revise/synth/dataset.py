@@ -17,6 +17,9 @@ candidates as ``videos/{id}_cand_{kind}.mp4`` (the target and source candidates 
 and ``out_dir/{split}_critic.json``, one record per candidate and question: the overall question
 (``dimension`` null) and one per dimension, each with its Yes/No ``answer``, in the format
 ``revise train`` reads for the critic objective (``candidate_video_path``, ``answer``, ``dimension``).
+It also writes ``out_dir/{split}_qa.json``: short-answer questions about each item (which object the
+instruction is about, day or night after the edit), answered by a few words,
+for the ``qa`` objective (``question``, ``answer`` text; the candidate is the exact target).
 """
 
 from __future__ import annotations
@@ -78,7 +81,25 @@ def _critic_records(item: SynthItem, rec: dict, item_seed: int, split: str, out_
     return out
 
 
-def _make_one(args) -> tuple[dict, list[dict]]:
+QA_QUESTIONS = {
+    "object": "What object is the instruction about?",
+    "light": "After the edit, is it day or night?",
+}
+
+
+def qa_records(item: SynthItem, rec: dict) -> list[dict]:
+    """Short-answer questions about an item whose answers follow from its record."""
+    answers = {"light": "day" if item.target.light >= 0.7 else "night"}
+    names = [n for n in item.edited if n in {o.name for o in item.source.objects}]
+    if len(names) == 1:
+        answers["object"] = f"the {names[0]}"
+    base = {"id": item.id, "source_video_path": rec["source_video_path"],
+            "candidate_video_path": rec["target_video_path"], "instruction": item.instruction,
+            "type": item.category, "subset": item.subset, "category": item.category, "family": item.family}
+    return [{**base, "kind": key, "question": QA_QUESTIONS[key], "answer": ans} for key, ans in answers.items()]
+
+
+def _make_one(args) -> tuple[dict, list[dict], list[dict]]:
     item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic = args
     rng = np.random.default_rng([item_seed, SPLITS.index(split)])
     item, src, tgt = generate_checked(rng, family, split, subset, height=height, width=width)
@@ -93,7 +114,7 @@ def _make_one(args) -> tuple[dict, list[dict]]:
     d.update(id=item_id, source_video_path=rel_src, target_video_path=rel_tgt, type=item.category,
              height=height, width=width)
     crit = _critic_records(item, d, item_seed, split, Path(out_dir), height, width) if critic else []
-    return d, crit
+    return d, crit, qa_records(item, d) if critic else []
 
 
 def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str], height: int = 64,
@@ -107,6 +128,7 @@ def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str],
     bar = _bar(n, split, progress)
     records: list[dict] = []
     critic_records: list[dict] = []
+    qa: list[dict] = []
     if workers <= 1 or n < 8:
         results = map(_make_one, jobs)
         pool = None
@@ -115,9 +137,10 @@ def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str],
         pool = ProcessPoolExecutor(workers, mp_context=ctx)
         results = pool.map(_make_one, jobs, chunksize=8)
     try:
-        for rec, crit in results:
+        for rec, crit, questions in results:
             records.append(rec)
             critic_records += crit
+            qa += questions
             bar.update(1)
     finally:
         if pool is not None:
@@ -126,6 +149,7 @@ def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str],
     _write_json(out_dir / f"{split}.json", records)
     if critic:
         _write_json(out_dir / f"{split}_critic.json", critic_records)
+        _write_json(out_dir / f"{split}_qa.json", qa)
     return records
 
 

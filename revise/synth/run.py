@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..critic import Critic
+from ..critic import QA_PROMPT, Critic
 from ..errors import ReviseInputError
 from ..video import read_video, write_video
 
@@ -85,6 +85,25 @@ def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: 
     pairs = [(k["target"] > v) for k in by_item.values() if "target" in k for kind, v in k.items() if kind != "target"]
     report["target_ranked_above_negative"] = {"n": len(pairs), "rate": float(np.mean(pairs)) if pairs else float("nan")}
     return report
+
+
+@torch.no_grad()
+def qa_report(model, json_path: str | Path, limit: int | None = None) -> dict:
+    """Exact-match accuracy of the VLM's greedy short answers on ``SPLIT_qa.json``, per question kind."""
+    from ..models.understanding import MEDIA_TOKEN
+
+    records, root = _records(json_path)
+    records = records[:limit] if limit else records
+    vlm = model.understanding
+    f, h, w = model.sampling_config.num_frames, model.sampling_config.height, model.sampling_config.width
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        clips = [read_video(root / r[k], f, h, w).to(model.device, model.dtype)
+                 for k in ("source_video_path", "candidate_video_path")]
+        prompt = vlm.chat(QA_PROMPT.format(media=MEDIA_TOKEN, instruction=r["instruction"], question=r["question"]))
+        said = vlm.generate(prompt, clips, max_new_tokens=8).strip().lower()
+        hits[r["kind"]].append(said == str(r["answer"]).strip().lower())
+    return {k: {"n": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(hits.items())}
 
 
 def _accuracy(rows: list[tuple[float, bool]]) -> dict:

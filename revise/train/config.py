@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import ReviseInputError
 
-OBJECTIVES = ("sft", "rwo", "uso", "critic", "vae")
+OBJECTIVES = ("sft", "rwo", "uso", "critic", "qa", "vae")
 MODULES = ("transformer", "visual_context_adapter", "adapter", "vision_head", "context_tokens", "lm_head",
            "understanding", "vae")
 
@@ -21,7 +21,7 @@ class TrainConfig:
     model: str = "tiny"                  # preset or model folder to start from
     data: str = ""                       # JSON list of {source_video_path, target_video_path, instruction, type}
     out: str = "runs/train"
-    objective: str = "sft"               # sft | rwo | uso | critic (understanding training) | vae (autoencoder)
+    objective: str = "sft"               # sft | rwo | uso | critic (Yes/No) | qa (short answers) | vae (autoencoder)
     steps: int = 100
     batch_size: int = 1
     grad_accum: int = 1
@@ -89,7 +89,7 @@ class TrainConfig:
             raise ReviseInputError(f"{source}: unknown train_modules {', '.join(bad)} (choose from {', '.join(MODULES)})")
         if not self.data:
             raise ReviseInputError(f"{source}: 'data' (a JSON list of training items) is required")
-        if self.cache_features and self.objective in ("vae", "critic"):
+        if self.cache_features and self.objective in ("vae", "critic", "qa"):
             raise ReviseInputError(f"{source}: cache_features serves the generator objectives, not {self.objective}")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")

@@ -75,7 +75,9 @@ class TripletData:
             self.skipped.append(str(err))
             return None
         out = {"index": index, "source": source, "target": target, "instruction": item["instruction"]}
-        if "answer" in item:
+        if "question" in item:                   # a short-answer question (the qa objective)
+            out["question"], out["answer_text"] = item["question"], str(item["answer"])
+        elif "answer" in item:
             out["answer"] = 1.0 if str(item["answer"]).lower() == "yes" else 0.0
             out["dimension"] = item.get("dimension")
         return out
@@ -100,7 +102,7 @@ class TripletData:
 
     def answers(self) -> list[float] | None:
         """Each item's answer (1 Yes, 0 No) for critic data, else None."""
-        if not all("answer" in it for it in self.items):
+        if not all("answer" in it and "question" not in it for it in self.items):
             return None
         return [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in self.items]
 

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..critic import Critic
+from ..critic import QA_PROMPT, Critic
 from ..errors import storage_error
 from ..models.context import assemble_batch
+from ..models.understanding import MEDIA_TOKEN
 from ..models.revise_model import ReviseModel
 from . import objectives as obj
 from .config import TrainConfig
@@ -57,6 +58,8 @@ class TrainStep(nn.Module):
         m, cfg = self.model, self.cfg
         if cfg.objective == "critic":
             return self._critic_loss(batch)
+        if cfg.objective == "qa":
+            return self._qa_loss(batch)
         if cfg.objective == "vae":
             return self._vae_loss(batch)
         with torch.no_grad():
@@ -96,6 +99,15 @@ class TrainStep(nn.Module):
         loss = nll.mean() if w is None else (nll * w).sum() / w.sum()
         acc = ((margin > 0).float() == answers).float().mean()
         return loss, {"accuracy": acc.detach(), "p_yes": torch.sigmoid(margin).mean().detach()}
+
+    def _qa_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Short answers (teacher-forced cross-entropy) to questions about the source and candidate."""
+        vlm = self.model.understanding
+        prompts = [vlm.chat(QA_PROMPT.format(media=MEDIA_TOKEN, instruction=i, question=q))
+                   for i, q in zip(batch["instructions"], batch["questions"])]
+        clips = [[s, c] for s, c in zip(batch["source"], batch["target"])]
+        loss = vlm.answer_loss(prompts, clips, batch["answer_texts"])
+        return loss, {}
 
     def _vae_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Reconstruction (L1 + MSE) of source and target clips through a posterior sample, plus a
@@ -312,6 +324,8 @@ class Trainer:
             "drop": torch.rand(b, generator=g) < cfg.cond_dropout,
             "answers": torch.tensor([s.get("answer", 1.0) for s in samples], device=dev),
             "dimensions": [s.get("dimension") for s in samples],
+            "questions": [s.get("question") for s in samples],
+            "answer_texts": [s.get("answer_text") for s in samples],
             "baseline": self.baseline,
         }
         if cfg.objective == "vae":
