@@ -91,6 +91,8 @@ class TrainConfig:
             raise ReviseInputError(f"{source}: 'data' (a JSON list of training items) is required")
         if self.cache_features and self.objective in ("vae", "critic", "qa"):
             raise ReviseInputError(f"{source}: cache_features serves the generator objectives, not {self.objective}")
+        if self.cache_features and "vae" in self.train_modules:
+            raise ReviseInputError(f"{source}: cache_features needs a frozen VAE (its latents are computed once)")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")
 
