@@ -141,10 +141,16 @@ class UnderstandingModel(nn.Module):
 
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """[3, F, H, W] -> [num_frames * tokens_per_frame, lm_dim], the frames in order."""
-        frames = self.sample_frames(video).to(self.vision_tower.dtype)
+        return self.embed_videos([video])[0]
+
+    def embed_videos(self, videos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Several clips through one vision-tower forward: each [num_frames * tokens_per_frame, lm_dim]."""
+        if not videos:
+            return []
+        frames = torch.cat([self.sample_frames(v) for v in videos]).to(self.vision_tower.dtype)
         out = self.vision_tower(pixel_values=frames, output_hidden_states=True)
-        feats = out.hidden_states[self.vision_select_layer]
-        return self.mm_projector(feats).flatten(0, 1)
+        feats = self.mm_projector(out.hidden_states[self.vision_select_layer])     # [clips * F, T, D]
+        return list(feats.reshape(len(videos), -1, feats.shape[-1]))
 
     # ---- prompts --------------------------------------------------------------------------
     def chat(self, user: str, assistant: str | None = None) -> str:
@@ -165,18 +171,20 @@ class UnderstandingModel(nn.Module):
         Returns right-padded embeddings [B, L, D] and a bool mask [B, L].
         """
         embed = self.llm.get_input_embeddings()
+        for prompt, clips in zip(prompts, videos):
+            if prompt.count(MEDIA_TOKEN) != len(clips):
+                raise ValueError(f"prompt has {prompt.count(MEDIA_TOKEN)} {MEDIA_TOKEN} markers but {len(clips)} clips were given")
+        clip_embeds = iter(self.embed_videos([c for clips in videos for c in clips]))   # one batched forward
         rows = []
         for prompt, clips in zip(prompts, videos):
             pieces = prompt.split(MEDIA_TOKEN)
-            if len(pieces) - 1 != len(clips):
-                raise ValueError(f"prompt has {len(pieces) - 1} {MEDIA_TOKEN} markers but {len(clips)} clips were given")
             parts = []
             for i, text in enumerate(pieces):
                 if text:
                     ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0]
                     parts.append(embed(ids.to(embed.weight.device)))
                 if i < len(clips):
-                    parts.append(self.embed_video(clips[i]).to(embed.weight.dtype))
+                    parts.append(next(clip_embeds).to(embed.weight.dtype))
             rows.append(torch.cat(parts))
         length = max(r.shape[0] for r in rows)
         embeds = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
