@@ -262,3 +262,19 @@ def test_short_answer_training_lowers_the_answer_loss(data, tmp_path):
     last = t.train()["loss"]
     assert np.isfinite(first) and last < first, (first, last)
     assert not changed(dit0, weights(t, "transformer"))
+
+
+def test_frozen_parts_are_copied_unrounded_into_the_saved_model(data, tmp_path, tiny_model):
+    start = tiny_model.save_pretrained(tmp_path / "start")
+    t = Trainer(config(data, tmp_path / "run", model=str(start), steps=1))
+    t.train()
+    t.model.vae.to(torch.bfloat16)         # as frozen modules run under mixed precision: a re-save would round
+    t.model.understanding.to(torch.bfloat16)
+    out = t.save_model(tmp_path / "run" / "model")
+    for part in ("vae/diffusion_pytorch_model.safetensors", "understanding/llm/model.safetensors",
+                 "text_encoder/model.safetensors"):
+        assert (out / part).read_bytes() == (start / part).read_bytes(), part
+    assert (out / "transformer/diffusion_pytorch_model.safetensors").read_bytes() != \
+        (start / "transformer/diffusion_pytorch_model.safetensors").read_bytes()
+    from revise import ReviseModel
+    ReviseModel.from_pretrained(out)

@@ -409,8 +409,43 @@ class Trainer:
         vae.register_to_config(latents_mean=z.mean(1).tolist(), latents_std=z.std(1).clamp_min(1e-3).tolist())
 
     def save_model(self, path: str | Path) -> Path:
-        """The trained weights as a model folder (``ReviseModel.from_pretrained`` loads it)."""
-        return self.acc.unwrap_model(self.step_module).model.save_pretrained(path)
+        """The trained weights as a model folder (``ReviseModel.from_pretrained`` loads it).
+
+        Components that did not train are copied byte for byte from the starting model folder (when
+        it is one), not re-saved from memory: frozen modules ran in the compute dtype, and a re-save
+        would round them (and change what keys a later feature cache)."""
+        model = self.acc.unwrap_model(self.step_module).model
+        source = Path(self.cfg.model)
+        if not source.is_dir():
+            return model.save_pretrained(path)
+        path = Path(path)
+        building = model.save_pretrained(path.with_name(f".{path.name}.building"))
+        for part in frozen_parts(self.cfg.train_modules):
+            if (source / part).exists():
+                target = building / part
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+                (shutil.copytree if (source / part).is_dir() else shutil.copy2)(source / part, target)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(building, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(building, path)
+        return path
+
+
+# model-folder parts written by each trainable module ("context_tokens": the two token files)
+PARTS = {"transformer": ["transformer"], "visual_context_adapter": ["visual_context_adapter"],
+         "adapter": ["adapter"], "vision_head": ["vision_head"], "vae": ["vae"],
+         "understanding": ["understanding"], "lm_head": ["understanding"],
+         "context_tokens": ["special_tokens.safetensors", "unconditioned_context.safetensors"]}
+
+
+def frozen_parts(train_modules: list[str]) -> list[str]:
+    """The model-folder parts no trained module writes (text encoder and tokenizer never train)."""
+    trained = {p for m in train_modules for p in PARTS[m]}
+    return [p for parts in [*PARTS.values(), ["text_encoder", "tokenizer"]] for p in parts if p not in trained]
 
 
 def _metrics_writer(out: Path):
