@@ -9,6 +9,8 @@ import torch
 
 from revise.config import load_preset
 from revise.models.connectors import VisualContextAdapter, sincos_3d
+from revise.models.dit_position import PositionalPatchEmbedding, add_position_code
+from revise.models.revise_model import ReviseModel
 from revise.models.tokenizers import build_tokenizer
 from revise.synth.dataset import make_dataset
 from revise.synth.tasks import FAMILIES, generate_checked
@@ -56,6 +58,33 @@ def test_sincos_code_tells_every_source_token_apart():
     assert float(vca(flat).std(1).min()) > 1e-3
     with pytest.raises(ValueError):
         VisualContextAdapter(position_embedding="learned")
+
+
+def test_dit_position_code_keeps_the_weights_and_round_trips(tmp_path):
+    preset = load_preset("tiny")
+    plain = ReviseModel.from_preset(preset, seed=0)
+    coded = ReviseModel.from_preset({**preset, "dit_position_embedding": "sincos"}, seed=0)
+    assert isinstance(coded.transformer.patch_embedding, PositionalPatchEmbedding)
+    a, b = plain.transformer.state_dict(), coded.transformer.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)    # same weights, same names
+    x = torch.zeros(1, 16, 2, 4, 4)                     # identical latents everywhere
+    tokens = coded.transformer.patch_embedding(x).flatten(2)[0].T                 # [positions, D]
+    assert float(torch.cdist(tokens, tokens).add(torch.eye(len(tokens)) * 10).min()) > 1e-3
+    assert float(plain.transformer.patch_embedding(x).flatten(2).std(2).max()) < 1e-6
+    coded.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "revise_config.json").read_text())["dit_position_embedding"] == "sincos"
+    assert "dit_position_embedding" not in json.loads(
+        (plain.save_pretrained(tmp_path / "p") / "revise_config.json").read_text())
+    back = ReviseModel.from_pretrained(tmp_path / "m")
+    assert isinstance(back.transformer.patch_embedding, PositionalPatchEmbedding)
+    lat, ctx = torch.randn(1, 16, 2, 4, 4), torch.randn(1, 8, coded.transformer.config.text_dim)
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        out = coded.transformer(lat, t, ctx, return_dict=False)[0]
+        assert torch.allclose(back.transformer(lat, t, ctx, return_dict=False)[0], out, atol=1e-5)
+        assert not torch.allclose(plain.transformer(lat, t, ctx, return_dict=False)[0], out, atol=1e-3)
+    with pytest.raises(ValueError):
+        add_position_code(plain.transformer, "learned")
 
 
 def test_critic_data_records_every_question(tmp_path):

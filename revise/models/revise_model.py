@@ -34,6 +34,7 @@ from ..config import ContextConfig, SamplingConfig, load_preset
 from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
 from .context import ContextTokens, assemble_batch
+from .dit_position import add_position_code
 from .tokenizers import build_tokenizer
 from .understanding import UnderstandingModel, hf_dtype_kwargs
 from .vae_checkpoint import decode_checkpointed
@@ -49,8 +50,11 @@ class ReviseModel(nn.Module):
     def __init__(self, *, transformer: WanTransformer3DModel, vae: AutoencoderKLWan, text_encoder: UMT5EncoderModel,
                  tokenizer, understanding: UnderstandingModel, vision_head: VisionHead, adapter: Adapter,
                  visual_context_adapter: VisualContextAdapter, context_tokens: ContextTokens,
-                 context_config: ContextConfig, sampling_config: SamplingConfig, name: str = "custom"):
+                 context_config: ContextConfig, sampling_config: SamplingConfig, name: str = "custom",
+                 dit_position_embedding: str | None = None):
         super().__init__()
+        add_position_code(transformer, dit_position_embedding)
+        self.dit_position_embedding = dit_position_embedding
         self.transformer = transformer
         self.vae = vae
         self.text_encoder = text_encoder
@@ -98,7 +102,8 @@ class ReviseModel(nn.Module):
         model = cls(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                     understanding=understanding, vision_head=vision_head, adapter=adapter,
                     visual_context_adapter=vca, context_tokens=context_tokens, context_config=ctx_cfg,
-                    sampling_config=SamplingConfig.from_dict(cfg["sampling"]), name=cfg.get("name", "custom"))
+                    sampling_config=SamplingConfig.from_dict(cfg["sampling"]), name=cfg.get("name", "custom"),
+                    dit_position_embedding=cfg.get("dit_position_embedding"))
         return model.eval()
 
     @classmethod
@@ -126,6 +131,7 @@ class ReviseModel(nn.Module):
                 context_config=ContextConfig.from_dict(cfg.get("context", {})),
                 sampling_config=SamplingConfig.from_dict(cfg.get("sampling", {})),
                 name=cfg.get("name", path.name),
+                dit_position_embedding=cfg.get("dit_position_embedding"),
             )
         except (OSError, ValueError, KeyError) as err:
             if isinstance(err, ReviseInputError):
@@ -153,7 +159,8 @@ class ReviseModel(nn.Module):
             self.visual_context_adapter.save_pretrained(tmp / "visual_context_adapter")
             save_file(self.context_tokens.special_state(), tmp / SPECIAL_TOKENS_FILE)
             save_file(self.context_tokens.uncond_state(), tmp / UNCOND_FILE)
-            config = model_config_dict(self.name, self.context_config, self.sampling_config)
+            config = model_config_dict(self.name, self.context_config, self.sampling_config,
+                                       self.dit_position_embedding)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -250,10 +257,14 @@ class ReviseModel(nn.Module):
         return cond.to(self.transformer.dtype), uncond.to(self.transformer.dtype)
 
 
-def model_config_dict(name: str, context: ContextConfig, sampling: SamplingConfig) -> dict[str, Any]:
+def model_config_dict(name: str, context: ContextConfig, sampling: SamplingConfig,
+                      dit_position_embedding: str | None = None) -> dict[str, Any]:
     """The content of ``revise_config.json``."""
-    return {"_class_name": "ReviseModel", "name": name, "context": dataclasses.asdict(context),
-            "sampling": dataclasses.asdict(sampling)}
+    config = {"_class_name": "ReviseModel", "name": name, "context": dataclasses.asdict(context),
+              "sampling": dataclasses.asdict(sampling)}
+    if dit_position_embedding is not None:      # absent in released folders: no code
+        config["dit_position_embedding"] = dit_position_embedding
+    return config
 
 
 WAN_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer")
