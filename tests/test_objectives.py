@@ -75,3 +75,14 @@ def test_sigma_sampling_is_seeded_in_range_and_shifted(scheme):
 def test_logit_normal_has_its_median_at_the_centre():
     s = obj.sample_sigmas(20000, generator=torch.Generator().manual_seed(1), shift=1.0)
     assert abs(s.median().item() - 0.5) < 0.02
+
+
+def test_focus_l1_is_the_mean_error_of_the_worst_pixels():
+    x = torch.zeros(2, 3, 1, 4, 5)                 # 20 pixels per clip
+    rec = x.clone()
+    rec[0, :, 0, 0, 0] = 1.0                       # one bad pixel in clip 0 (error 1 in every channel)
+    rec[1, 0, 0, 1, :] = 0.3                       # a row of small errors in clip 1 (one channel of three)
+    assert float(obj.focus_l1(rec, x, 0.05)) == pytest.approx((1.0 + 0.1) / 2)   # the worst 1 pixel of each
+    assert float(obj.focus_l1(rec, x, 1.0)) == pytest.approx(float((rec - x).abs().mean()))
+    # far above the plain mean, which hides a lost small object
+    assert float(obj.focus_l1(rec, x, 0.05)) > 10 * float((rec - x).abs().mean())

@@ -239,6 +239,21 @@ def test_cached_features_give_the_same_loss_as_the_clips(data, tmp_path):
     assert b["loss"] == pytest.approx(a["loss"], rel=0.05)     # bf16 storage of the cached features
     again = Trainer(config(data, tmp_path / "b", steps=1, cond_dropout=0.0, cache_features=True))
     assert all(torch.equal(again.features[k], cached.features[k]) for k in cached.features)
+    # with the cache an SFT step reads no clip at all (none is even preloaded once the cache exists),
+    # and RWO reads the source alone, for its critic
+    assert again.clip_parts == () and not again.data.preloaded
+    rwo = Trainer(config(data, tmp_path / "b", steps=1, objective="rwo", cache_features=True))
+    assert rwo.clip_parts == ("source",)
+    assert np.isfinite(rwo.train_step()["loss"])
+    assert rwo.data.preloaded and all("_t" not in k and not k.startswith("t") for k in rwo.data._clips)
+
+
+def test_vae_focus_term_is_reported_and_trains(data, tmp_path):
+    t = Trainer(config(data, tmp_path, objective="vae", train_modules=["vae"], steps=1, preload=True, vae_focus=0.05))
+    out = t.train()
+    assert out["focus_l1"] > out["l1"] > 0
+    with pytest.raises(Exception, match="vae_focus"):
+        config(data, tmp_path, objective="vae", train_modules=["vae"], vae_focus=1.5)
 
 
 def test_time_limit_stops_and_saves(data, tmp_path):

@@ -38,6 +38,7 @@ class TrainConfig:
     cache_dir: str = ""                  # where the feature cache lives (default: out/cache); runs may share it
     time_limit_s: float = 0.0            # stop (and save) once this much wall time has passed; 0: none
     vae_kl_weight: float = 1.0e-6        # the KL term of VAE training
+    vae_focus: float = 0.0               # VAE training: add the mean L1 of the worst this fraction of pixels
     critic_balance: bool = True          # weight Yes and No answers equally in critic training
     train_modules: list[str] = dataclasses.field(default_factory=lambda: ["transformer", "visual_context_adapter"])
     lm_head_lr: float = 1e-5             # the critic's LM head when "lm_head" trains
@@ -93,6 +94,8 @@ class TrainConfig:
             raise ReviseInputError(f"{source}: cache_features serves the generator objectives, not {self.objective}")
         if self.cache_features and "vae" in self.train_modules:
             raise ReviseInputError(f"{source}: cache_features needs a frozen VAE (its latents are computed once)")
+        if not 0.0 <= self.vae_focus <= 1.0:
+            raise ReviseInputError(f"{source}: vae_focus is a fraction of pixels in [0, 1], not {self.vae_focus}")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")
 

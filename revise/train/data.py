@@ -6,8 +6,9 @@ Each item: ``source_video_path``, ``target_video_path`` (or, for critic training
 reported by path and skipped; it never stops a run.
 
 ``preload(workers)`` decodes every clip once, in parallel, into uint8 tensors in memory (unreadable
-ones are reported and skipped then); ``load`` then reads from memory. Small data sets (RVE-Synth at
-64x64) train far faster so.
+ones are reported and skipped then); ``load`` then reads from memory, and for a training step it
+gives uint8 clips (``raw``) that become floats on the device. Small data sets (RVE-Synth at 64x64)
+train far faster so.
 """
 
 from __future__ import annotations
@@ -54,27 +55,30 @@ class TripletData:
         p = Path(rel)
         return p if p.is_absolute() else self.root / p
 
-    def _video(self, rel: str) -> torch.Tensor:
-        if self._clips is not None:
-            if rel not in self._clips:
-                raise ReviseInputError(f"'{self._path(rel)}' could not be read when the data was preloaded")
-            return self._clips[rel].float() / 127.5 - 1
-        return read_video(self._path(rel), *self.shape)
+    def _video(self, rel: str, raw: bool) -> torch.Tensor:
+        if self._clips is not None and rel in self._clips:
+            clip = self._clips[rel]
+            return clip if raw else clip.float() / 127.5 - 1
+        clip = read_video(self._path(rel), *self.shape)
+        return to_uint8_clip(clip) if raw else clip
 
     @staticmethod
     def candidate_key(item: dict[str, Any]) -> str:
         return item.get("target_video_path") or item["candidate_video_path"]
 
-    def load(self, index: int) -> dict[str, Any] | None:
+    def load(self, index: int, parts: tuple[str, ...] = ("source", "target"), raw: bool = False) -> dict[str, Any] | None:
+        """Sample ``index`` with the clips named in ``parts`` ("source", "target": the target or
+        candidate), float [3, F, H, W] in [-1, 1], or uint8 with ``raw`` (to convert on the device)."""
         item = self.items[index]
+        keys = {"source": item["source_video_path"], "target": self.candidate_key(item)}
+        out: dict[str, Any] = {"index": index, "instruction": item["instruction"]}
         try:
-            source = self._video(item["source_video_path"])
-            target = self._video(self.candidate_key(item))
+            for part in parts:
+                out[part] = self._video(keys[part], raw)
         except ReviseInputError as err:
             log.warning("skipping sample %d: %s", index, err)
             self.skipped.append(str(err))
             return None
-        out = {"index": index, "source": source, "target": target, "instruction": item["instruction"]}
         if "question" in item:                   # a short-answer question (the qa objective)
             out["question"], out["answer_text"] = item["question"], str(item["answer"])
         elif "answer" in item:
@@ -82,16 +86,22 @@ class TripletData:
             out["dimension"] = item.get("dimension")
         return out
 
-    def preload(self, workers: int = 0, progress: bool = True) -> None:
-        """Decode every distinct clip once into memory (uint8), with ``workers`` processes."""
+    @property
+    def preloaded(self) -> bool:
+        return self._clips is not None
+
+    def preload(self, workers: int = 0, progress: bool = True, parts: tuple[str, ...] = ("source", "target")) -> None:
+        """Decode every distinct clip of ``parts`` once into memory (uint8), with ``workers`` processes
+        (clips decoded already are kept)."""
         from tqdm.auto import tqdm
 
-        paths = sorted({p for it in self.items for p in (it["source_video_path"], self.candidate_key(it))})
+        keys = {"source": lambda it: it["source_video_path"], "target": self.candidate_key}
+        clips: dict[str, torch.Tensor] = dict(self._clips or {})
+        paths = sorted({keys[part](it) for it in self.items for part in parts} - set(clips))
         # numpy arrays, not tensors, come back from the workers: pickled through the pipe rather than
         # shared by file descriptors (tens of thousands of clips would exhaust the open-file limit)
         loader = torch.utils.data.DataLoader(_ClipFiles(self, paths), batch_size=None, num_workers=workers,
                                              collate_fn=_as_is, worker_init_fn=_one_thread)
-        clips: dict[str, torch.Tensor] = {}
         for rel, clip, err in tqdm(loader, total=len(paths), desc="preloading clips", unit="clip", disable=not progress):
             if err:
                 log.warning("unreadable clip: %s", err)
@@ -130,7 +140,18 @@ class _ClipFiles(torch.utils.data.Dataset):
             clip = read_video(self.data._path(rel), *self.data.shape)
         except ReviseInputError as err:
             return rel, None, str(err)
-        return rel, ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy(), ""
+        return rel, to_uint8_clip(clip).numpy(), ""
+
+
+def to_uint8_clip(clip: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float clip -> uint8 (exact for clips read from 8-bit frames)."""
+    return ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def clips_to_device(clips: list[torch.Tensor], device: torch.device | str) -> torch.Tensor:
+    """uint8 clips -> one float batch [B, 3, F, H, W] in [-1, 1] on ``device`` (a quarter of the
+    bytes of float clips cross to the GPU)."""
+    return torch.stack(clips).to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
 
 
 class DataCursor:

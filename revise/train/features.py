@@ -95,9 +95,11 @@ def _by_item(rows: torch.Tensor, ok: torch.Tensor, index: torch.Tensor) -> torch
 
 
 def feature_cache(model: ReviseModel, data: TripletData, cache_dir: Path, model_ref: str, vlm: bool,
-                  write: bool = True, batch_size: int = 32) -> dict[str, torch.Tensor]:
+                  write: bool = True, batch_size: int = 128, preload_workers: int | None = None) -> dict[str, torch.Tensor]:
     """The cached features of ``data`` (see :func:`compute_features`), from ``cache_dir`` when its
-    fingerprint matches, else computed and (with ``write``) stored there atomically."""
+    fingerprint matches, else computed and (with ``write``) stored there atomically. With
+    ``preload_workers``, the clips are decoded in parallel first, and only when the features must be
+    computed."""
     path = Path(cache_dir) / "features.safetensors"
     key = fingerprint(data, model_ref, vlm)
     if path.is_file():
@@ -105,6 +107,8 @@ def feature_cache(model: ReviseModel, data: TripletData, cache_dir: Path, model_
         meta = json.loads((path.with_suffix(".json")).read_text()) if path.with_suffix(".json").is_file() else {}
         if meta.get("fingerprint") == key:
             return stored
+    if preload_workers is not None and not data.preloaded:
+        data.preload(preload_workers, progress=write)
     feats = compute_features(model, data, vlm, batch_size)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ s in (0, 1) is drawn logit-normal (or by SD3's "mode" density) and then time-shi
 - USO: flow-matching loss + lambda * (-log P(Yes)), the semantic loss's gradient flowing through
   the decoded x0 estimate into the generator. Samples whose noise level is above ``max_sigma``
   may be left out of the semantic term (their x0 estimate is mostly noise).
+- VAE: L1 + MSE reconstruction, optionally plus the mean L1 of the worst-reconstructed fraction of
+  pixels (small objects on a plain background are a few percent of the pixels: a plain mean lets
+  an autoencoder drop them and still score well), plus a small KL term.
 """
 
 from __future__ import annotations
@@ -81,3 +84,10 @@ def uso_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, p_yes:
              lam: float = 0.1, sigmas: torch.Tensor | None = None, max_sigma: float = 1.0) -> torch.Tensor:
     mask = None if sigmas is None else (sigmas <= max_sigma)
     return sft_loss(v_pred, x0, noise) + lam * semantic_loss(p_yes, mask)
+
+
+def focus_l1(rec: torch.Tensor, x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Mean L1 (over channels) of the worst ``fraction`` of pixels of each clip [B, C, F, H, W]."""
+    err = (rec.float() - x.float()).abs().mean(1).flatten(1)          # [B, F*H*W]
+    k = max(1, int(round(fraction * err.shape[1])))
+    return err.topk(k, dim=1).values.mean()

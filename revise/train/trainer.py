@@ -28,7 +28,7 @@ from ..models.understanding import MEDIA_TOKEN
 from ..models.revise_model import ReviseModel
 from . import objectives as obj
 from .config import TrainConfig
-from .data import DataCursor, TripletData
+from .data import DataCursor, TripletData, clips_to_device
 
 log = logging.getLogger("revise.train")
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -120,7 +120,12 @@ class TrainStep(nn.Module):
         l1, mse = (rec - x.float()).abs().mean(), ((rec - x.float()) ** 2).mean()
         kl = 0.5 * (post.mean.float() ** 2 + post.var.float() - 1 - post.logvar.float()).mean()
         loss = l1 + mse + self.cfg.vae_kl_weight * kl
-        return loss, {"l1": l1.detach(), "kl": kl.detach()}
+        metrics = {"l1": l1.detach(), "kl": kl.detach()}
+        if self.cfg.vae_focus > 0:
+            focus = obj.focus_l1(rec, x, self.cfg.vae_focus)
+            loss = loss + focus
+            metrics["focus_l1"] = focus.detach()
+        return loss, metrics
 
     def _context(self, source_latents: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Mixed context per sample; dropped samples get the unconditional text and VLM tokens."""
@@ -188,16 +193,22 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.model = model
         self.data = TripletData(cfg.data, cfg.num_frames, cfg.height, cfg.width)
-        if cfg.preload or cfg.cache_features:
-            self.data.preload(cfg.preload_workers, progress=self.acc.is_main_process)
+        # the clips a step needs: none when cached features stand for them, the source alone for the
+        # critic of RWO/USO
+        self.clip_parts: tuple[str, ...] = ("source", "target")
         self.features = None
         if cfg.cache_features:
             from .features import feature_cache
 
+            self.clip_parts = ("source",) if cfg.objective in ("rwo", "uso") else ()
             vlm_frozen = not {"understanding", "lm_head"} & set(cfg.train_modules)
             cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
-            self.features = feature_cache(model, self.data, cache_dir, cfg.model, vlm=vlm_frozen,
-                                          write=self.acc.is_main_process)
+            features = feature_cache(model, self.data, cache_dir, cfg.model, vlm=vlm_frozen,
+                                     write=self.acc.is_main_process, preload_workers=cfg.preload_workers)
+            self.features = {k: v.to(self.acc.device) for k, v in features.items()}   # tens of MB at mini scale
+        self._loaded = None if self.features is None else self.features["ok"].tolist()   # items whose clips loaded
+        if (cfg.preload or cfg.cache_features) and self.clip_parts:
+            self.data.preload(cfg.preload_workers, progress=self.acc.is_main_process, parts=self.clip_parts)
         self.class_weights = None
         answers = self.data.answers() if cfg.objective == "critic" and cfg.critic_balance else None
         if answers:
@@ -245,7 +256,7 @@ class Trainer:
         self.model.text_encoder.to("cpu")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return cache
+        return {text: feat.to(self.acc.device) for text, feat in cache.items()}
 
     # ---- checkpoints ------------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
@@ -298,8 +309,12 @@ class Trainer:
     # ---- one step ---------------------------------------------------------------------------
     def next_batch(self) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
+        ok = self._loaded
         for _ in range(10 * self.cfg.batch_size + len(self.data)):
-            sample = self.data.load(self.cursor.next())
+            index = self.cursor.next()
+            if ok is not None and not ok[index]:     # its clips did not load when the cache was made
+                continue
+            sample = self.data.load(index, self.clip_parts, raw=True)
             if sample is not None:
                 batch.append(sample)
                 if len(batch) == self.cfg.batch_size:
@@ -314,8 +329,7 @@ class Trainer:
         latent_shape = (self.model.vae.config.z_dim, (f - 1) // 4 + 1, h // 8, w // 8)   # Wan VAE: 4x8x8
         b = len(samples)
         batch: dict[str, Any] = {
-            "source": torch.stack([s["source"] for s in samples]).to(dev),
-            "target": torch.stack([s["target"] for s in samples]).to(dev),
+            **{part: clips_to_device([s[part] for s in samples], dev) for part in self.clip_parts},
             "instructions": [s["instruction"] for s in samples],
             "noise": torch.randn((b, *latent_shape), generator=g).to(dev),
             "sigmas": obj.sample_sigmas(b, generator=g, scheme=cfg.timestep_scheme, mean=cfg.timestep_mean,
@@ -334,7 +348,7 @@ class Trainer:
             batch["weights"] = torch.tensor([self.class_weights[0] if s.get("answer", 1.0) else self.class_weights[1]
                                              for s in samples], device=dev)
         if self.features is not None:
-            idx = torch.tensor([s["index"] for s in samples])
+            idx = torch.tensor([s["index"] for s in samples], device=self.features["ok"].device)
             for key in ("source_latents", "target_latents", "vlm_hidden", "vlm_mask"):
                 if key in self.features:
                     batch[key] = self.features[key][idx].to(dev)
