@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="training config (.yaml or .json)")
     p.add_argument("--steps", type=int, default=None, help="override the config's steps")
     p.add_argument("--out", default=None, help="override the config's output folder")
+    p.add_argument("--model", default=None, help="override the config's starting model (preset or model folder)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop and save once this much training time has passed (overrides the config)")
@@ -304,7 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.trainer import Trainer
 
-    cfg = TrainConfig.load(args.config, steps=args.steps, out=args.out, time_limit_s=args.time_limit)
+    cfg = TrainConfig.load(args.config, steps=args.steps, out=args.out, model=args.model, time_limit_s=args.time_limit)
     _quiet_libraries()
     trainer = Trainer(cfg)
     if not args.no_resume and trainer.resume():
