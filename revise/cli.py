@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error, storage_error
 from .serve import add_serve_command
+from .synth.dataset import CLIP_FORMATS
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -129,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="RVE-Synth, a procedural 2D world whose edits need reasoning (causal, temporal, "
                                    "spatial, commonsense) and whose targets are exact.")
     syn = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
-    m = syn.add_parser("make", help="write a split: mp4 clips, SPLIT.json and a contact sheet PNG",
+    m = syn.add_parser("make", help="write a split: mp4 (or npy) clips, SPLIT.json and a contact sheet PNG",
                        description="Write N items of a split (train/val/test hold out whole phrasings and object "
-                                   "combinations) as source/target mp4s, SPLIT.json in the training/bench format, "
-                                   "and SPLIT_sheet.png for people. The same seed writes the same bytes.")
+                                   "combinations) as source/target mp4s (or .npy arrays, --format npy), SPLIT.json "
+                                   "in the training/bench format, and SPLIT_sheet.png for people. The same seed "
+                                   "writes the same bytes.")
     m.add_argument("--n", type=int, required=True, help="number of items")
     m.add_argument("--split", choices=["train", "val", "test"], required=True)
     m.add_argument("--seed", type=int, default=0)
@@ -142,24 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--critic", action="store_true",
                    help="also write critic data: candidate clips and SPLIT_critic.json (Yes/No per question)")
     m.add_argument("--workers", type=int, default=None, help="worker processes (default: 2)")
+    m.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
+                   help="clip files: mp4 (H.264, default) or npy (uint8 [F, H, W, 3] arrays: exact pixels, written "
+                        "and read without a video codec or PyAV, no decoding in training; ~60x the disk space)")
     m.set_defaults(func=cmd_synth_make)
     sc = syn.add_parser("score", help="score generated clips with the exact judge",
-                        description="Score VIDEOS/{id}.mp4 for each item of a split with the exact judge: EA, PC, "
-                                    "GN, GR on 1-10 and Overall (their mean). VIDEOS may be 'source' or 'target' "
-                                    "to score the unedited sources or the exact targets.")
+                        description="Score VIDEOS/{id}.mp4 (or {id}.npy) for each item of a split with the exact "
+                                    "judge: EA, PC, GN, GR on 1-10 and Overall (their mean). VIDEOS may be 'source' "
+                                    "or 'target' to score the unedited sources or the exact targets.")
     sc.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
-    sc.add_argument("--videos", required=True, help="folder of {id}.mp4, or 'source' / 'target'")
+    sc.add_argument("--videos", required=True, help="folder of {id}.mp4 or {id}.npy, or 'source' / 'target'")
     sc.add_argument("--out", default=None, help="write per-item scores and the summary to this JSON file")
     sc.add_argument("--workers", type=int, default=1, help="scoring processes (default 1)")
     sc.set_defaults(func=cmd_synth_score)
     g = syn.add_parser("generate", help="edit every item of a split with a model (batched, resumable)",
                        description="Edit each item's source clip by its instruction with a model and write "
-                                   "OUT/{id}.mp4 (existing outputs are kept, so a killed run resumes). Score them "
-                                   "with 'revise synth score --videos OUT'.")
+                                   "OUT/{id}.mp4 or .npy (existing outputs are kept, so a killed run resumes). "
+                                   "Score them with 'revise synth score --videos OUT'.")
     g.add_argument("--model", required=True, help="model folder or preset")
     g.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--batch", type=int, default=32, help="items per batch (default 32)")
+    g.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
+                   help="output clips: mp4 (default) or npy (uint8 arrays, exact pixels, no codec)")
     _add_sampling_args(g)
     g.set_defaults(func=cmd_synth_generate)
     c = syn.add_parser("critic", help="measure a model's internal critic on critic data",
@@ -333,7 +340,7 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
     records = make_dataset(args.n, args.split, args.seed, args.out, height=height, width=width, frames=args.frames,
-                           workers=args.workers, critic=args.critic)
+                           workers=args.workers, critic=args.critic, clip_format=args.format)
     sheet = contact_sheet_png(records, Path(args.out) / f"{args.split}_sheet.png", height=height, width=width)
     print(f"wrote {len(records)} {args.split} items to {Path(args.out) / (args.split + '.json')} and {sheet} "
           f"in {time.perf_counter() - start:.1f} s")
@@ -372,7 +379,8 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
     if args.size is not None:
         sampling["width"], sampling["height"] = args.size
     start = time.perf_counter()
-    out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver, **sampling)
+    out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver,
+                         clip_format=args.format, **sampling)
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -1,14 +1,19 @@
 """Reading source clips and writing results.
 
-* :func:`read_video` turns a video file (decoded with PyAV) or a folder of frames (read with
-  Pillow) into a float tensor ``[3, F, H, W]`` in ``[-1, 1]``: ``F`` evenly spaced frames over the
-  whole clip, each centre-cropped to the target aspect ratio and resized.
-* :func:`write_video` writes an H.264 / yuv420p mp4, :func:`write_image` a PNG; both are atomic
-  (a temporary file in the destination folder, renamed into place only once it is complete).
+* :func:`read_video` turns a video file (decoded with PyAV), a folder of frames (read with
+  Pillow) or a ``.npy`` clip array (uint8 ``[F, H, W, 3]``, read with numpy, never unpickled) into a
+  float tensor ``[3, F, H, W]`` in ``[-1, 1]``: ``F`` evenly spaced frames over the whole clip, each
+  centre-cropped to the target aspect ratio and resized.
+* :func:`write_video` writes an H.264 / yuv420p mp4, or the uint8 array itself to a ``.npy`` path
+  (no codec, read back bit-exact); :func:`write_image` writes a PNG. All are atomic (a temporary
+  file in the destination folder, renamed into place only once it is complete).
 * :func:`to_uint8` and :func:`side_by_side` convert and combine clips for those writers.
 
 Anything wrong with a user's file is reported as :class:`~revise.errors.ReviseInputError` with a
-one-sentence message that names the file; raw PyAV / Pillow exceptions do not escape.
+one-sentence message that names the file; raw PyAV / Pillow / numpy exceptions do not escape.
+
+PyAV is imported only when a video file is read or written: ``.npy`` clips and frame folders work
+without it (a machine with no video codec can make, read and score RVE-Synth data as ``.npy``).
 """
 
 from __future__ import annotations
@@ -17,19 +22,24 @@ import contextlib
 import functools
 import os
 import re
+import tokenize
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
 from PIL import Image
 
 from .atomic import atomic_path
-from .errors import ReviseInputError
+from .errors import ReviseEnvironmentError, ReviseInputError
+
+if TYPE_CHECKING:
+    import av
 
 __all__ = [
+    "ARRAY_EXTENSION",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "count_frames",
@@ -42,6 +52,9 @@ __all__ = [
 
 #: Video containers :func:`read_video` accepts (lower-case suffixes).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".avi")
+#: Clip arrays (uint8 ``[F, H, W, 3]`` saved by numpy) that :func:`read_video` reads and
+#: :func:`write_video` writes without a codec.
+ARRAY_EXTENSION = ".npy"
 #: Frame images :func:`read_video` picks up from a folder (lower-case suffixes).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 #: H.264 encoders to try, best first; ``mpeg4`` (MPEG-4 Part 2) is the last resort.
@@ -66,7 +79,8 @@ _TRANSPOSE_FOR_ROTATION = {  # display-matrix angle (counter-clockwise degrees) 
 def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width: int) -> torch.Tensor:
     """Load ``num_frames`` frames of a clip as a float32 tensor ``[3, num_frames, height, width]``.
 
-    ``path`` is a video file (one of :data:`VIDEO_EXTENSIONS`) or a folder of frame images (one of
+    ``path`` is a video file (one of :data:`VIDEO_EXTENSIONS`), a ``.npy`` clip array (uint8
+    ``[n, h, w, 3]``, see :data:`ARRAY_EXTENSION`) or a folder of frame images (one of
     :data:`IMAGE_EXTENSIONS`, ordered by file name with digit runs compared as numbers, so
     ``f2.png`` comes before ``f10.png``; hidden files are ignored). The frames taken are
     ``round(linspace(0, n - 1, num_frames))`` of the clip's ``n`` frames, so the first and the last
@@ -74,12 +88,16 @@ def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width
     ``width / height`` and resized with an antialiased bicubic filter. Values are in ``[-1, 1]``.
 
     Only the chosen frames are kept, already at the target size: a video is decoded twice (once to
-    count its frames, once to take them), a folder opens only the chosen images.
+    count its frames, once to take them), a folder opens only the chosen images, an array is
+    memory-mapped and only the chosen frames are read (and taken as they are when already at the
+    target size, so an array written by :func:`write_video` reads back bit-exact).
 
     Raises:
         ReviseInputError: the path is missing, has an extension we do not read, is not a decodable
-            video, has no video stream, is a folder without frames, or has fewer than
-            ``num_frames`` frames; or the requested size is not positive.
+            video, has no video stream, is a folder without frames, is not a uint8 ``[n, h, w, 3]``
+            ``.npy`` array, or has fewer than ``num_frames`` frames; or the requested size is not
+            positive.
+        ReviseEnvironmentError: a video file, and PyAV is not installed.
     """
     path = Path(path).expanduser()
     for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
@@ -90,6 +108,11 @@ def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width
         files = _frame_files(path)
         wanted = _even_indices(path, len(files), num_frames)
         frames = [_fit(_open_image(files[i]), size) for i in wanted]
+    elif path.suffix.lower() == ARRAY_EXTENSION:
+        array = _read_array(path)
+        chosen = array[_even_indices(path, len(array), num_frames)]   # a copy of just these frames
+        same_size = chosen.shape[1:3] == (height, width)
+        frames = chosen if same_size else [_fit(Image.fromarray(frame), size) for frame in chosen]
     else:
         wanted = _even_indices(path, count_frames(path), num_frames)
         frames = _take_video_frames(path, wanted, size)
@@ -101,7 +124,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width
 
 def count_frames(path: str | os.PathLike[str]) -> int:
     """Number of frames in a video file (by decoding it: container metadata is often wrong or
-    missing) or in a folder of frame images.
+    missing), in a ``.npy`` clip array (from its header) or in a folder of frame images.
 
     Raises:
         ReviseInputError: as :func:`read_video`, for a path that is not a readable clip.
@@ -109,6 +132,8 @@ def count_frames(path: str | os.PathLike[str]) -> int:
     path = Path(path).expanduser()
     if path.is_dir():
         return len(_frame_files(path))
+    if path.suffix.lower() == ARRAY_EXTENSION:
+        return len(_read_array(path))
     _check_video_path(path)
     return sum(1 for _ in _decode(path))
 
@@ -129,14 +154,49 @@ def _check_video_path(path: Path) -> None:
         raise ReviseInputError(f"video '{path}' does not exist")
     if not path.is_file():
         raise ReviseInputError(f"video '{path}' is neither a file nor a folder of frames")
-    if path.suffix.lower() not in VIDEO_EXTENSIONS:
-        accepted = ", ".join(VIDEO_EXTENSIONS)
+    if path.suffix.lower() not in (*VIDEO_EXTENSIONS, ARRAY_EXTENSION):
+        accepted = ", ".join((*VIDEO_EXTENSIONS, ARRAY_EXTENSION))
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             raise ReviseInputError(f"'{path}' is a single image: give a video ({accepted}) "
                                    "or a folder of frames")
         raise ReviseInputError(f"'{path}' has extension '{path.suffix}', not a video we read ({accepted})")
     if path.stat().st_size == 0:
         raise ReviseInputError(f"cannot read video '{path}': the file is empty (0 bytes)")
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """The uint8 ``[n, h, w, 3]`` array of a ``.npy`` clip, memory-mapped (no pixel read yet).
+
+    ``allow_pickle=False``: a file of pickled Python objects is refused, never unpickled.
+    """
+    _check_video_path(path)
+    try:
+        with np.errstate(over="ignore"):          # a forged shape overflows numpy's size count: refused, no warning
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, EOFError, ValueError, OverflowError, tokenize.TokenError) as err:   # a corrupt header
+        if "object" in str(err).lower():          # numpy's refusals to unpickle name "object" data
+            raise ReviseInputError(f"cannot read clip array '{path}': not a plain .npy array (pickled Python "
+                                   "objects are never loaded)") from err
+        raise ReviseInputError(f"cannot read clip array '{path}' (truncated or corrupt?): "
+                               f"{_reason(err).splitlines()[0]}") from err
+    if not isinstance(array, np.ndarray):       # np.load opens a zip (.npz) archive whatever its name
+        array.close()
+        raise ReviseInputError(f"cannot read clip array '{path}': it is an .npz archive, not a .npy array")
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[3] != 3 or array.size == 0:
+        raise ReviseInputError(f"'{path}' holds a {array.dtype} array of shape {list(array.shape)}, not a uint8 "
+                               "[frames, height, width, 3] clip")
+    _check_frame_size(path, array.shape[2], array.shape[1])
+    return array
+
+
+def _av():
+    """PyAV, imported on first use: only video files need it."""
+    try:
+        import av
+    except ImportError as err:
+        raise ReviseEnvironmentError("PyAV is not installed: reading or writing video files needs it "
+                                     "(pip install av); .npy clips and frame folders do not") from err
+    return av
 
 
 SMALL_FRAME = 320 * 320   # pixels: frames up to this size decode on one thread
@@ -149,6 +209,7 @@ def _decode(path: Path, frame_threads: bool = False) -> Iterator[av.VideoFrame]:
     early instead of failing. So the counting pass (which every read starts with) decodes without
     it, and only the second pass over an already-checked file turns it on.
     """
+    av = _av()
     try:
         container = av.open(str(path), mode="r", metadata_errors="replace")   # tags may be any bytes
     except (av.error.FFmpegError, OSError) as err:
@@ -185,6 +246,7 @@ def _check_frame_size(path: Path, width: int, height: int) -> None:
 
 def _take_video_frames(path: Path, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
     """Decode ``path`` again, keeping only frames ``wanted`` (sorted), cropped and resized."""
+    av = _av()
     frames: list[np.ndarray] = []
     targets = iter(wanted)
     target = next(targets)
@@ -303,6 +365,7 @@ def video_encoder() -> str:
     H.264 encoder FFmpeg has, e.g. OpenH264) and ``"mpeg4"`` (not H.264, but plays everywhere) are
     fallbacks for PyAV builds linked against an FFmpeg without libx264.
     """
+    av = _av()
     for name in ENCODERS:
         try:
             av.codec.Codec(name, "w")
@@ -313,17 +376,22 @@ def video_encoder() -> str:
 
 
 def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, fps: int = 8) -> Path:
-    """Write a clip as an H.264 (libx264, yuv420p, CRF 18) mp4 and return its path.
+    """Write a clip as an H.264 (libx264, yuv420p, CRF 18) mp4, or as a ``.npy`` array, and return its path.
 
     ``video`` is a float ``[3, F, H, W]`` tensor in ``[-1, 1]`` (clamped) or uint8 ``[F, H, W, 3]``
-    (numpy or torch). H and W must be even (yuv420p). The file is written next to ``path`` under a
-    hidden temporary name and renamed onto ``path`` only after the encoder is flushed and the
-    container closed; if anything fails the temporary file is removed and ``path`` is untouched.
-    Parent folders are created. If the PyAV build lacks libx264, see :func:`video_encoder`.
+    (numpy or torch). For an mp4, H and W must be even (yuv420p). A ``path`` ending in ``.npy`` gets
+    the uint8 ``[F, H, W, 3]`` array itself (``np.save``: no codec, any size, ``fps`` not stored),
+    which :func:`read_video` reads back bit-exact. The file is written next to ``path`` under a
+    hidden temporary name and renamed onto ``path`` only once complete (for an mp4: after the
+    encoder is flushed and the container closed); if anything fails the temporary file is removed
+    and ``path`` is untouched. Parent folders are created. If the PyAV build lacks libx264, see
+    :func:`video_encoder`.
     """
     path = Path(path).expanduser()
-    if path.suffix.lower() != ".mp4":
-        raise ReviseInputError(f"write_video writes mp4 files: name the output '*.mp4', not '{path}'")
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ARRAY_EXTENSION):
+        raise ReviseInputError(f"write_video writes mp4 files or {ARRAY_EXTENSION} arrays: name the output "
+                               f"'*.mp4' or '*{ARRAY_EXTENSION}', not '{path}'")
     if path.is_dir():
         raise ReviseInputError(f"cannot write video '{path}': it is a folder")
     if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps < 1:
@@ -332,10 +400,14 @@ def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, 
     count, height, width, _ = frames.shape
     if count == 0 or height == 0 or width == 0:
         raise ReviseInputError(f"cannot write an empty clip {list(frames.shape)} to '{path}'")
+    if suffix == ARRAY_EXTENSION:
+        with atomic_path(path, ARRAY_EXTENSION) as tmp, open(tmp, "wb") as out:
+            np.save(out, frames, allow_pickle=False)
+        return path
     if height % 2 or width % 2:
         raise ReviseInputError(f"cannot write {width}x{height} to '{path}': H.264 yuv420p needs even "
                                "width and height")
-    encoder = video_encoder()
+    av, encoder = _av(), video_encoder()
     with atomic_path(path, ".mp4") as tmp:
         with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as out:
             stream = out.add_stream(encoder, rate=int(fps))

@@ -17,6 +17,7 @@ import torch
 
 from revise.models.revise_model import ReviseModel
 from revise.pipelines.edit import ReviseEditPipeline
+from revise.synth.dataset import CLIP_FORMATS
 from revise.synth.evaluate import METRICS, score_split
 from revise.synth.run import bootstrap_interval, critic_report, generate_split
 
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=["val", "test"])
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
+                    help="generated clips: mp4 (default) or npy (uint8 arrays, no codec); the data may be either")
     args = ap.parse_args()
     runs, data = Path(args.runs), Path(args.data)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -66,7 +69,8 @@ def main() -> None:
         for split in args.splits:
             t = time.perf_counter()
             split_json = data / f"mini-{split}" / f"{split}.json"
-            out = generate_split(pipe, split_json, runs / "eval" / split / name, batch_size=args.batch, progress=False)
+            out = generate_split(pipe, split_json, runs / "eval" / split / name, batch_size=args.batch, progress=False,
+                                 clip_format=args.format)
             scored = score_split(split_json, out, progress=False, workers=args.workers)
             results["models"].setdefault(name, {})[split] = summary_with_intervals(scored)
             s = scored["summary"]["all"]

@@ -70,7 +70,7 @@ def _png(width: int, height: int) -> bytes:
 
 @functools.cache
 def seed_files() -> dict[str, bytes]:
-    """Valid clips in every container we read, plus an audio-only mp4, as bytes (made once)."""
+    """Valid clips in every container we read (and a .npy array), plus an audio-only mp4, as bytes (made once)."""
     with tempfile.TemporaryDirectory() as tmp:
         return _make_seeds(Path(tmp))
 
@@ -90,6 +90,7 @@ def _make_seeds(d: Path) -> dict[str, bytes]:
         ".avi": _encode(d / "a.avi", "avi", "mpeg4", "yuv420p"),
         ".mkv": _encode(d / "a.mkv", "matroska", "libx264", "yuv420p"),
         ".mov": _encode(d / "a.mov", "mov", "libx264", "yuv420p"),
+        ".npy": write_video(d / "a.npy", frames),        # a clip array: header, then raw pixels
         "audio.mp4": _audio_only(d / "audio.mp4"),
     }
     return {k: p.read_bytes() for k, p in files.items()}
@@ -117,7 +118,7 @@ def check_read(path: Path) -> None:
     assert float(clip.min()) >= -1.0 and float(clip.max()) <= 1.0
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov"])
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".npy"])
 def test_valid_seeds_read(seeds, tmp_path, ext):
     """The seeds themselves are good clips: the fuzzing starts from files that do read."""
     path = tmp_path / f"clip{ext}"
@@ -128,7 +129,7 @@ def test_valid_seeds_read(seeds, tmp_path, ext):
 @FUZZ
 @given(data=st.data())
 def test_truncated_and_corrupt_videos(tmp_path, data):
-    ext = data.draw(st.sampled_from([".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov"]))
+    ext = data.draw(st.sampled_from([".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".npy"]))
     blob = bytearray(seed_files()[ext])
     cut = data.draw(st.integers(0, len(blob)), label="truncate at")
     blob = blob[:cut]
@@ -140,7 +141,7 @@ def test_truncated_and_corrupt_videos(tmp_path, data):
     check_read(path)
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov"])
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".npy"])
 def test_empty_file(tmp_path, ext):
     path = tmp_path / f"empty{ext}"
     path.write_bytes(b"")
@@ -198,6 +199,36 @@ def test_huge_dimension_frame_images(tmp_path, size):
             read_video(folder, *SHAPE)
     else:
         check_read(folder)
+
+
+@FUZZ
+@given(data=st.data())
+def test_corrupt_npy_header(tmp_path, data):
+    """Byte flips in the 128-byte header of a .npy clip (magic, version, dtype, order, shape)."""
+    blob = bytearray(seed_files()[".npy"])
+    for _ in range(data.draw(st.integers(1, 6), label="header byte flips")):
+        blob[data.draw(st.integers(0, 127))] = data.draw(st.integers(0, 255))
+    path = tmp_path / "fuzz.npy"
+    path.write_bytes(bytes(blob))
+    check_read(path)
+
+
+@FUZZ
+@given(size=frame_sizes(2**31 - 1), frames=st.integers(0, 2**20))
+def test_npy_header_claiming_any_shape(tmp_path, size, frames):
+    """A .npy header may claim any shape over the seed's pixels: refused when the pixels are not all
+    there (a shape claiming less takes the first of them, as numpy does)."""
+    width, height = size
+    path = tmp_path / "claim.npy"
+    with open(path, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False,
+                                                   "shape": (frames, height, width, 3)})
+        out.write(seed_files()[".npy"][128:])
+    if frames * height * width * 3 > 9 * 32 * 48 * 3:
+        with pytest.raises(ReviseInputError, match="claim.npy"):
+            read_video(path, *SHAPE)
+    else:
+        check_read(path)
 
 
 # ---- manifests --------------------------------------------------------------------------------

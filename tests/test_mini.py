@@ -125,6 +125,24 @@ def test_generate_and_critic_report_on_a_tiny_split(tmp_path, tiny_model):
     assert 1.0 <= lo < 2.5 < hi <= 4.0
 
 
+def test_generate_npy_clips_and_score_them(tmp_path, tiny_model):
+    from revise.errors import ReviseInputError
+    from revise.pipelines.edit import ReviseEditPipeline
+    from revise.synth.evaluate import score_split
+    from revise.synth.run import generate_split
+
+    make_dataset(2, "test", 0, tmp_path / "d", progress=False, workers=1, clip_format="npy")
+    data, pipe = tmp_path / "d" / "test.json", ReviseEditPipeline(tiny_model)
+    out = generate_split(pipe, data, tmp_path / "g", progress=False, clip_format="npy", num_inference_steps=1)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{r['id']}.npy" for r in json.loads(data.read_text()))
+    summary = score_split(data, out, progress=False)["summary"]["all"]
+    assert summary["n"] == 2 and summary["missing"] == 0
+    with pytest.raises(ReviseInputError, match="clip format must be one of mp4, npy"):
+        generate_split(pipe, data, tmp_path / "g", progress=False, clip_format="avi")
+    with pytest.raises(ValueError, match="clip format must be one of mp4, npy"):
+        make_dataset(1, "test", 0, tmp_path / "e", progress=False, clip_format="avi")
+
+
 def test_short_answer_records_and_report(tmp_path, tiny_model):
     from revise.synth.run import qa_report
 

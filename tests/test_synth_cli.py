@@ -42,3 +42,71 @@ def test_bad_arguments(tmp_path, capsys):
     assert main(["synth", "score", "--data", str(tmp_path / "none.json"), "--videos", "target"]) == 2
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(err) == 2 and all(l.startswith("revise: error:") for l in err)
+
+
+def test_make_npy_clips_train_and_score_exactly(tmp_path, capsys):
+    """--format npy: every clip an exact uint8 array that training data reads and the judge scores
+    at the top; a scored folder may hold {id}.npy (the mp4 wins when both are there)."""
+    from revise.synth.item import SynthItem
+    from revise.synth.judge import score_item
+    from revise.train.data import TripletData
+    from revise.video import read_video, to_uint8, write_video
+
+    out = tmp_path / "synth"
+    assert main(["synth", "make", "--n", "4", "--split", "test", "--seed", "3", "--out", str(out), "--format", "npy",
+                 "--critic", "--size", "48x32", "--frames", "9"]) == 0
+    records = json.loads((out / "test.json").read_text())
+    critic = json.loads((out / "test_critic.json").read_text())
+    paths = {r[k] for r in records for k in ("source_video_path", "target_video_path")}
+    paths |= {r["candidate_video_path"] for r in critic}
+    assert all(p.endswith(".npy") for p in paths) and not list((out / "videos").glob("*.mp4"))
+    assert {p.name for p in (out / "videos").iterdir()} == {p.split("/")[1] for p in paths}
+
+    for name in ("test.json", "test_critic.json"):
+        data = TripletData(out / name, 9, 32, 48)
+        samples = [data.load(i) for i in range(len(data))]
+        assert all(s is not None and s["target"].shape == (3, 9, 32, 48) for s in samples) and not data.skipped
+        data.preload(progress=False)                           # the in-memory path training takes
+        assert all((data.load(i)["target"] == s["target"]).all() for i, s in enumerate(samples))
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for r in records:
+        item = SynthItem.from_dict(r)
+        target = to_uint8(read_video(out / r["target_video_path"], 9, 32, 48))
+        assert (target == item.target_clip(32, 48)).all(), "the array is the exact rendered target"
+        assert score_item(item, target)["EA"] == 10
+        (videos / f"{r['id']}.npy").write_bytes((out / r["target_video_path"]).read_bytes())
+    write_video(videos / f"{records[0]['id']}.mp4", SynthItem.from_dict(records[0]).source_clip(32, 48))
+    capsys.readouterr()
+    assert main(["synth", "score", "--data", str(out / "test.json"), "--videos", str(videos),
+                 "--out", str(tmp_path / "f.json")]) == 0
+    scored = {r["id"]: r for r in json.loads((tmp_path / "f.json").read_text())["items"]}
+    assert not any(r.get("missing") for r in scored.values())
+    assert all(scored[r["id"]]["EA"] == 10 for r in records[1:])
+    assert scored[records[0]["id"]]["EA"] < 10, "the mp4 (the unedited source) is scored, not the npy"
+
+
+def test_npy_split_without_pyav(tmp_path):
+    """A machine without PyAV makes, reads and scores an npy split; mp4 needs PyAV and says so."""
+    import subprocess
+    import sys
+
+    out, edits = tmp_path / "synth", tmp_path / "edits"
+    script = f"""
+import json, shutil, sys
+sys.modules["av"] = None                                    # "import av" now raises ImportError
+from pathlib import Path
+from revise.cli import main
+out, edits = Path({str(out)!r}), Path({str(edits)!r})
+assert main(["synth", "make", "--n", "4", "--split", "val", "--out", str(out), "--format", "npy"]) == 0
+edits.mkdir()
+for r in json.loads((out / "val.json").read_text()):        # "edits" that are the exact targets
+    shutil.copy(out / r["target_video_path"], edits / (r["id"] + ".npy"))
+assert main(["synth", "score", "--data", str(out / "val.json"), "--videos", str(edits)]) == 0
+assert main(["synth", "make", "--n", "1", "--split", "val", "--out", {str(tmp_path / "mp4")!r}]) == 1
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| all | 4 | 0 | 10.00 |" in done.stdout, done.stdout     # none missing, EA 10
+    assert "PyAV is not installed" in done.stderr

@@ -1,9 +1,12 @@
-"""Tests for revise.video: reading clips (files and frame folders), writing mp4/PNG atomically."""
+"""Tests for revise.video: reading clips (files, frame folders, .npy arrays), writing mp4/npy/PNG atomically."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -326,7 +329,7 @@ class _FailingFrames:
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(V.av, "VideoFrame", _FailingFrames(av.VideoFrame))
+    monkeypatch.setattr(av, "VideoFrame", _FailingFrames(av.VideoFrame))
     target = tmp_path / "out" / "clip.mp4"
     with pytest.raises(RuntimeError, match="exploded"):
         V.write_video(target, moving_square(8, 32, 32))
@@ -336,7 +339,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "clip.mp4"
     target.write_bytes(b"previous result")
-    monkeypatch.setattr(V.av, "VideoFrame", _FailingFrames(av.VideoFrame))
+    monkeypatch.setattr(av, "VideoFrame", _FailingFrames(av.VideoFrame))
     with pytest.raises(RuntimeError):
         V.write_video(target, moving_square(8, 32, 32))
     assert target.read_bytes() == b"previous result"
@@ -385,3 +388,113 @@ def test_write_image(tmp_path):
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(ReviseInputError, match="folder"):
         V.write_image(tmp_path / "dir.png", image)
+
+
+# ---- .npy clip arrays ---------------------------------------------------------------------------
+def test_round_trip_npy_is_bit_exact(tmp_path):
+    clip = moving_square(12, 47, 63)                        # odd sizes: no codec, no yuv420p rule
+    out = V.write_video(tmp_path / "sub" / "clip.npy", clip, fps=8)
+    assert out == tmp_path / "sub" / "clip.npy" and [p.name for p in out.parent.iterdir()] == ["clip.npy"]
+    np.testing.assert_array_equal(np.load(out, allow_pickle=False), clip)
+    assert V.count_frames(out) == 12
+    np.testing.assert_array_equal(V.to_uint8(V.read_video(out, 12, 47, 63)), clip)
+    picked = V.to_uint8(V.read_video(out, 4, 47, 63))       # the same even sampling as other clips
+    np.testing.assert_array_equal(picked, clip[V.even_indices(12, 4)])
+    V.write_video(out, as_tensor(clip))                     # a float tensor, written over the old file
+    np.testing.assert_array_equal(np.load(out, allow_pickle=False), clip)
+
+
+def test_npy_is_fitted_like_a_frame_folder(tmp_path):
+    """Another size than asked: each frame centre-cropped and resized exactly as folder frames are."""
+    clip = moving_square(9, 48, 64)
+    npy = V.write_video(tmp_path / "clip.npy", clip)
+    folder = write_frames(tmp_path / "frames", clip)
+    for size in [(16, 16), (24, 40), (64, 96)]:
+        got = V.read_video(npy, 5, *size)
+        assert got.shape == (3, 5, *size)
+        torch.testing.assert_close(got, V.read_video(folder, 5, *size), rtol=0, atol=0)
+
+
+class _Tripwire:
+    """Unpickling this makes a folder: proof that a file was unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    np.save(path, array, allow_pickle=True)
+    return path
+
+
+def test_npy_with_python_objects_is_refused_unopened(tmp_path):
+    marker = tmp_path / "unpickled"
+    objects = _save(tmp_path / "objects.npy", np.array([_Tripwire(marker)] * 4, dtype=object))
+    raw = tmp_path / "raw.npy"
+    raw.write_bytes(pickle.dumps(_Tripwire(marker)))
+    for path in (objects, raw):
+        _raises_naming(path, match=r"not a plain .npy array \(pickled Python objects are never loaded\)")
+        with pytest.raises(ReviseInputError, match="never loaded"):
+            V.count_frames(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros((4, 8, 8), np.uint8), r"uint8 array of shape \[4, 8, 8\], not a uint8 \[frames, height, width, 3\]"),
+    (np.zeros((4, 8, 8, 4), np.uint8), r"shape \[4, 8, 8, 4\]"),
+    (np.zeros((4, 8, 8, 3), np.float32), "holds a float32 array"),
+    (np.zeros((0, 8, 8, 3), np.uint8), r"shape \[0, 8, 8, 3\]"),
+])
+def test_npy_of_wrong_type_or_shape(tmp_path, array, match):
+    path = _save(tmp_path / "bad.npy", array)
+    _raises_naming(path, match=match)
+
+
+@pytest.mark.parametrize("keep", [0, 6, 40, 127, -5])
+def test_truncated_npy(tmp_path, keep):
+    whole = V.write_video(tmp_path / "whole.npy", moving_square(4, 16, 16)).read_bytes()
+    assert len(whole) > 128                                 # header 128 bytes, then the pixels
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(whole[:keep])
+    _raises_naming(cut, match="cannot read clip array|empty")
+
+
+def test_npy_other_failures(tmp_path):
+    _raises_naming(tmp_path / "missing.npy", match="does not exist")
+    short = V.write_video(tmp_path / "short.npy", moving_square(3, 16, 16))
+    _raises_naming(short, 4, 16, 16, match="has 3 frames, 4 were asked")
+    archive = tmp_path / "archive.npy"
+    with open(archive, "wb") as out:
+        np.savez(out, clip=moving_square(4, 16, 16))
+    _raises_naming(archive, match="npz archive")
+    huge = np.lib.format.open_memmap(tmp_path / "huge.npy", mode="w+", dtype=np.uint8, shape=(1, 9000, 9000, 3))
+    del huge                                                # a sparse file: a frame over MAX_FRAME_PIXELS
+    _raises_naming(tmp_path / "huge.npy", match="too large")
+
+
+def test_video_module_works_without_pyav(tmp_path):
+    """With PyAV missing, revise.video imports and .npy clips are written and read; a video file is
+    refused with one line saying PyAV is needed."""
+    mp4 = encode(tmp_path / "clip.mp4", moving_square(4, 16, 16))
+    script = f"""
+import sys
+sys.modules["av"] = None                                    # "import av" now raises ImportError
+import numpy as np
+from revise import video as V
+from revise.errors import ReviseEnvironmentError
+clip = np.random.default_rng(0).integers(0, 256, (5, 12, 10, 3), dtype=np.uint8)
+out = V.write_video({str(tmp_path / "clip.npy")!r}, clip)
+assert V.count_frames(out) == 5
+assert (V.to_uint8(V.read_video(out, 5, 12, 10)) == clip).all()
+try:
+    V.read_video({str(mp4)!r}, 4, 16, 16)
+except ReviseEnvironmentError as err:
+    print(err)
+assert "av" not in sys.modules or sys.modules["av"] is None
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("PyAV is not installed") and len(done.stdout.splitlines()) == 1

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 
 from ..errors import ReviseInputError
-from ..video import count_frames, read_video, to_uint8
+from ..video import ARRAY_EXTENSION, _av, _read_array, count_frames, read_video, to_uint8
 
 
 def probe(path: str | os.PathLike[str]) -> tuple[int, int, int]:
-    """(frames, height, width) of a video file or a folder of frames."""
+    """(frames, height, width) of a video file, a ``.npy`` clip array or a folder of frames."""
     path = Path(path)
     n = count_frames(path)                      # also checks the path is a readable clip
     if path.is_dir():
@@ -23,6 +22,9 @@ def probe(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         with Image.open(_frame_files(path)[0]) as image:
             w, h = image.size
         return n, h, w
+    if path.suffix.lower() == ARRAY_EXTENSION:
+        return _read_array(path).shape[:3]
+    av = _av()
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]

@@ -1,9 +1,12 @@
-"""Writing RVE-Synth datasets: source/target mp4 pairs and a JSON index per split.
+"""Writing RVE-Synth datasets: source/target clip pairs and a JSON index per split.
 
 ``make_dataset(n, split, seed, out_dir)`` writes ``out_dir/videos/{id}_source.mp4`` and
 ``{id}_target.mp4`` for ``n`` items and ``out_dir/{split}.json`` (a list of
 :meth:`SynthItem.to_dict` records plus ``source_video_path`` / ``target_video_path`` relative to
-``out_dir`` and ``type`` = the category, ``height`` / ``width``).
+``out_dir`` and ``type`` = the category, ``height`` / ``width``). With ``clip_format="npy"`` every
+clip (critic candidates too) is a ``.npy`` uint8 ``[F, H, W, 3]`` array instead of an mp4: exact
+pixels, no video codec needed to write or read it (no PyAV), no decoding in training; but a 17-frame
+64x64 clip takes 209 KB on disk (its mp4 about 3.5 KB).
 
 Item ``i`` takes category ``CATEGORIES[i % 4]`` and, within it, the families in turn (and for a
 family with both subsets, RAVE and ICVG in turn), so categories and families are balanced. Its
@@ -13,9 +16,9 @@ does not depend on ``n``. Items are made in a pool of worker processes (2 by def
 generated, rendered and encoded by one worker.
 
 With ``critic=True`` it also writes the critic data (:mod:`revise.synth.critic_data`): each item's
-candidates as ``videos/{id}_cand_{kind}.mp4`` (the target and source candidates reuse those clips)
-and ``out_dir/{split}_critic.json``, one record per candidate and question: the overall question
-(``dimension`` null) and one per dimension, each with its Yes/No ``answer``, in the format
+candidates as ``videos/{id}_cand_{kind}.mp4`` or ``.npy`` (the target and source candidates reuse
+those clips) and ``out_dir/{split}_critic.json``, one record per candidate and question: the overall
+question (``dimension`` null) and one per dimension, each with its Yes/No ``answer``, in the format
 ``revise train`` reads for the critic objective (``candidate_video_path``, ``answer``, ``dimension``).
 It also writes ``out_dir/{split}_qa.json``: short-answer questions about each item (which object the
 instruction is about, day or night after the edit), answered by a few words,
@@ -32,11 +35,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ReviseInputError
 from ..manifest import build, read_json_list
 from ..video import write_image, write_video
 from .item import CATEGORIES, SynthItem
 from .render import contact_sheet
 from .tasks import FAMILIES, SPLITS, families_by_category, generate_checked
+
+#: Clip file formats (suffixes without the dot) :func:`make_dataset` writes; the first is the default.
+CLIP_FORMATS = ("mp4", "npy")
+
+
+def check_clip_format(clip_format: str) -> str:
+    """``clip_format`` if it is one of :data:`CLIP_FORMATS`, else a ``ReviseInputError``."""
+    if clip_format not in CLIP_FORMATS:
+        raise ReviseInputError(f"clip format must be one of {', '.join(CLIP_FORMATS)}, not {clip_format!r}")
+    return clip_format
 
 
 def plan(n: int, split: str, seed: int) -> list[tuple[str, str, str, int]]:
@@ -61,7 +75,7 @@ CRITIC_DIMENSIONS = {"edit_accuracy": "edit_accuracy", "preservation": "preserva
 
 
 def _critic_records(item: SynthItem, rec: dict, item_seed: int, split: str, out_dir: Path,
-                    height: int, width: int) -> list[dict]:
+                    height: int, width: int, clip_format: str) -> list[dict]:
     from .critic_data import critic_candidates
 
     rng = np.random.default_rng([item_seed, SPLITS.index(split), 1])
@@ -71,7 +85,7 @@ def _critic_records(item: SynthItem, rec: dict, item_seed: int, split: str, out_
         if kind in ("target", "source"):
             path = rec[f"{kind}_video_path"]
         else:
-            path = f"videos/{item.id}_cand_{kind}.mp4"
+            path = f"videos/{item.id}_cand_{kind}.{clip_format}"
             write_video(out_dir / path, cand["video"], fps=8)
         base = {"id": item.id, "kind": kind, "source_video_path": rec["source_video_path"],
                 "candidate_video_path": path, "instruction": item.instruction, "type": item.category,
@@ -100,30 +114,32 @@ def qa_records(item: SynthItem, rec: dict) -> list[dict]:
 
 
 def _make_one(args) -> tuple[dict, list[dict], list[dict]]:
-    item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic = args
+    item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic, clip_format = args
     rng = np.random.default_rng([item_seed, SPLITS.index(split)])
     item, src, tgt = generate_checked(rng, family, split, subset, height=height, width=width)
     item.id = item_id
     if frames != item.frames:
         item.frames = frames
         src, tgt = item.source_clip(height, width), item.target_clip(height, width)
-    rel_src, rel_tgt = f"videos/{item_id}_source.mp4", f"videos/{item_id}_target.mp4"
+    rel_src, rel_tgt = f"videos/{item_id}_source.{clip_format}", f"videos/{item_id}_target.{clip_format}"
     write_video(Path(out_dir) / rel_src, src, fps=8)
     write_video(Path(out_dir) / rel_tgt, tgt, fps=8)
     d = item.to_dict()
     d.update(id=item_id, source_video_path=rel_src, target_video_path=rel_tgt, type=item.category,
              height=height, width=width)
-    crit = _critic_records(item, d, item_seed, split, Path(out_dir), height, width) if critic else []
+    crit = _critic_records(item, d, item_seed, split, Path(out_dir), height, width, clip_format) if critic else []
     return d, crit, qa_records(item, d) if critic else []
 
 
 def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str], height: int = 64,
                  width: int = 64, frames: int = 17, progress: bool = True, workers: int | None = None,
-                 critic: bool = False) -> list[dict]:
-    """Write ``n`` items of ``split`` under ``out_dir`` (see the module docstring); return the records."""
+                 critic: bool = False, clip_format: str = "mp4") -> list[dict]:
+    """Write ``n`` items of ``split`` under ``out_dir`` (see the module docstring); return the records.
+    ``clip_format`` is one of :data:`CLIP_FORMATS`: ``"mp4"`` or ``"npy"``."""
+    check_clip_format(clip_format)
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    jobs = [(*p, split, str(out_dir), height, width, frames, critic) for p in plan(n, split, seed)]
+    jobs = [(*p, split, str(out_dir), height, width, frames, critic, clip_format) for p in plan(n, split, seed)]
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     bar = _bar(n, split, progress)
     records: list[dict] = []

@@ -1,6 +1,7 @@
-"""Score a folder of generated clips (named ``{item id}.mp4``) on an RVE-Synth split with the exact
-judge, per item and as means per subset and category. ``videos="source"`` or ``"target"`` scores the
-unedited source or the exact target instead: the floor and ceiling every method sits between."""
+"""Score a folder of generated clips (named ``{item id}.mp4`` or ``{item id}.npy``; the mp4 if both)
+on an RVE-Synth split with the exact judge, per item and as means per subset and category.
+``videos="source"`` or ``"target"`` scores the unedited source or the exact target instead: the
+floor and ceiling every method sits between."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 from ..errors import ReviseInputError
 from ..manifest import read_json_list
 from ..video import read_video, to_uint8
-from .dataset import load_items
+from .dataset import CLIP_FORMATS, load_items
 from .judge import overall, score_item
 
 METRICS = ("EA", "PC", "GN", "GR", "overall")
@@ -63,8 +64,8 @@ def _score_one(job) -> dict:
     if folder is None:
         clip = item.source_clip(h, w) if videos == "source" else item.target_clip(h, w)
     else:
-        path = folder / f"{item.id}.mp4"
-        if not path.is_file():
+        path = next((p for p in (folder / f"{item.id}.{ext}" for ext in CLIP_FORMATS) if p.is_file()), None)
+        if path is None:
             return {**base, "missing": True}
         clip = to_uint8(read_video(path, item.frames, h, w))
     scores = score_item(item, clip)

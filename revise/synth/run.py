@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..critic import QA_PROMPT, Critic
 from ..errors import ReviseInputError
 from ..video import read_video, write_video
+from .dataset import check_clip_format
 
 
 def _records(json_path: str | Path) -> tuple[list[dict], Path]:
@@ -24,15 +25,16 @@ def _records(json_path: str | Path) -> tuple[list[dict], Path]:
 
 
 def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size: int = 32, seed: int = 0,
-                   progress: bool = True, **sampling) -> Path:
-    """Edit every item's source clip by its instruction; write ``out_dir/{id}.mp4``. Items whose
-    output exists already are skipped, so a killed run resumes. Each item's noise is seeded by
-    (``seed``, its position in the split), so the result depends on ``batch_size`` only by float
-    rounding."""
+                   progress: bool = True, clip_format: str = "mp4", **sampling) -> Path:
+    """Edit every item's source clip by its instruction; write ``out_dir/{id}.mp4`` (``clip_format``
+    ``"npy"``: ``{id}.npy`` arrays, no codec). Items whose output exists already are skipped, so a
+    killed run resumes. Each item's noise is seeded by (``seed``, its position in the split), so the
+    result depends on ``batch_size`` only by float rounding."""
+    check_clip_format(clip_format)
     records, root = _records(json_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.mp4").is_file()]
+    todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.{clip_format}").is_file()]
     d = pipe.model.sampling_config
     f, h, w = sampling.pop("num_frames", d.num_frames), sampling.pop("height", d.height), sampling.pop("width", d.width)
     for start in tqdm(range(0, len(todo), batch_size), desc="generating", unit="batch", disable=not progress):
@@ -43,7 +45,7 @@ def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size:
         out = pipe(video=clips, instruction=[r["instruction"] for _, r in chunk], num_frames=f, height=h, width=w,
                    latents=noise, progress=False, **sampling)
         for (_, r), clip in zip(chunk, out.video.cpu()):
-            write_video(out_dir / f"{r['id']}.mp4", clip, fps=d.fps)
+            write_video(out_dir / f"{r['id']}.{clip_format}", clip, fps=d.fps)
     return out_dir
 
 
