@@ -1,6 +1,7 @@
 """Evaluate the mini-model ablation in one process: the critic on held-out critic data, and each
 generator model on the val and test splits with the exact judge (per subset and category, with a
-bootstrap interval of the mean), plus the unedited-source floor. Writes RUNS/eval/results.json and
+bootstrap interval of the mean), plus the unedited-source floor and the ceiling the VAE sets (the exact
+targets encoded and decoded). Writes RUNS/eval/results.json and
 picks the model with the best val Overall.
 
     python scripts/eval_mini.py --runs runs/mini --data data --models 2_sft 3_rwo 3_uso
@@ -19,6 +20,7 @@ from revise.models.revise_model import ReviseModel
 from revise.pipelines.edit import ReviseEditPipeline
 from revise.synth.dataset import CLIP_FORMATS
 from revise.synth.evaluate import METRICS, score_split
+from revise.video import read_video, write_video
 from revise.synth.run import bootstrap_interval, critic_report, generate_split
 
 
@@ -27,6 +29,21 @@ def summary_with_intervals(result: dict) -> dict:
     out = dict(result["summary"])
     out["interval95"] = {m: bootstrap_interval([r[m] for r in rows]) for m in METRICS}
     return out
+
+
+@torch.no_grad()
+def vae_round_trip(model: ReviseModel, split_json: Path, out_dir: Path, clip_format: str, batch: int) -> Path:
+    """Write each item's exact target after a VAE encode and decode, as ``out_dir/{id}.{clip_format}``."""
+    records = json.loads(split_json.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(records), batch):
+        chunk = records[i:i + batch]
+        clips = torch.stack([read_video(split_json.parent / r["target_video_path"], r.get("frames", 17),
+                                        r.get("height", 64), r.get("width", 64)) for r in chunk])
+        rec = model.decode_latents(model.encode_video(clips.to(model.device, model.dtype))).float().cpu()
+        for r, clip in zip(chunk, rec):
+            write_video(out_dir / f"{r['id']}.{clip_format}", clip, fps=8)
+    return out_dir
 
 
 def main() -> None:
@@ -41,12 +58,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
                     help="generated clips: mp4 (default) or npy (uint8 arrays, no codec); the data may be either")
+    ap.add_argument("--vae-only", action="store_true", help="only the VAE ceiling of the first model (a quick check)")
     args = ap.parse_args()
     runs, data = Path(args.runs), Path(args.data)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if dev == "cuda" else torch.float32
     results: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "models": {}}
 
+    if args.vae_only:
+        model = ReviseModel.load(runs / args.models[0] / "model", device=dev, dtype=dtype)
+        for split in args.splits:
+            split_json = data / f"mini-{split}" / f"{split}.json"
+            out = vae_round_trip(model, split_json, runs / "eval" / split / "vae_ceiling", args.format, args.batch)
+            s = score_split(split_json, out, progress=False, workers=args.workers)["summary"]["all"]
+            print(f"targets through the VAE of {args.models[0]}, {split}: " + " ".join(f"{m} {s[m]:.2f}" for m in METRICS))
+        return
     t0 = time.perf_counter()
     crit_json = data / "mini-test" / "test_critic.json"
     records = json.loads(crit_json.read_text())
@@ -64,6 +90,16 @@ def main() -> None:
         split_json = data / f"mini-{split}" / f"{split}.json"
         results.setdefault("source", {})[split] = summary_with_intervals(
             score_split(split_json, "source", progress=False, workers=args.workers))
+    # the ceiling the VAE sets: every exact target encoded and decoded by the generators' (shared) VAE
+    vae_model = ReviseModel.load(runs / args.models[0] / "model", device=dev, dtype=dtype)
+    for split in args.splits:
+        split_json = data / f"mini-{split}" / f"{split}.json"
+        out = vae_round_trip(vae_model, split_json, runs / "eval" / split / "vae_ceiling", args.format, args.batch)
+        results.setdefault("vae_ceiling", {})[split] = summary_with_intervals(
+            score_split(split_json, out, progress=False, workers=args.workers))
+        s = results["vae_ceiling"][split]["all"]
+        print(f"targets through the VAE, {split}: " + " ".join(f"{m} {s[m]:.2f}" for m in METRICS))
+    del vae_model
     for name in args.models:
         pipe = ReviseEditPipeline(ReviseModel.load(runs / name / "model", device=dev, dtype=dtype))
         for split in args.splits:

@@ -1,49 +1,77 @@
 #!/usr/bin/env bash
 # Trains the embedded default model (the `mini` preset) on RVE-Synth and evaluates the ablation
-# (docs/results.md). Run from the repo root with revise installed; on one H100 the whole run takes
-# about 10 minutes. Every stage is a plain `revise` command; STAGES picks which run.
+# (docs/results.md). Run from the repo root with revise installed. Every stage is a plain `revise`
+# command; STAGES picks which run:
 #
-#   scripts/train_mini.sh                      # everything
-#   STAGES="eval" scripts/train_mini.sh        # only the evaluation of models already trained
+#   data    RVE-Synth splits (.npy clips, or FORMAT=mp4)
+#   base    stage 0 (VAE: frames, then clips) and stage 1 (critic) side by side on one GPU, then
+#           1_base = the critic's folder with the trained VAE
+#   sft     stage 2 (SFT_FROM: start from this folder instead of 1_base, to continue a run)
+#   stage3  USO first, capped in time; then RWO and SFT continued for the same number of steps
+#   eval    scripts/eval_mini.py
+#
+#   scripts/train_mini.sh                          # everything
+#   STAGES="eval" scripts/train_mini.sh            # only the evaluation of models already trained
 #
 # Sizes can be scaled down for a smoke run: N_TRAIN, N_CRITIC, N_TEST, N_VAL, STEP_SCALE (multiplies
 # every stage's steps), TIME_LIMIT (seconds per training stage, overriding the configs' time_limit_s),
-# WORKERS, DEVICE.
+# BATCH (every stage's batch size), WORKERS.
 set -euo pipefail
 N_TRAIN=${N_TRAIN:-8000}; N_CRITIC=${N_CRITIC:-2000}; N_TEST=${N_TEST:-200}; N_VAL=${N_VAL:-100}
-WORKERS=${WORKERS:-16}; STEP_SCALE=${STEP_SCALE:-1}; TIME_LIMIT=${TIME_LIMIT:-}; DEVICE=${DEVICE:-}
-STAGES=${STAGES:-"data vae critic sft stage3 eval"}
+WORKERS=${WORKERS:-16}; STEP_SCALE=${STEP_SCALE:-1}; TIME_LIMIT=${TIME_LIMIT:-}; FORMAT=${FORMAT:-npy}
+BATCH=${BATCH:-}
+STAGES=${STAGES:-"data base sft stage3 eval"}
 RUNS=${RUNS:-runs/mini}; DATA=${DATA:-data}
 REVISE=${REVISE:-revise}
-dev=(); [ -n "$DEVICE" ] && dev=(--device "$DEVICE")
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 stamp() { echo "[$(date +%T)] $*"; }
 
-train() {  # train CONFIG [extra overrides]: steps scaled, time-limited, data and runs paths rewritten
-    local cfg=$1 steps
-    steps=$(python3 -c "import yaml,sys; print(max(1, int(yaml.safe_load(open('$cfg'))['steps'] * $STEP_SCALE)))")
-    sed -e "s#data/mini#$DATA/mini#" -e "s#runs/mini#$RUNS#g" "$cfg" > "$RUNS/$(basename "$cfg")"
-    stamp "train $cfg ($steps steps)"
+train() {  # train CONFIG [revise train options]: steps scaled, time-limited, data and runs paths rewritten
+    local cfg=$1 steps; shift
+    steps=$(python3 -c "import yaml; print(max(1, int(yaml.safe_load(open('$cfg'))['steps'] * $STEP_SCALE)))")
+    local batch=(); [ -n "$BATCH" ] && batch=(-e "s#^batch_size:.*#batch_size: $BATCH#")
+    sed -e "s#data/mini#$DATA/mini#" -e "s#runs/mini#$RUNS#g" "${batch[@]}" "$cfg" > "$RUNS/$(basename "$cfg")"
     local limit=(); [ -n "$TIME_LIMIT" ] && limit=(--time-limit "$TIME_LIMIT")
-    $REVISE train --config "$RUNS/$(basename "$cfg")" --steps "$steps" "${limit[@]}" --no-resume
+    stamp "train $cfg $*"
+    $REVISE train --config "$RUNS/$(basename "$cfg")" --steps "$steps" "${limit[@]}" --no-resume "$@"
 }
+last_step() { python3 -c "import json; print(json.loads(open('$1/metrics.jsonl').read().splitlines()[-1])['step'])"; }
 
 mkdir -p "$RUNS"
 if has data; then
     stamp "data"
-    $REVISE synth make --n "$N_TRAIN" --split train --seed 0 --out "$DATA/mini" --workers "$WORKERS"
-    [ "$N_CRITIC" -gt 0 ] && $REVISE synth make --n "$N_CRITIC" --split train --seed 1 --out "$DATA/mini-critic" --critic --workers "$WORKERS"
-    $REVISE synth make --n "$N_VAL" --split val --seed 0 --out "$DATA/mini-val" --workers "$WORKERS"
-    $REVISE synth make --n "$N_TEST" --split test --seed 0 --out "$DATA/mini-test" --critic --workers "$WORKERS"
+    make() { $REVISE synth make --format "$FORMAT" --workers "$WORKERS" "$@"; }
+    make --n "$N_TRAIN" --split train --seed 0 --out "$DATA/mini"
+    [ "$N_CRITIC" -gt 0 ] && make --n "$N_CRITIC" --split train --seed 1 --out "$DATA/mini-critic" --critic
+    make --n "$N_VAL" --split val --seed 0 --out "$DATA/mini-val"
+    make --n "$N_TEST" --split test --seed 0 --out "$DATA/mini-test" --critic
 fi
-has vae && train configs/mini/0_vae.yaml
-has critic && train configs/mini/1_critic.yaml
-has sft && train configs/mini/2_sft.yaml
+if has base; then
+    # both are small and overhead-bound: on one GPU side by side they take hardly longer than one
+    { train configs/mini/0_vae_frames.yaml && train configs/mini/0_vae.yaml; } > "$RUNS/0_vae.log" 2>&1 & vae=$!
+    train configs/mini/1_critic.yaml > "$RUNS/1_critic.log" 2>&1 & critic=$!
+    wait $vae || { tail -20 "$RUNS/0_vae.log"; exit 1; }
+    wait $critic || { tail -20 "$RUNS/1_critic.log"; exit 1; }
+    tail -n 2 "$RUNS/0_vae.log" "$RUNS/1_critic.log"
+    # a model folder is a set of independent parts: the critic's folder with the trained VAE in it
+    rm -rf "$RUNS/1_base"; mkdir -p "$RUNS/1_base"
+    cp -r "$RUNS/1_critic/model" "$RUNS/1_base/model"
+    rm -rf "$RUNS/1_base/model/vae"; cp -r "$RUNS/0_vae/model/vae" "$RUNS/1_base/model/vae"
+fi
+if has sft; then
+    from=(); [ -n "${SFT_FROM:-}" ] && from=(--model "$SFT_FROM")
+    train configs/mini/2_sft.yaml "${from[@]}"
+fi
 if has stage3; then
-    for s in ${STAGE3:-sft rwo uso}; do train "configs/mini/3_$s.yaml"; done
+    train configs/mini/3_uso.yaml
+    n=$(last_step "$RUNS/3_uso")
+    stamp "USO reached step $n: RWO and SFT run as many"
+    train configs/mini/3_rwo.yaml --steps "$n" --time-limit 0
+    train configs/mini/3_sft.yaml --steps "$n" --time-limit 0
 fi
 if has eval; then
     stamp "eval"
-    python3 scripts/eval_mini.py --runs "$RUNS" --data "$DATA" --workers "$WORKERS" --models ${EVAL_MODELS:-2_sft 3_sft 3_rwo 3_uso}
+    python3 scripts/eval_mini.py --runs "$RUNS" --data "$DATA" --workers "$WORKERS" --format "$FORMAT" \
+        --models ${EVAL_MODELS:-2_sft 3_sft 3_rwo 3_uso}
 fi
 stamp "done"

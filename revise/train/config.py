@@ -39,6 +39,7 @@ class TrainConfig:
     time_limit_s: float = 0.0            # stop (and save) once this much wall time has passed; 0: none
     vae_kl_weight: float = 1.0e-6        # the KL term of VAE training
     vae_focus: float = 0.0               # VAE training: add the mean L1 of the worst this fraction of pixels
+    vae_sample: bool = True              # VAE training: decode a posterior sample (False: the posterior mean)
     critic_balance: bool = True          # weight Yes and No answers equally in critic training
     train_modules: list[str] = dataclasses.field(default_factory=lambda: ["transformer", "visual_context_adapter"])
     lm_head_lr: float = 1e-5             # the critic's LM head when "lm_head" trains

@@ -110,12 +110,13 @@ class TrainStep(nn.Module):
         return loss, {}
 
     def _vae_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Reconstruction (L1 + MSE) of source and target clips through a posterior sample, plus a
-        small KL term toward N(0, 1)."""
+        """Reconstruction (L1 + MSE, plus the focus term) of source and target clips through a
+        posterior sample (or, without ``vae_sample``, its mean: what ``encode_video`` gives the DiT),
+        plus a small KL term toward N(0, 1)."""
         vae = self.model.vae
         x = torch.cat([batch["source"], batch["target"]]).to(vae.dtype)
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * batch["vae_noise"].to(post.mean.dtype)
+        z = post.mean + post.std * batch["vae_noise"].to(post.mean.dtype) if self.cfg.vae_sample else post.mean
         rec = vae.decode(z).sample.float()
         l1, mse = (rec - x.float()).abs().mean(), ((rec - x.float()) ** 2).mean()
         kl = 0.5 * (post.mean.float() ** 2 + post.var.float() - 1 - post.logvar.float()).mean()
