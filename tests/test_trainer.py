@@ -248,6 +248,14 @@ def test_cached_features_give_the_same_loss_as_the_clips(data, tmp_path):
     assert rwo.data.preloaded and all("_t" not in k and not k.startswith("t") for k in rwo.data._clips)
 
 
+def test_large_feature_caches_stay_in_host_memory(data, tmp_path, monkeypatch):
+    import revise.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "FEATURES_ON_DEVICE_BYTES", 0)
+    t = Trainer(config(data, tmp_path, steps=1, cache_features=True))
+    assert np.isfinite(t.train_step()["loss"])
+
+
 def test_vae_focus_term_is_reported_and_trains(data, tmp_path):
     t = Trainer(config(data, tmp_path, objective="vae", train_modules=["vae"], steps=1, preload=True, vae_focus=0.05))
     out = t.train()

@@ -32,6 +32,7 @@ from .data import DataCursor, TripletData, clips_to_device
 
 log = logging.getLogger("revise.train")
 CHECKPOINT_PREFIX = "checkpoint-"
+FEATURES_ON_DEVICE_BYTES = 2 * 2**30     # cached features up to this size live on the training device
 
 
 class TrainStep(nn.Module):
@@ -206,7 +207,9 @@ class Trainer:
             cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
             features = feature_cache(model, self.data, cache_dir, cfg.model, vlm=vlm_frozen,
                                      write=self.acc.is_main_process, preload_workers=cfg.preload_workers)
-            self.features = {k: v.to(self.acc.device) for k, v in features.items()}   # tens of MB at mini scale
+            # on the device when small (tens of MB at mini scale), else read from host memory each step
+            small = sum(v.numel() * v.element_size() for v in features.values()) <= FEATURES_ON_DEVICE_BYTES
+            self.features = {k: v.to(self.acc.device) for k, v in features.items()} if small else features
         self._loaded = None if self.features is None else self.features["ok"].tolist()   # items whose clips loaded
         if (cfg.preload or cfg.cache_features) and self.clip_parts:
             self.data.preload(cfg.preload_workers, progress=self.acc.is_main_process, parts=self.clip_parts)
