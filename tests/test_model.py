@@ -63,6 +63,26 @@ def test_vlm_answer_logits_and_generation(tiny_model, clip):
     assert isinstance(text, str)
 
 
+def test_vlm_batched_prompts_match_one_at_a_time(tiny_model, clip):
+    """One batched embedding of prompts with different lengths and clip counts equals each prompt
+    embedded alone, zero-padded, with the clips' embeddings in their places."""
+    u = tiny_model.understanding
+    other = clip.flip(1)
+    prompts = [u.chat("<video>\n<video>\nsame?"), u.chat("a long question with <video> in it, then more words"),
+               u.chat("no clip at all")]
+    clips = [[clip, other], [other], []]
+    embeds, mask = u.embed_prompts(prompts, clips)
+    for i, (prompt, cl) in enumerate(zip(prompts, clips)):
+        alone, alone_mask = u.embed_prompts([prompt], [cl])
+        n = alone.shape[1]
+        assert mask[i].sum() == n and mask[i, :n].all()
+        torch.testing.assert_close(embeds[i, :n], alone[0])
+        assert (embeds[i, n:] == 0).all()
+    first = u.embed_videos([clip])[0]
+    start = len(u.tokenizer(prompts[0].split("<video>")[0], add_special_tokens=False).input_ids)
+    torch.testing.assert_close(embeds[0, start:start + first.shape[0]], first.to(embeds.dtype))
+
+
 def test_vlm_gradients_reach_the_clip(tiny_model, clip):
     """The critic's path must be differentiable down to the pixels of a decoded clip."""
     u = tiny_model.understanding

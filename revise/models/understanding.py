@@ -168,30 +168,36 @@ class UnderstandingModel(nn.Module):
         """Token embeddings with each ``<video>`` replaced by that clip's frame embeddings.
 
         ``videos[i]`` holds one [3, F, H, W] clip per ``<video>`` in ``prompts[i]``.
-        Returns right-padded embeddings [B, L, D] and a bool mask [B, L].
+        Returns right-padded embeddings [B, L, D] (zeros past each prompt) and a bool mask [B, L].
+        The whole batch takes one tokenizer call, one vision-tower forward and one embedding lookup.
         """
         embed = self.llm.get_input_embeddings()
-        for prompt, clips in zip(prompts, videos):
-            if prompt.count(MEDIA_TOKEN) != len(clips):
-                raise ValueError(f"prompt has {prompt.count(MEDIA_TOKEN)} {MEDIA_TOKEN} markers but {len(clips)} clips were given")
-        clip_embeds = iter(self.embed_videos([c for clips in videos for c in clips]))   # one batched forward
-        rows = []
-        for prompt, clips in zip(prompts, videos):
-            pieces = prompt.split(MEDIA_TOKEN)
-            parts = []
-            for i, text in enumerate(pieces):
+        pieces = [prompt.split(MEDIA_TOKEN) for prompt in prompts]
+        for prompt_pieces, clips in zip(pieces, videos):
+            if len(prompt_pieces) - 1 != len(clips):
+                raise ValueError(f"prompt has {len(prompt_pieces) - 1} {MEDIA_TOKEN} markers but {len(clips)} clips were given")
+        clip_embeds = self.embed_videos([c for clips in videos for c in clips])   # each [T, D], T the same
+        per_clip = clip_embeds[0].shape[0] if clip_embeds else 0
+        texts = [t for prompt_pieces in pieces for t in prompt_pieces if t]
+        text_ids = iter(self.tokenizer(texts, add_special_tokens=False).input_ids if texts else [])
+        rows = []                                    # token ids, -1 where a clip's embeddings go
+        for prompt_pieces in pieces:
+            ids: list[int] = []
+            for i, text in enumerate(prompt_pieces):
                 if text:
-                    ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0]
-                    parts.append(embed(ids.to(embed.weight.device)))
-                if i < len(clips):
-                    parts.append(next(clip_embeds).to(embed.weight.dtype))
-            rows.append(torch.cat(parts))
-        length = max(r.shape[0] for r in rows)
-        embeds = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
-        mask = torch.zeros(len(rows), length, dtype=torch.bool, device=embeds.device)
-        for i, r in enumerate(rows):
-            mask[i, : r.shape[0]] = True
-        return embeds, mask
+                    ids += next(text_ids)
+                if i < len(prompt_pieces) - 1:
+                    ids += [-1] * per_clip
+            rows.append(ids)
+        length = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (length - len(r)) for r in rows]).to(embed.weight.device, non_blocking=True)
+        lengths = torch.tensor([len(r) for r in rows]).to(ids.device, non_blocking=True)
+        mask = torch.arange(length, device=ids.device)[None] < lengths[:, None]
+        embeds = embed(ids.clamp_min(0))
+        if clip_embeds:
+            media = (ids < 0).unsqueeze(-1)
+            embeds = embeds.masked_scatter(media, torch.cat(clip_embeds).to(embeds.dtype))
+        return embeds * mask.unsqueeze(-1).to(embeds.dtype), mask
 
     # ---- the two roles --------------------------------------------------------------------
     def hidden_states(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
