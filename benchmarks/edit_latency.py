@@ -6,7 +6,14 @@ In the same run: the device's bf16 matrix rate, the DiT's FLOP count at these sh
 its derivation), and diffusers' stock `WanPipeline` denoising the same latent shape with the same
 transformer, steps and guidance (prompt embeddings given, output_type="latent").
 
-    python benchmarks/edit_latency.py [--compile] [--repeats 3]
+Rows: our pipeline eager (context K/V computed once, as always), then with the fast path
+(`ReviseEditPipeline.enable_fast_path`): compiled blocks with cuDNN attention, then with fused
+projections too, then flash attention instead of cuDNN. `--profile` adds the GPU time of three
+denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
+other) with each kind's achieved TFLOP/s, and the GPU's idle share.
+
+    python benchmarks/edit_latency.py [--compile] [--profile] [--repeats 3] [--json FILE]
+    python benchmarks/edit_latency.py --preset tiny --frames 5 --height 64 --width 64   # CPU smoke run
 """
 
 from __future__ import annotations
@@ -18,49 +25,108 @@ import time
 import torch
 
 
-def matmul_rate(n: int = 8192, iters: int = 50) -> float:
-    """Measured dense bf16 matmul TFLOP/s on this device."""
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(5):
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 8192, iters: int = 50) -> float:
+    """Measured dense matmul TFLOP/s on this device."""
+    if device.type != "cuda":
+        n, iters = 1024, 5
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
         a @ b
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    start.record()
+    sync(device)
+    t = time.perf_counter()
     for _ in range(iters):
         a @ b
-    end.record()
-    torch.cuda.synchronize()
-    return 2 * n**3 * iters / (start.elapsed_time(end) / 1e3) / 1e12
+    sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t) / 1e12
 
 
-def dit_flops(tokens: int, context: int, dim: int, ffn: int, layers: int, text_dim: int) -> tuple[float, str]:
-    """Matmul FLOPs (2 per multiply-add) of one DiT forward of one sample."""
-    per_layer = {
-        "self-attn q,k,v,o projections 8*L*d^2": 8 * tokens * dim**2,
-        "self-attn scores and values 4*L^2*d": 4 * tokens**2 * dim,
-        "cross-attn q,o projections 4*L*d^2": 4 * tokens * dim**2,
-        "cross-attn k,v projections of the context 4*C*d^2": 4 * context * dim**2,
-        "cross-attn scores and values 4*L*C*d": 4 * tokens * context * dim,
-        "feed-forward 4*L*d*f": 4 * tokens * dim * ffn,
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def dit_flops(tokens: int, context: int, dim: int, ffn: int, layers: int, text_dim: int) -> dict[str, float]:
+    """Matmul FLOPs (2 per multiply-add) of one DiT forward of one sample, by part."""
+    return {
+        "self-attn q,k,v,o projections 8*L*d^2": layers * 8 * tokens * dim**2,
+        "self-attn scores and values 4*L^2*d": layers * 4 * tokens**2 * dim,
+        "cross-attn q,o projections 4*L*d^2": layers * 4 * tokens * dim**2,
+        "cross-attn k,v projections of the context 4*C*d^2": layers * 4 * context * dim**2,
+        "cross-attn scores and values 4*L*C*d": layers * 4 * tokens * context * dim,
+        "feed-forward 4*L*d*f": layers * 4 * tokens * dim * ffn,
+        "context embedder 2*C*(t+d)*d": 2 * context * (text_dim + dim) * dim,
     }
-    embed = 2 * context * text_dim * dim + 2 * context * dim**2       # the context's text embedder
-    total = layers * sum(per_layer.values()) + embed
-    lines = [f"  {k}: {v / 1e9:.1f} GFLOP" for k, v in per_layer.items()]
-    text = (f"DiT FLOPs per forward per sample (L={tokens} video tokens, C={context} context tokens, d={dim}, "
-            f"f={ffn}, {layers} layers), per layer:\n" + "\n".join(lines) +
-            f"\n  x {layers} layers + context embedder {embed / 1e9:.1f} GFLOP = {total / 1e12:.2f} TFLOP "
-            "(patch embedding, modulation, norms and the output head are under 0.1% and left out)")
-    return total, text
+
+
+KV = "cross-attn k,v projections of the context 4*C*d^2"
+ATTENTION = ("self-attn scores and values 4*L^2*d", "cross-attn scores and values 4*L*C*d")
+
+
+def kernel_kind(name: str) -> str:
+    n = name.lower()
+    if any(k in n for k in ("fmha", "flash", "attention", "attn", "sdpa", "cudnn_generated")):
+        return "attention"
+    if any(k in n for k in ("gemm", "xmma", "nvjet", "cutlass", "matmul", "sm90_", "sm80_")):
+        return "matmul"
+    if n.startswith("triton") or "triton" in n:
+        return "fused elementwise (compiled)"
+    return "other"
+
+
+def profile_loop(pipe, latents, context, scheduler_factory, guidance: float, steps: int, flops: dict[str, float]) -> None:
+    """GPU time of ``steps`` denoising steps by kernel kind, against the wall time of the same steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = latents.device
+    scheduler = scheduler_factory()
+    scheduler.set_timesteps(steps, device=device)
+    sync(device)
+    t = time.perf_counter()
+    pipe.denoise(latents, context, scheduler, guidance)
+    sync(device)
+    wall = time.perf_counter() - t
+    scheduler = scheduler_factory()
+    scheduler.set_timesteps(steps, device=device)
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        pipe.denoise(latents, context, scheduler, guidance)
+        sync(device)
+    kinds: dict[str, float] = {}
+    top: dict[str, float] = {}
+    for e in prof.events():      # GPU kernels; on the CPU (a smoke run) the top-level operators
+        if (e.device_type != torch.autograd.DeviceType.CUDA) if cuda else (e.cpu_parent is not None):
+            continue
+        us = e.time_range.elapsed_us()
+        kinds[kernel_kind(e.name)] = kinds.get(kernel_kind(e.name), 0.0) + us
+        top[e.name] = top.get(e.name, 0.0) + us
+    busy = sum(kinds.values()) / 1e6
+    calls = steps * 2 * latents.shape[0]            # sample-forwards
+    attn_flops = sum(flops[k] for k in ATTENTION) * calls
+    mm_flops = (sum(flops.values()) - sum(flops[k] for k in ATTENTION) - flops[KV]) * calls
+    print(f"\nprofile of {steps} denoising steps: wall {wall:.3f} s, GPU kernels {busy:.3f} s "
+          f"(GPU idle {max(0.0, 1 - busy / wall):.1%})")
+    print("| kernel kind | GPU s | share | TFLOP/s on its FLOPs |")
+    print("| --- | --- | --- | --- |")
+    for kind, us in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        rate = {"matmul": mm_flops, "attention": attn_flops}.get(kind)
+        rate_txt = f"{rate / (us / 1e6) / 1e12:.0f}" if rate else ""
+        print(f"| {kind} | {us / 1e6:.3f} | {us / 1e6 / busy:.1%} | {rate_txt} |")
+    print("top kernels:")
+    for name, us in sorted(top.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {us / 1e6:.3f} s  {kernel_kind(name):>10}  {name[:110]}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--compile", action="store_true", help="also time with the DiT's blocks torch.compile'd")
+    ap.add_argument("--compile", action="store_true", help="also time the fast path (compiled blocks)")
+    ap.add_argument("--profile", action="store_true", help="GPU time by kernel kind of the last row")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--attention", nargs="*", default=[],
-                    help="diffusers attention backends to try as well, e.g. _native_cudnn _native_flash")
+    ap.add_argument("--preset", default="wan2.1-1.3b")
+    ap.add_argument("--frames", type=int, default=17)
+    ap.add_argument("--height", type=int, default=352)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -69,40 +135,56 @@ def main() -> None:
     from revise import ReviseEditPipeline, ReviseModel
     from revise.pipelines.edit import make_scheduler
 
-    frames, height, width, steps, g, shift = 17, 352, 640, 40, 3.0, 5.0
-    rate = matmul_rate()
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}; measured bf16 matmul: {rate:.0f} TFLOP/s")
-    model = ReviseModel.from_preset("wan2.1-1.3b", device="cuda", dtype=torch.bfloat16)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    frames, height, width, steps, g, shift = args.frames, args.height, args.width, args.steps, 3.0, 5.0
+    instruction = "show the scene one second later"
+    rate = matmul_rate(device, dtype)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"device: {name}, torch {torch.__version__}; measured {dtype} matmul: {rate:.1f} TFLOP/s")
+    model = ReviseModel.from_preset(args.preset, device=device, dtype=dtype)
     pipe = ReviseEditPipeline(model)
-    video = torch.rand(1, 3, frames, height, width, device="cuda") * 2 - 1
+    video = torch.rand(1, 3, frames, height, width, device=device) * 2 - 1
     c = model.transformer.config
     lat_f, lat_h, lat_w = (frames - 1) // 4 + 1, height // 8, width // 8
     tokens = lat_f * (lat_h // c.patch_size[1]) * (lat_w // c.patch_size[2])
-    flops, derivation = dit_flops(tokens, model.context_config.max_context_len,
-                                  c.num_attention_heads * c.attention_head_dim, c.ffn_dim, c.num_layers, c.text_dim)
-    loop_flops = flops * 2 * steps              # two branches per step
-    print(derivation)
-    print(f"denoising loop: {steps} steps x 2 branches x {flops / 1e12:.2f} TFLOP = {loop_flops / 1e15:.3f} PFLOP; "
-          f"at {rate:.0f} TFLOP/s that is {loop_flops / rate / 1e12:.2f} s")
+    ctx_len = model.context_config.max_context_len
+    flops = dit_flops(tokens, ctx_len, c.num_attention_heads * c.attention_head_dim, c.ffn_dim, c.num_layers, c.text_dim)
+    forward = sum(flops.values())
+    # what the loop executes: the context's cross-attention K/V once per edit, the rest every step
+    loop_flops = steps * 2 * (forward - flops[KV]) + 2 * flops[KV]
+    print(f"DiT FLOPs per forward per sample (L={tokens} video tokens, C={ctx_len} context tokens, "
+          f"d={c.num_attention_heads * c.attention_head_dim}, f={c.ffn_dim}, {c.num_layers} layers):")
+    for k, v in flops.items():
+        print(f"  {k}: {v / 1e9:.1f} GFLOP")
+    print(f"  = {forward / 1e12:.3f} TFLOP (patch embedding, modulation, norms and the output head are under "
+          "0.1% and left out)")
+    bound = loop_flops / rate / 1e12
+    print(f"denoising loop: {steps} steps x 2 branches x {(forward - flops[KV]) / 1e12:.3f} TFLOP + the context's "
+          f"cross-attention K/V once ({2 * flops[KV] / 1e12:.3f} TFLOP) = {loop_flops / 1e15:.4f} PFLOP; "
+          f"at {rate:.1f} TFLOP/s that is {bound:.3f} s (the stock loop, K/V every step: "
+          f"{steps * 2 * forward / 1e15:.4f} PFLOP)")
 
     def run_ours(label: str) -> dict:
-        pipe(video, "show the scene one second later", num_inference_steps=steps, guidance_scale=g, shift=shift,
-             progress=False)                                     # warm-up
-        torch.cuda.reset_peak_memory_stats()
-        runs = [pipe(video, "show the scene one second later", num_inference_steps=steps, guidance_scale=g,
-                     shift=shift, seed=i, progress=False).timings for i in range(args.repeats)]
+        kw = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=g,
+                  shift=shift, progress=False)
+        pipe(video, instruction, **kw)                                     # warm-up (and compile)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        runs = [pipe(video, instruction, seed=i, **kw).timings for i in range(args.repeats)]
         best = min(runs, key=lambda t: t["denoise"])
-        row = {"label": label, **best, "total": sum(best.values()), "peak_gib": torch.cuda.max_memory_allocated() / 1024**3,
+        peak = torch.cuda.max_memory_allocated() / 1024**3 if device.type == "cuda" else float("nan")
+        row = {"label": label, **best, "total": sum(best.values()), "peak_gib": peak,
                "loop_tflops": loop_flops / best["denoise"] / 1e12}
         print(json.dumps(row), flush=True)
         return row
 
-    rows = [run_ours("revise (eager)")]
+    rows = [run_ours("revise, eager (default SDPA)")]
 
     # diffusers' stock WanPipeline, same transformer, shape, steps and guidance (usual CFG scale g + 1)
     with torch.no_grad():
-        latents = model.encode_video(video)
-        cond, uncond = model.build_context(latents, video, ["show the scene one second later"])
+        latents = model.encode_video(video.to(dtype))
+        cond, uncond = model.build_context(latents, video.to(dtype), [instruction])
     stock = WanPipeline(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
                         transformer=model.transformer, scheduler=make_scheduler("unipc", shift))
     kw = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, height=height, width=width, num_frames=frames,
@@ -110,38 +192,53 @@ def main() -> None:
     stock(**kw)
     times = []
     for i in range(args.repeats):
-        torch.cuda.synchronize()
+        sync(device)
         t = time.perf_counter()
-        stock(**kw, generator=torch.Generator("cuda").manual_seed(i))
-        torch.cuda.synchronize()
+        stock(**kw, generator=torch.Generator(device).manual_seed(i))
+        sync(device)
         times.append(time.perf_counter() - t)
     stock_s = min(times)
     print(json.dumps({"label": "diffusers WanPipeline (denoising only)", "denoise": stock_s}), flush=True)
 
-    for backend in args.attention:
-        model.transformer.set_attention_backend(backend)
-        rows.append(run_ours(f"revise (eager, attention {backend})"))
     if args.compile:
         t = time.perf_counter()
-        model.transformer.compile_repeated_blocks(fullgraph=True)
-        for backend in args.attention or ["native"]:
-            model.transformer.set_attention_backend(backend)
-            rows.append(run_ours(f"revise (compiled blocks, attention {backend})"))
-        print(f"compile + warm-ups took {time.perf_counter() - t:.0f} s")
+        attention = "_native_cudnn" if device.type == "cuda" else None
+        pipe.enable_fast_path(compile=True, attention=attention, fuse_projections=False)
+        rows.append(run_ours(f"revise, compiled blocks, {attention or 'default'} attention"))
+        for block in model.transformer.blocks:
+            block.attn1.fuse_projections()
+            block.attn2.fuse_projections()
+        rows.append(run_ours(f"revise, compiled blocks, {attention or 'default'} attention, fused projections"))
+        if device.type == "cuda":
+            model.transformer.set_attention_backend("_native_flash")
+            rows.append(run_ours("revise, compiled blocks, flash attention, fused projections"))
+            best = min(rows[1:], key=lambda r: r["denoise"])
+            model.transformer.set_attention_backend("_native_flash" if "flash" in best["label"] else "_native_cudnn")
+        print(f"compile + warm-ups + runs took {time.perf_counter() - t:.0f} s")
 
-    print(f"\n| pipeline | VLM | text | VAE encode | denoise (40 steps) | VAE decode | total | peak GiB | "
+    print(f"\n| pipeline | VLM | text | VAE encode | denoise ({steps} steps) | VAE decode | total | peak GiB | "
           f"loop TFLOP/s | loop / FLOP-bound time | vs WanPipeline |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    bound = loop_flops / rate / 1e12
     for r in rows:
         print(f"| {r['label']} | {r['vlm']:.3f} | {r['text']:.3f} | {r['vae_encode']:.3f} | {r['denoise']:.3f} | "
               f"{r['vae_decode']:.3f} | {r['total']:.2f} | {r['peak_gib']:.1f} | {r['loop_tflops']:.0f} | "
               f"{r['denoise'] / bound:.2f}x | {stock_s / r['denoise']:.2f}x faster |")
-    print(f"| diffusers WanPipeline | | | | {stock_s:.3f} | | | | {loop_flops / stock_s / 1e12:.0f} | "
-          f"{stock_s / bound:.2f}x | 1.00x |")
+    stock_flops = steps * 2 * forward
+    print(f"| diffusers WanPipeline | | | | {stock_s:.3f} | | | | {stock_flops / stock_s / 1e12:.0f} | "
+          f"{stock_s / (stock_flops / rate / 1e12):.2f}x | 1.00x |")
+    print("(loop / FLOP-bound time: the loop's time over the time its executed FLOPs need at the measured "
+          "matmul rate; for WanPipeline, its own FLOPs)")
+
+    if args.profile:
+        with torch.no_grad():
+            ctx = torch.cat([cond, uncond])
+            noise = torch.randn(latents.shape, device=device)
+            profile_loop(pipe, noise, ctx, lambda: make_scheduler("unipc", shift), g, 3, flops)
+
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"matmul_tflops": rate, "loop_pflop": loop_flops / 1e15, "rows": rows, "wanpipeline_s": stock_s}, f, indent=2)
+            json.dump({"device": name, "matmul_tflops": rate, "loop_pflop": loop_flops / 1e15, "rows": rows,
+                       "wanpipeline_s": stock_s}, f, indent=2)
 
 
 if __name__ == "__main__":

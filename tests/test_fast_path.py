@@ -1,0 +1,65 @@
+"""The denoising loop's fast path: context K/V computed once, fused projections, compiled blocks.
+Each must leave the edit as it was (up to float rounding)."""
+
+import torch
+
+from revise import ReviseEditPipeline, ReviseModel
+from revise.models.context_kv import ContextKVProcessor, cached_context_kv
+
+KW = dict(num_inference_steps=4, seed=3, progress=False)
+
+
+def dit_inputs(model: ReviseModel):
+    g = torch.Generator().manual_seed(0)
+    c = model.transformer.config
+    x = torch.randn(2, c.in_channels, 5, 8, 8, generator=g)
+    context = torch.randn(2, model.context_config.max_context_len, c.text_dim, generator=g)
+    return x, torch.tensor([900.0, 300.0]), context
+
+
+def test_cached_context_kv_gives_the_same_forward_fused_or_not():
+    model = ReviseModel.from_preset("tiny", seed=0)
+    dit = model.transformer
+    x, t, context = dit_inputs(model)
+    with torch.no_grad():
+        want = dit(x, t, context, return_dict=False)[0]
+        with cached_context_kv(dit, context):
+            assert all(b.attn2.processor.kv is not None for b in dit.blocks)
+            got = dit(x, t, context, return_dict=False)[0]
+            again = dit(x, t * 0.5, context, return_dict=False)[0]
+        assert all(isinstance(b.attn2.processor, ContextKVProcessor) and b.attn2.processor.kv is None
+                   for b in dit.blocks)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(again, dit(x, t * 0.5, context, return_dict=False)[0])
+        for block in dit.blocks:
+            block.attn1.fuse_projections()
+            block.attn2.fuse_projections()
+        with cached_context_kv(dit, context):
+            fused = dit(x, t, context, return_dict=False)[0]
+    torch.testing.assert_close(fused, want, atol=1e-5, rtol=1e-4)
+    # a different context outside the block is not answered from the dropped cache
+    with torch.no_grad():
+        other = dit(x, t, context.flip(1), return_dict=False)[0]
+    assert not torch.allclose(other, want)
+
+
+def test_fast_path_without_compile_edits_the_same(clip):
+    want = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))(clip, "make it night", **KW).video
+    pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0)).enable_fast_path(compile=False)
+    got = pipe(clip, "make it night", **KW).video
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_fast_path_is_one_graph_for_all_blocks_and_edits_the_same(clip):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    want = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))(clip, "make it night", **KW).video
+    pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0)).enable_fast_path()
+    got = pipe(clip, "make it night", **KW).video
+    pipe(clip, "make it day", **KW)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    # the block graph with the cached K/V, compiled once for every block and step and both edits
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert not counters["recompiles"], dict(counters["recompiles"])
