@@ -6,6 +6,8 @@
 #   data    RVE-Synth splits (.npy clips, or FORMAT=mp4)
 #   base    stage 0 (VAE: frames, then clips), then stage 1 (critic, from the preset: it reads
 #           pixels only); 1_base = the critic's folder with the trained VAE
+#   critic  stage 1 alone, continued from CRITIC_FROM (a model folder: the VAE and the generator
+#           come along, so SFT_FROM=$RUNS/1_critic/model then re-fits the generator to the new VLM)
 #   sft     stage 2 (SFT_FROM: start from this folder instead of 1_base, to continue a run)
 #   stage3  USO first, capped in time; then RWO and SFT continued for the same number of steps
 #   eval    scripts/eval_mini.py
@@ -55,6 +57,9 @@ if has base; then
     rm -rf "$RUNS/1_base"; mkdir -p "$RUNS/1_base"
     cp -r "$RUNS/1_critic/model" "$RUNS/1_base/model"
     rm -rf "$RUNS/1_base/model/vae"; cp -r "$RUNS/0_vae/model/vae" "$RUNS/1_base/model/vae"
+fi
+if has critic; then
+    train configs/mini/1_critic.yaml --model "${CRITIC_FROM:?critic: set CRITIC_FROM to a model folder}"
 fi
 if has sft; then
     from=(); [ -n "${SFT_FROM:-}" ] && from=(--model "$SFT_FROM")
