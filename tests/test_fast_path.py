@@ -63,3 +63,13 @@ def test_compiled_fast_path_is_one_graph_for_all_blocks_and_edits_the_same(clip)
     # the block graph with the cached K/V, compiled once for every block and step and both edits
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     assert not counters["recompiles"], dict(counters["recompiles"])
+
+
+def test_cuda_graph_option_off_the_gpu_edits_the_same(clip):
+    """Off the GPU the CUDA-graph option changes nothing (graphs are captured only for CUDA latents)."""
+    want = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))(clip, "make it night", **KW).video
+    pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))
+    pipe.enable_fast_path(compile=False, fuse_projections=False, cuda_graph=True)
+    assert pipe._graphs is not None and not pipe._graphs.warm
+    torch.testing.assert_close(pipe(clip, "make it night", **KW).video, want)
+    assert not pipe._graphs.warm

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..errors import ReviseInputError
 from ..models.context_kv import cached_context_kv
 from ..models.revise_model import ReviseModel
+from .cuda_graph import GraphCache
 
 SOLVERS = ("unipc", "euler")
 
@@ -62,6 +63,7 @@ class ReviseEditPipeline:
 
     def __init__(self, model: ReviseModel):
         self.model = model
+        self._graphs: GraphCache | None = None      # CUDA graphs of the DiT call (enable_fast_path)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
@@ -73,7 +75,7 @@ class ReviseEditPipeline:
         return self.model.device
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
-                         fuse_projections: bool = True) -> "ReviseEditPipeline":
+                         fuse_projections: bool = True, cuda_graph: bool = False) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
@@ -83,6 +85,10 @@ class ReviseEditPipeline:
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
           graph for all blocks, compiled on the first edit (about a minute at the released shapes).
+        - ``cuda_graph``: on a GPU, each step's DiT call (both guidance branches) replays as one CUDA
+          graph (``revise/pipelines/cuda_graph.py``), so the GPU does not wait for kernel launches
+          after the scheduler's host sync. Off by default: not yet measured on a GPU
+          (``benchmarks/edit_latency.py --compile`` times it and checks its edit against the plain one).
         """
         dit = self.model.transformer
         if fuse_projections:
@@ -96,6 +102,7 @@ class ReviseEditPipeline:
             dit.set_attention_backend(attention)
         if compile:
             dit.compile_repeated_blocks(fullgraph=True)
+        self._graphs = GraphCache() if cuda_graph else None
         return self
 
     def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
@@ -172,17 +179,26 @@ class ReviseEditPipeline:
                 progress: bool = False, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """The sampling loop over ``scheduler.timesteps``: ``context`` is [cond; uncond] (2B rows) when
         ``guidance`` is not 0, else [cond] (B rows); both branches run as one DiT call per step."""
-        dit, use_cfg = self.model.transformer, guidance != 0
+        dit = self.model.transformer
         context = context.to(dit.dtype)
         steps = len(scheduler.timesteps)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            """The guided velocity at latents ``x`` [B, ...] and timestep ``t`` (0-dim)."""
+            xx = torch.cat([x, x]) if guidance != 0 else x
+            v = dit(xx.to(dit.dtype), t.expand(xx.shape[0]), context, return_dict=False)[0].float()
+            if guidance != 0:
+                v_cond, v_uncond = v.chunk(2)
+                v = v_cond + guidance * (v_cond - v_uncond)
+            return v
+
         with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
+            step_fn = velocity
+            if self._graphs is not None and latents.is_cuda:
+                key = (tuple(latents.shape), tuple(context.shape), guidance != 0)
+                step_fn = self._graphs.capture(velocity, latents, scheduler.timesteps[0], key) or velocity
             for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
-                x = torch.cat([latents, latents]) if use_cfg else latents
-                v = dit(x.to(dit.dtype), t.expand(x.shape[0]), context, return_dict=False)[0].float()
-                if use_cfg:
-                    v_cond, v_uncond = v.chunk(2)
-                    v = v_cond + guidance * (v_cond - v_uncond)
-                latents = scheduler.step(v, t, latents, return_dict=False)[0]
+                latents = scheduler.step(step_fn(latents, t), t, latents, return_dict=False)[0]
                 if callback is not None:
                     callback(i + 1, steps)
         return latents
