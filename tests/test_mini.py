@@ -121,6 +121,10 @@ def test_generate_and_critic_report_on_a_tiny_split(tmp_path, tiny_model):
     report = critic_report(tiny_model, tmp_path / "d" / "test_critic.json", batch_size=8, progress=False)
     assert report["question/overall"]["n"] > 0 and 0 <= report["question/overall"]["accuracy"] <= 1
     assert 0 <= report["target_ranked_above_negative"]["rate"] <= 1
+    # the edit-accuracy question, per candidate kind: the target's and the unedited source's P(Yes)
+    assert report["edit_accuracy_kind/target"]["yes"] == report["edit_accuracy_kind/target"]["n"] > 0
+    assert report["edit_accuracy_kind/source"]["yes"] == 0 < report["edit_accuracy_kind/source"]["n"]
+    assert 0 <= report["edit_accuracy_kind/source"]["mean_p_yes"] <= 1
     lo, hi = bootstrap_interval([1.0, 2.0, 3.0, 4.0])
     assert 1.0 <= lo < 2.5 < hi <= 4.0
 

@@ -52,7 +52,8 @@ def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size:
 @torch.no_grad()
 def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: bool = True) -> dict:
     """The critic's answers on critic data (``revise synth make --critic``): accuracy and balanced
-    accuracy per question (overall and each dimension) and per candidate kind, and the rate at which
+    accuracy per question (overall and each dimension) and per candidate kind (on the overall and the
+    edit-accuracy questions, with each kind's mean P(Yes)), and the rate at which
     the exact target gets a higher overall P(Yes) than each of its item's negatives."""
     records, root = _records(json_path)
     critic = Critic(model.understanding)
@@ -78,6 +79,8 @@ def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: 
         groups[f"question/{r.get('dimension') or 'overall'}"].append((p, yes))
         if r.get("dimension") is None:
             groups[f"kind/{r.get('kind', '?')}"].append((p, yes))
+        elif r["dimension"] == "edit_accuracy":   # does it tell a right edit from no edit or a wrong one?
+            groups[f"edit_accuracy_kind/{r.get('kind', '?')}"].append((p, yes))
     report = {k: _accuracy(v) for k, v in sorted(groups.items())}
     # ranking: target above each negative of the same item, on the overall question
     by_item: dict[str, dict[str, float]] = defaultdict(dict)
