@@ -12,7 +12,7 @@ Rows: our pipeline eager (context K/V computed once, as always), then with the f
 denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
 other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 
-    python benchmarks/edit_latency.py [--compile] [--profile] [--repeats 3] [--json FILE]
+    python benchmarks/edit_latency.py [--compile] [--profile] [--compile-mode MODE] [--repeats 3] [--json FILE]
     python benchmarks/edit_latency.py --preset tiny --frames 5 --height 64 --width 64   # CPU smoke run
 """
 
@@ -121,6 +121,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compile", action="store_true", help="also time the fast path (compiled blocks)")
     ap.add_argument("--profile", action="store_true", help="GPU time by kernel kind of the last row")
+    ap.add_argument("--compile-mode", default=None,
+                    help="torch.compile mode of the fast-path rows, e.g. max-autotune-no-cudagraphs")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--preset", default="wan2.1-1.3b")
     ap.add_argument("--frames", type=int, default=17)
@@ -202,16 +204,17 @@ def main() -> None:
 
     if args.compile:
         t = time.perf_counter()
-        pipe.enable_fast_path(cuda_graph=False, fuse_projections=False)          # attention "auto"
+        pipe.enable_fast_path(cuda_graph=False, fuse_projections=False, compile_mode=args.compile_mode)
         attention = getattr(model.transformer.blocks[0].attn1.processor, "_attention_backend", None) or "default"
-        rows.append(run_ours(f"revise, compiled blocks, {attention} attention"))
-        pipe.enable_fast_path(cuda_graph=False)
-        rows.append(run_ours(f"revise, compiled blocks, {attention} attention, fused projections"))
+        mode = f" ({args.compile_mode})" if args.compile_mode else ""
+        rows.append(run_ours(f"revise, compiled blocks{mode}, {attention} attention"))
+        pipe.enable_fast_path(compile=False, cuda_graph=False)
+        rows.append(run_ours(f"revise, compiled blocks{mode}, {attention} attention, fused projections"))
         kw = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=g,
                   shift=shift, progress=False, seed=0)
         plain = pipe(video, instruction, **kw).video
         pipe.enable_fast_path(compile=False, cuda_graph=True)
-        rows.append(run_ours(f"revise, compiled blocks, {attention} attention, fused projections, CUDA graph"))
+        rows.append(run_ours(f"revise, compiled blocks{mode}, {attention} attention, fused projections, CUDA graph"))
         graphed = pipe(video, instruction, **kw).video
         print(f"CUDA graph vs not, same seed: max |difference| of the edited clips {(graphed - plain).abs().max():.2e}")
         print(f"compile + warm-ups + runs took {time.perf_counter() - t:.0f} s")

@@ -75,7 +75,8 @@ class ReviseEditPipeline:
         return self.model.device
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
-                         fuse_projections: bool = True, cuda_graph: bool = False) -> "ReviseEditPipeline":
+                         fuse_projections: bool = True, cuda_graph: bool = False,
+                         compile_mode: str | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
@@ -84,7 +85,9 @@ class ReviseEditPipeline:
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
-          graph for all blocks, compiled on the first edit (about a minute at the released shapes).
+          graph for all blocks, compiled on the first edit (about a minute at the released shapes);
+          ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. "max-autotune-no-cudagraphs", which
+          also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
         - ``cuda_graph``: on a GPU, each step's DiT call (both guidance branches) replays as one CUDA
           graph (``revise/pipelines/cuda_graph.py``), so the GPU does not wait for kernel launches
           after the scheduler's host sync. Off by default: not yet measured on a GPU
@@ -101,7 +104,7 @@ class ReviseEditPipeline:
         if attention is not None:
             dit.set_attention_backend(attention)
         if compile:
-            dit.compile_repeated_blocks(fullgraph=True)
+            dit.compile_repeated_blocks(fullgraph=True, mode=compile_mode)
         self._graphs = GraphCache() if cuda_graph else None
         return self
 
