@@ -25,7 +25,7 @@ DIMENSIONS = ("edit_accuracy", "preservation_consistency", "generation_naturalne
 QUESTION = (
     "The first video is the source and the second is an edit of it.\n"
     f"Source: {MEDIA_TOKEN}\nEdit: {MEDIA_TOKEN}\n"
-    "Instruction: {instruction}\n"
+    "{change}Instruction: {instruction}\n"
     "Reason about what the instruction implies for the scene, then judge the edit on four dimensions: "
     "edit accuracy (the inferred change happened), preservation consistency (nothing else changed), "
     "generation naturalness (smooth, coherent motion) and generation realism (it looks like the "
@@ -38,6 +38,9 @@ DIMENSION_QUESTIONS = {
     "generation_realism": "Does the edit look like the source's world?",
 }
 REASONING_SUFFIX = "\nSo the answer (Yes or No) is:"
+# the third clip of a critic with ``critic_change_clip`` (a small VLM trained from scratch cannot
+# compare two clips token by token at first; shown their difference it can: docs/results.md)
+CHANGE_LINE = f"Change: {MEDIA_TOKEN}\n"
 # short-answer questions about a source and an edit (understanding training, the "qa" objective)
 QA_PROMPT = "Source: {media}\nEdit: {media}\nInstruction: {instruction}\n{question}"
 
@@ -49,7 +52,7 @@ class Critic:
     def prompt(self, instruction: str, dimension: str | None = None) -> str:
         """The chat-templated question, ending where the answer starts. ``dimension`` asks one
         dimension alone (for critic training and per-dimension reports)."""
-        text = QUESTION.format(instruction=instruction)
+        text = QUESTION.format(instruction=instruction, change=CHANGE_LINE if self.vlm.critic_change_clip else "")
         if dimension is not None:
             if dimension not in DIMENSION_QUESTIONS:
                 raise ValueError(f"unknown dimension {dimension!r}: one of {', '.join(DIMENSIONS)}")
@@ -67,11 +70,17 @@ class Critic:
         """P(Yes) [B], differentiable in ``candidate`` ([B, 3, F, H, W] in [-1, 1])."""
         return self.logits(source, candidate, instructions, dimension).float().softmax(-1)[:, 0]
 
+    def clips(self, source: torch.Tensor, candidate: torch.Tensor) -> list[list[torch.Tensor]]:
+        """What the critic is shown per sample: the source and the candidate, and with
+        ``critic_change_clip`` their difference (candidate - source) / 2, in [-1, 1]."""
+        if self.vlm.critic_change_clip:
+            return [[s, c, (c - s) / 2] for s, c in zip(source, candidate)]
+        return [[s, c] for s, c in zip(source, candidate)]
+
     def logits(self, source: torch.Tensor, candidate: torch.Tensor, instructions: Sequence[str],
                dimension: str | None | Sequence[str | None] = None) -> torch.Tensor:
         """The [Yes, No] logits [B, 2], for training the critic with cross-entropy."""
-        return self.vlm.answer_logits(self.prompts(instructions, dimension),
-                                      [[s, c] for s, c in zip(source, candidate)])
+        return self.vlm.answer_logits(self.prompts(instructions, dimension), self.clips(source, candidate))
 
     @torch.no_grad()
     def score(self, source: torch.Tensor, candidate: torch.Tensor, instructions: Sequence[str],
@@ -80,9 +89,9 @@ class Critic:
         if not reason:
             return self.p_yes(source, candidate, instructions, dimension)
         out = []
-        for s, c, instruction in zip(source, candidate, instructions):
+        for clips, instruction in zip(self.clips(source, candidate), instructions):
             prompt = self.prompt(instruction, dimension)
-            thought = self.vlm.generate(prompt, [s, c], max_new_tokens=max_reasoning_tokens)
-            logits = self.vlm.answer_logits([prompt + thought + REASONING_SUFFIX + " "], [[s, c]])
+            thought = self.vlm.generate(prompt, clips, max_new_tokens=max_reasoning_tokens)
+            logits = self.vlm.answer_logits([prompt + thought + REASONING_SUFFIX + " "], [clips])
             out.append(logits.float().softmax(-1)[0, 0])
         return torch.stack(out)

@@ -6,8 +6,9 @@
 #   data    RVE-Synth splits (.npy clips, or FORMAT=mp4)
 #   base    stage 0 (VAE: frames, then clips), then stage 1 (critic, from the preset: it reads
 #           pixels only); 1_base = the critic's folder with the trained VAE
-#   critic  stage 1 alone, continued from CRITIC_FROM (a model folder: the VAE and the generator
-#           come along, so SFT_FROM=$RUNS/1_critic/model then re-fits the generator to the new VLM)
+#   critic  stage 1 alone: from the preset, or continued from CRITIC_FROM (a model folder); then
+#           1_base = BASE_FROM (default: the shipped model) with the new critic's VLM in it, so that
+#           stage 2 re-fits that generator to the new VLM
 #   sft     stage 2 (SFT_FROM: start from this folder instead of 1_base, to continue a run)
 #   stage3  USO first, capped in time; then RWO and SFT continued for the same number of steps
 #   eval    scripts/eval_mini.py
@@ -59,7 +60,12 @@ if has base; then
     rm -rf "$RUNS/1_base/model/vae"; cp -r "$RUNS/0_vae/model/vae" "$RUNS/1_base/model/vae"
 fi
 if has critic; then
-    train configs/mini/1_critic.yaml --model "${CRITIC_FROM:?critic: set CRITIC_FROM to a model folder}"
+    from=(); [ -n "${CRITIC_FROM:-}" ] && from=(--model "$CRITIC_FROM")
+    train configs/mini/1_critic.yaml "${from[@]}"
+    rm -rf "$RUNS/1_base"; mkdir -p "$RUNS/1_base"
+    cp -r "${BASE_FROM:-revise/assets/models/mini}" "$RUNS/1_base/model"
+    rm -rf "$RUNS/1_base/model/understanding"
+    cp -r "$RUNS/1_critic/model/understanding" "$RUNS/1_base/model/understanding"
 fi
 if has sft; then
     from=(); [ -n "${SFT_FROM:-}" ] && from=(--model "$SFT_FROM")

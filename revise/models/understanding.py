@@ -61,7 +61,8 @@ class UnderstandingModel(nn.Module):
     """Vision tower + projector + causal LM, with the prompt handling both roles need."""
 
     def __init__(self, vision_tower: SiglipVisionModel, mm_projector: MLPDownsampleProjector,
-                 llm: nn.Module, tokenizer, num_frames: int = 8, vision_select_layer: int = -2):
+                 llm: nn.Module, tokenizer, num_frames: int = 8, vision_select_layer: int = -2,
+                 critic_change_clip: bool = False):
         super().__init__()
         self.vision_tower = vision_tower
         self.mm_projector = mm_projector
@@ -69,6 +70,8 @@ class UnderstandingModel(nn.Module):
         self.tokenizer = tokenizer
         self.num_frames = num_frames
         self.vision_select_layer = vision_select_layer
+        # as a critic, also shown the change (edit - source) / 2 as a third clip (revise/critic.py)
+        self.critic_change_clip = critic_change_clip
 
     # ---- construction and storage -------------------------------------------------------
     @classmethod
@@ -84,7 +87,8 @@ class UnderstandingModel(nn.Module):
                        pad_token_id=tokenizer.pad_token_id)
         llm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**llm_cfg))
         projector = MLPDownsampleProjector(vision_tower.config.hidden_size, llm.config.hidden_size)
-        return cls(vision_tower, projector, llm, tokenizer, cfg.get("num_frames", 8), cfg.get("vision_select_layer", -2))
+        return cls(vision_tower, projector, llm, tokenizer, cfg.get("num_frames", 8), cfg.get("vision_select_layer", -2),
+                   cfg.get("critic_change_clip", False))
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -103,6 +107,7 @@ class UnderstandingModel(nn.Module):
             "hidden_size": self.llm.config.hidden_size,
             "num_video_frames": self.num_frames,
             "mm_vision_select_layer": self.vision_select_layer,
+            "critic_change_clip": self.critic_change_clip,
         }
 
     @classmethod
@@ -118,7 +123,7 @@ class UnderstandingModel(nn.Module):
         vision_tower = SiglipVisionModel.from_pretrained(path / "vision_tower", **kw)
         projector = MLPDownsampleProjector.from_pretrained(path / "mm_projector", torch_dtype=dtype)
         return cls(vision_tower, projector, llm, tokenizer, cfg.get("num_video_frames", 8),
-                   cfg.get("mm_vision_select_layer", -2))
+                   cfg.get("mm_vision_select_layer", -2), cfg.get("critic_change_clip", False))
 
     # ---- vision ---------------------------------------------------------------------------
     @property

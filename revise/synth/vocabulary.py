@@ -22,14 +22,14 @@ def split_words(text: str) -> list[str]:
 
 def synth_words(draws_per_phrasing: int = 6, seed: int = 0) -> list[str]:
     """Sorted words of RVE-Synth's instructions and of the prompts the model asks itself."""
-    from ..critic import DIMENSION_QUESTIONS, QUESTION, REASONING_SUFFIX
+    from ..critic import CHANGE_LINE, DIMENSION_QUESTIONS, QUESTION, REASONING_SUFFIX
     from ..models.understanding import GENERATION_ANSWER
     from .dataset import QA_QUESTIONS
     from .tasks import FAMILIES, SHAPES, Retry
     from .world import PALETTE
 
     words: set[str] = set()
-    texts = [QUESTION, REASONING_SUFFIX, GENERATION_ANSWER, "Yes", "No", *DIMENSION_QUESTIONS.values(),
+    texts = [QUESTION, CHANGE_LINE, REASONING_SUFFIX, GENERATION_ANSWER, "Yes", "No", *DIMENSION_QUESTIONS.values(),
              " ".join(PALETTE), " ".join(SHAPES), "ice water", "system user assistant",  # + chat roles
              *QA_QUESTIONS.values(), "day night the Source Edit Instruction"]
     rng = np.random.default_rng(seed)
@@ -47,5 +47,5 @@ def synth_words(draws_per_phrasing: int = 6, seed: int = 0) -> list[str]:
                     except Retry:
                         continue
     for text in texts:
-        words.update(split_words(text.replace("{instruction}", "")))
+        words.update(split_words(re.sub(r"\{\w+\}", " ", text)))      # prompt templates' blanks
     return sorted(words)
