@@ -3,7 +3,8 @@
 Shown the source clip, a candidate clip and the instruction, it is asked to judge four dimensions
 (edit accuracy, preservation consistency, generation naturalness, generation realism) and to
 answer Yes only if all four hold. Its score is P(Yes): the softmax over the Yes/No answer-token
-logits at the answer position.
+logits at the answer position. A VLM with ``critic_change_clip`` (the mini preset's) is also shown
+the change, (candidate - source) / 2, as a third clip.
 
 Two uses:
 - ``score``: no gradients, for evaluation, best-of-N and RWO weights. With ``reason=True`` the VLM
