@@ -6,9 +6,11 @@ In the same run: the device's bf16 matrix rate, the DiT's FLOP count at these sh
 its derivation), and diffusers' stock `WanPipeline` denoising the same latent shape with the same
 transformer, steps and guidance (prompt embeddings given, output_type="latent").
 
-Rows: our pipeline eager (context K/V computed once, as always), then with the fast path
-(`ReviseEditPipeline.enable_fast_path`) built up: compiled blocks with the "auto" attention backend
-(cuDNN on Hopper), then fused projections, then each step's DiT call as one CUDA graph. `--profile` adds the GPU time of three
+Rows: our pipeline eager (context K/V computed once and the sampler run from its precomputed
+coefficients, as always), then with the fast path (`ReviseEditPipeline.enable_fast_path`) built up:
+compiled blocks with the "auto" attention backend (cuDNN on Hopper), then fused projections, then
+the feed-forward's GELU in the matmul epilogue, then each step's DiT call as one CUDA graph; each
+row's edit is compared with the previous row's (same seed). `--profile` adds the GPU time of three
 denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
 other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 
@@ -86,9 +88,23 @@ def profile_loop(pipe, latents, context, scheduler_factory, guidance: float, ste
     pipe.denoise(latents, context, scheduler, guidance)
     sync(device)
     wall = time.perf_counter() - t
+    cuda = device.type == "cuda"
+    if cuda:        # the loop must never make the host wait: count the synchronising calls of one run
+        import warnings
+
+        scheduler = scheduler_factory()
+        scheduler.set_timesteps(steps, device=device)
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe.denoise(latents, context, scheduler, guidance)
+        torch.cuda.set_sync_debug_mode("default")
+        syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
+        print(f"host-synchronising calls in one {steps}-step denoise call, its set-up included "
+              f"(torch.cuda.set_sync_debug_mode): {len(syncs)}"
+              + (f", e.g. {syncs[0]}" if syncs else ""))
     scheduler = scheduler_factory()
     scheduler.set_timesteps(steps, device=device)
-    cuda = device.type == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
         pipe.denoise(latents, context, scheduler, guidance)
         sync(device)
@@ -204,19 +220,25 @@ def main() -> None:
 
     if args.compile:
         t = time.perf_counter()
-        pipe.enable_fast_path(cuda_graph=False, fuse_projections=False, compile_mode=args.compile_mode)
-        attention = getattr(model.transformer.blocks[0].attn1.processor, "_attention_backend", None) or "default"
-        mode = f" ({args.compile_mode})" if args.compile_mode else ""
-        rows.append(run_ours(f"revise, compiled blocks{mode}, {attention} attention"))
-        pipe.enable_fast_path(compile=False, cuda_graph=False)
-        rows.append(run_ours(f"revise, compiled blocks{mode}, {attention} attention, fused projections"))
         kw = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=g,
                   shift=shift, progress=False, seed=0)
-        plain = pipe(video, instruction, **kw).video
-        pipe.enable_fast_path(compile=False, cuda_graph=True)
-        rows.append(run_ours(f"revise, compiled blocks{mode}, {attention} attention, fused projections, CUDA graph"))
-        graphed = pipe(video, instruction, **kw).video
-        print(f"CUDA graph vs not, same seed: max |difference| of the edited clips {(graphed - plain).abs().max():.2e}")
+        edits = {"eager": pipe(video, instruction, **kw).video}
+        mode = f" ({args.compile_mode})" if args.compile_mode else ""
+        # the fast path built up one option at a time (enable_fast_path is idempotent per option)
+        steps_up = [("compiled blocks" + mode, dict(fuse_projections=False, fuse_gelu=False, compile_mode=args.compile_mode)),
+                    ("+ fused projections", dict(compile=False, fuse_gelu=False)),
+                    ("+ GELU in the matmul epilogue", dict(compile=False)),
+                    ("+ CUDA graph", dict(compile=False, cuda_graph=True))]
+        label = "revise"
+        for what, options in steps_up:
+            pipe.enable_fast_path(**{"cuda_graph": False, **options})
+            attention = getattr(model.transformer.blocks[0].attn1.processor, "_attention_backend", None) or "default"
+            label += f", {what}" + (f", {attention} attention" if what.startswith("compiled") else "")
+            rows.append(run_ours(label))
+            edits[what] = pipe(video, instruction, **kw).video
+        names = list(edits)
+        for a, b in zip(names, names[1:]):
+            print(f"edit with '{b}' vs '{a}', same seed: max |difference| {(edits[b] - edits[a]).abs().max():.2e}")
         print(f"compile + warm-ups + runs took {time.perf_counter() - t:.0f} s")
 
     print(f"\n| pipeline | VLM | text | VAE encode | denoise ({steps} steps) | VAE decode | total | peak GiB | "

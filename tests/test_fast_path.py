@@ -73,3 +73,23 @@ def test_cuda_graph_option_off_the_gpu_edits_the_same(clip):
     assert pipe._graphs is not None and not pipe._graphs.warm
     torch.testing.assert_close(pipe(clip, "make it night", **KW).video, want)
     assert not pipe._graphs.warm
+
+
+def test_fused_ffn_gelu_keeps_the_state_dict_and_the_forward():
+    from revise.models.fused_ffn import FusedLinearGELU, fuse_ffn_gelu
+
+    model = ReviseModel.from_preset("tiny", seed=0)
+    dit = model.transformer
+    x, t, context = dit_inputs(model)
+    keys = set(dit.state_dict())
+    with torch.no_grad():
+        want = dit(x, t, context, return_dict=False)[0]
+        assert fuse_ffn_gelu(dit) == len(dit.blocks)
+        assert all(isinstance(b.ffn.net[0], FusedLinearGELU) for b in dit.blocks)
+        assert set(dit.state_dict()) == keys
+        torch.testing.assert_close(dit(x, t, context, return_dict=False)[0], want)
+        if torch.cuda.is_available():                # the cuBLASLt epilogue itself
+            layer = dit.blocks[0].ffn.net[0].cuda()
+            h = torch.randn(2, 7, layer.proj.in_features, device="cuda")
+            ref = torch.nn.functional.gelu(layer.proj(h), approximate="tanh")
+            torch.testing.assert_close(layer(h), ref, atol=1e-4, rtol=1e-4)

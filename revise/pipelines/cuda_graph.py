@@ -1,9 +1,8 @@
 """One denoising step's DiT call replayed from a CUDA graph.
 
-A DiT forward is hundreds of kernel launches. diffusers' UniPC step builds its coefficients on
-the CPU and copies them to the GPU, which waits for the GPU to finish the step: then the GPU idles
-while the host launches the next forward's first kernels (10% of the loop at the released shapes,
-measured in `docs/performance.md`). Captured as one CUDA graph, the whole forward is one launch.
+A DiT forward is hundreds of kernel launches. Captured as one CUDA graph, the whole forward is one
+launch, so the host can never fall behind the GPU. (The loop has no host synchronisation to cause
+that since the sampler runs from a ``StepPlan``; this is for hosts too slow to keep ahead anyway.)
 
 The graph reads the latents and timestep from its own input tensors (copied in at each call) and
 the context's cross-attention K/V from the tensors they were captured with, so it is captured

@@ -16,8 +16,10 @@ from tqdm.auto import tqdm
 
 from ..errors import ReviseInputError
 from ..models.context_kv import cached_context_kv
+from ..models.fused_ffn import fuse_ffn_gelu
 from ..models.revise_model import ReviseModel
 from .cuda_graph import GraphCache
+from .step_plan import StepPlan
 
 SOLVERS = ("unipc", "euler")
 
@@ -75,13 +77,15 @@ class ReviseEditPipeline:
         return self.model.device
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
-                         fuse_projections: bool = True, cuda_graph: bool = False,
+                         fuse_projections: bool = True, fuse_gelu: bool = True, cuda_graph: bool = False,
                          compile_mode: str | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
           K, V (diffusers' ``fuse_projections``; the transformer then holds both forms: do not train or
           save it afterwards).
+        - ``fuse_gelu``: on a GPU, each feed-forward's first matmul applies its bias and tanh-GELU in
+          cuBLASLt's epilogue (``revise/models/fused_ffn.py``); the state dict is unchanged.
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
@@ -89,8 +93,8 @@ class ReviseEditPipeline:
           ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. "max-autotune-no-cudagraphs", which
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
         - ``cuda_graph``: on a GPU, each step's DiT call (both guidance branches) replays as one CUDA
-          graph (``revise/pipelines/cuda_graph.py``), so the GPU does not wait for kernel launches
-          after the scheduler's host sync. Off by default: not yet measured on a GPU
+          graph (``revise/pipelines/cuda_graph.py``): one launch instead of hundreds. Off by default:
+          not yet measured on a GPU
           (``benchmarks/edit_latency.py --compile`` times it and checks its edit against the plain one).
         """
         dit = self.model.transformer
@@ -98,6 +102,8 @@ class ReviseEditPipeline:
             for block in dit.blocks:
                 block.attn1.fuse_projections()
                 block.attn2.fuse_projections()
+        if fuse_gelu:
+            fuse_ffn_gelu(dit)
         if attention == "auto":
             hopper = self.device.type == "cuda" and torch.cuda.get_device_capability(self.device)[0] >= 9
             attention = "_native_cudnn" if hopper else None
@@ -195,13 +201,26 @@ class ReviseEditPipeline:
                 v = v_cond + guidance * (v_cond - v_uncond)
             return v
 
+        plan = StepPlan.from_scheduler(scheduler)
         with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
+            timesteps = scheduler.timesteps.to(latents.device)
             step_fn = velocity
             if self._graphs is not None and latents.is_cuda:
                 key = (tuple(latents.shape), tuple(context.shape), guidance != 0)
-                step_fn = self._graphs.capture(velocity, latents, scheduler.timesteps[0], key) or velocity
-            for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
-                latents = scheduler.step(step_fn(latents, t), t, latents, return_dict=False)[0]
+                step_fn = self._graphs.capture(velocity, latents, timesteps[0], key) or velocity
+            if plan is None:                          # a sampler that is not linear: its own steps
+                for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
+                    latents = scheduler.step(step_fn(latents, t), t, latents, return_dict=False)[0]
+                    if callback is not None:
+                        callback(i + 1, steps)
+                return latents
+            # the sampler's coefficients are on the GPU before the loop: no step waits on the host
+            plan = plan.to(latents.device, torch.float32)
+            history = latents.new_empty((steps + 1, *latents.shape), dtype=torch.float32)
+            history[0] = latents
+            for i in tqdm(range(steps), desc="denoising", disable=not progress, leave=False):
+                history[i + 1] = step_fn(latents, timesteps[i])
+                latents = plan.apply(i, history)
                 if callback is not None:
                     callback(i + 1, steps)
         return latents
