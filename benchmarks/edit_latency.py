@@ -234,8 +234,12 @@ def main() -> None:
             pipe.enable_fast_path(**{"cuda_graph": False, **options})
             attention = getattr(model.transformer.blocks[0].attn1.processor, "_attention_backend", None) or "default"
             label += f", {what}" + (f", {attention} attention" if what.startswith("compiled") else "")
-            rows.append(run_ours(label))
-            edits[what] = pipe(video, instruction, **kw).video
+            try:
+                rows.append(run_ours(label))
+                edits[what] = pipe(video, instruction, **kw).video
+            except Exception as err:    # an option this device cannot run: report it, keep the rows so far
+                print(f"row '{label}' failed: {type(err).__name__}: {str(err).splitlines()[0]}")
+                break
         names = list(edits)
         for a, b in zip(names, names[1:]):
             print(f"edit with '{b}' vs '{a}', same seed: max |difference| {(edits[b] - edits[a]).abs().max():.2e}")
@@ -254,16 +258,16 @@ def main() -> None:
     print("(loop / FLOP-bound time: the loop's time over the time its executed FLOPs need at the measured "
           "matmul rate; for WanPipeline, its own FLOPs)")
 
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "matmul_tflops": rate, "loop_pflop": loop_flops / 1e15, "rows": rows,
+                       "wanpipeline_s": stock_s}, f, indent=2)
+
     if args.profile:
         with torch.no_grad():
             ctx = torch.cat([cond, uncond])
             noise = torch.randn(latents.shape, device=device)
             profile_loop(pipe, noise, ctx, lambda: make_scheduler("unipc", shift), g, 3, flops)
-
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": name, "matmul_tflops": rate, "loop_pflop": loop_flops / 1e15, "rows": rows,
-                       "wanpipeline_s": stock_s}, f, indent=2)
 
 
 if __name__ == "__main__":
