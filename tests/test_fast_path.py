@@ -65,16 +65,6 @@ def test_compiled_fast_path_is_one_graph_for_all_blocks_and_edits_the_same(clip)
     assert not counters["recompiles"], dict(counters["recompiles"])
 
 
-def test_cuda_graph_option_off_the_gpu_edits_the_same(clip):
-    """Off the GPU the CUDA-graph option changes nothing (graphs are captured only for CUDA latents)."""
-    want = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))(clip, "make it night", **KW).video
-    pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))
-    pipe.enable_fast_path(compile=False, fuse_projections=False, cuda_graph=True)
-    assert pipe._graphs is not None and not pipe._graphs.warm
-    torch.testing.assert_close(pipe(clip, "make it night", **KW).video, want)
-    assert not pipe._graphs.warm
-
-
 def test_fused_ffn_gelu_keeps_the_state_dict_and_the_forward():
     from revise.models.fused_ffn import FusedLinearGELU, fuse_ffn_gelu
 

@@ -18,7 +18,6 @@ from ..errors import ReviseInputError
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
 from ..models.revise_model import ReviseModel
-from .cuda_graph import GraphCache
 from .step_plan import StepPlan
 
 SOLVERS = ("unipc", "euler")
@@ -65,7 +64,6 @@ class ReviseEditPipeline:
 
     def __init__(self, model: ReviseModel):
         self.model = model
-        self._graphs: GraphCache | None = None      # CUDA graphs of the DiT call (enable_fast_path)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
@@ -77,7 +75,7 @@ class ReviseEditPipeline:
         return self.model.device
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
-                         fuse_projections: bool = True, fuse_gelu: bool = True, cuda_graph: bool = False,
+                         fuse_projections: bool = True, fuse_gelu: bool = True,
                          compile_mode: str | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
@@ -92,10 +90,6 @@ class ReviseEditPipeline:
           graph for all blocks, compiled on the first edit (about a minute at the released shapes);
           ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. "max-autotune-no-cudagraphs", which
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
-        - ``cuda_graph``: on a GPU, each step's DiT call (both guidance branches) replays as one CUDA
-          graph (``revise/pipelines/cuda_graph.py``): one launch instead of hundreds. Off by default:
-          not yet measured on a GPU
-          (``benchmarks/edit_latency.py --compile`` times it and checks its edit against the plain one).
         """
         dit = self.model.transformer
         if fuse_projections:
@@ -111,7 +105,6 @@ class ReviseEditPipeline:
             dit.set_attention_backend(attention)
         if compile:
             dit.compile_repeated_blocks(fullgraph=True, mode=compile_mode)
-        self._graphs = GraphCache() if cuda_graph else None
         return self
 
     def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
@@ -204,13 +197,9 @@ class ReviseEditPipeline:
         plan = StepPlan.from_scheduler(scheduler)
         with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
             timesteps = scheduler.timesteps.to(latents.device)
-            step_fn = velocity
-            if self._graphs is not None and latents.is_cuda:
-                key = (tuple(latents.shape), tuple(context.shape), guidance != 0)
-                step_fn = self._graphs.capture(velocity, latents, timesteps[0], key) or velocity
             if plan is None:                          # a sampler that is not linear: its own steps
                 for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
-                    latents = scheduler.step(step_fn(latents, t), t, latents, return_dict=False)[0]
+                    latents = scheduler.step(velocity(latents, t), t, latents, return_dict=False)[0]
                     if callback is not None:
                         callback(i + 1, steps)
                 return latents
@@ -219,7 +208,7 @@ class ReviseEditPipeline:
             history = latents.new_empty((steps + 1, *latents.shape), dtype=torch.float32)
             history[0] = latents
             for i in tqdm(range(steps), desc="denoising", disable=not progress, leave=False):
-                history[i + 1] = step_fn(latents, timesteps[i])
+                history[i + 1] = velocity(latents, timesteps[i])
                 latents = plan.apply(i, history)
                 if callback is not None:
                     callback(i + 1, steps)
