@@ -231,6 +231,7 @@ def main() -> None:
         for what, options in steps_up:
             pipe.enable_fast_path(**options)
             attention = getattr(model.transformer.blocks[0].attn1.processor, "_attention_backend", None) or "default"
+            attention = getattr(attention, "value", attention)          # diffusers gives an enum
             label += f", {what}" + (f", {attention} attention" if what.startswith("compiled") else "")
             try:
                 rows.append(run_ours(label))
