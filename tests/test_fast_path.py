@@ -25,6 +25,8 @@ def test_cached_context_kv_gives_the_same_forward_fused_or_not():
         want = dit(x, t, context, return_dict=False)[0]
         with cached_context_kv(dit, context):
             assert all(b.attn2.processor.kv is not None for b in dit.blocks)
+            # stored heads-major, so that an attention backend's [B, heads, C, d] view needs no copy
+            assert all(t.permute(0, 2, 1, 3).is_contiguous() for b in dit.blocks for t in b.attn2.processor.kv)
             got = dit(x, t, context, return_dict=False)[0]
             again = dit(x, t * 0.5, context, return_dict=False)[0]
         assert all(isinstance(b.attn2.processor, ContextKVProcessor) and b.attn2.processor.kv is None

@@ -47,6 +47,13 @@ def context_kv(attn, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return attn.norm_k(key).unflatten(2, (attn.heads, -1)), value.unflatten(2, (attn.heads, -1))
 
 
+def heads_major(x: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, C, heads, head_dim] as is, stored as [B, heads, C, head_dim]: the layout that cuDNN's
+    attention takes, so diffusers' cuDNN backend (``x.permute(0, 2, 1, 3).contiguous()``) reads the
+    cached K/V as they are instead of copying them at every step."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 @contextmanager
 def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
     """Within the block, ``transformer(x, t, context)`` reuses K/V of ``context`` computed here once.
@@ -66,7 +73,7 @@ def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
                 processor = ContextKVProcessor()
                 processor._attention_backend = getattr(attn.processor, "_attention_backend", None)
                 attn.set_processor(processor)
-            attn.processor.kv = context_kv(attn, embedded)
+            attn.processor.kv = tuple(heads_major(t) for t in context_kv(attn, embedded))
     try:
         yield
     finally:
