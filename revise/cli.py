@@ -169,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output clips: mp4 (default) or npy (uint8 arrays, exact pixels, no codec)")
     _add_sampling_args(g)
     g.set_defaults(func=cmd_synth_generate)
+    lb = syn.add_parser("label", help="turn a model's judged edits into critic training data",
+                        description="Make critic records (one per question, as 'revise synth make --critic' "
+                                    "writes them) for the clips VIDEOS/{id}.npy or .mp4 that a model generated for "
+                                    "SPLIT.json, labelled by their exact-judge scores (SCORES.json from 'revise "
+                                    "synth score --out'): per dimension Yes at or above --yes-at, No at or below "
+                                    "--no-at, not asked in between; overall No if any is No, Yes if all are Yes. "
+                                    "--merge prepends an existing critic file's records, so that OUT trains the "
+                                    "critic on both.")
+    lb.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
+    lb.add_argument("--videos", required=True, help="folder of the generated {id}.npy or {id}.mp4")
+    lb.add_argument("--scores", required=True, help="their scores: the JSON 'revise synth score --out' wrote")
+    lb.add_argument("--out", required=True, help="critic records to write (paths in it are relative to its folder)")
+    lb.add_argument("--merge", default=None, help="a critic JSON whose records come first in OUT")
+    lb.add_argument("--yes-at", type=float, default=8.0, help="judge score (1-10) from which a dimension is Yes")
+    lb.add_argument("--no-at", type=float, default=5.0, help="judge score (1-10) up to which a dimension is No")
+    lb.set_defaults(func=cmd_synth_label)
     c = syn.add_parser("critic", help="measure a model's internal critic on critic data",
                        description="Ask the model's critic every question of SPLIT_critic.json (written by "
                                    "'revise synth make --critic'); print accuracy per question and candidate kind.")
@@ -382,6 +398,54 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
     out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver,
                          clip_format=args.format, **sampling)
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_synth_label(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    from .atomic import write_text
+    from .manifest import read_json_list
+    from .synth.critic_data import judged_records
+    from .synth.dataset import load_items
+
+    if not 1.0 <= args.no_at < args.yes_at <= 10.0:
+        raise ReviseInputError(f"need 1 <= --no-at < --yes-at <= 10, got {args.no_at} and {args.yes_at}")
+    data, videos, out = Path(args.data), Path(args.videos), Path(args.out)
+    if not videos.is_dir():
+        raise ReviseInputError(f"video folder {videos} does not exist")
+    load_items(data)                                # a clear error for a file that is not a split
+    split = read_json_list(data, "RVE-Synth split")
+    try:
+        scores = json.loads(Path(args.scores).read_text())
+        rows = [r for r in scores["items"] if r["id"] and (r.get("missing") or all(
+            isinstance(r[m], (int, float)) for m in ("EA", "PC", "GN", "GR")))]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ReviseInputError(f"{args.scores} is not a scores file written by 'revise synth score --out'") from None
+
+    def rebase(rel: str, folder: Path) -> str:      # a path relative to ``folder``, made relative to OUT's folder
+        p = Path(rel)
+        return str(p) if p.is_absolute() else os.path.relpath(folder / p, out.parent)
+
+    clips = {}
+    for r in split:
+        found = next((videos / f"{r['id']}.{ext}" for ext in CLIP_FORMATS if (videos / f"{r['id']}.{ext}").is_file()), None)
+        if found is not None:
+            clips[r["id"]] = os.path.relpath(found, out.parent)
+    split = [{**r, "source_video_path": rebase(r["source_video_path"], data.parent)} for r in split]
+    records = judged_records(split, rows, clips, yes_at=args.yes_at, no_at=args.no_at)
+    merged = []
+    if args.merge:
+        merged = [{**r, **{k: rebase(r[k], Path(args.merge).parent) for k in ("source_video_path", "candidate_video_path")}}
+                  for r in read_json_list(Path(args.merge), "critic data")]
+    write_text(out, json.dumps(merged + records))
+    answers = Counter((r["dimension"] or "overall", r["answer"]) for r in records)
+    asked = sorted({d for d, _ in answers})
+    print(f"{len(records)} questions on {len(clips)} generated clips"
+          + (f" after {len(merged)} merged ones" if merged else "") + f" -> {out}")
+    for d in asked:
+        print(f"  {d}: Yes {answers[(d, 'Yes')]}, No {answers[(d, 'No')]}")
     return 0
 
 

@@ -6,7 +6,12 @@
 #   data    RVE-Synth splits (.npy clips, or FORMAT=mp4)
 #   base    stage 0 (VAE: frames, then clips), then stage 1 (critic, from the preset: it reads
 #           pixels only); 1_base = the critic's folder with the trained VAE
-#   critic  stage 1 alone: from the preset, or continued from CRITIC_FROM (a model folder); then
+#   judged  critic data from a generator's own edits: JUDGE_FROM (default: the shipped model) edits
+#           the critic items, the exact judge scores the edits, and `revise synth label` writes
+#           $DATA/mini-critic/train_critic_judged.json (the made critic data, then these); run the
+#           critic stage with CRITIC_DATA set to that file to train on both
+#   critic  stage 1 alone: from the preset, or continued from CRITIC_FROM (a model folder), on the
+#           config's critic data or CRITIC_DATA; then
 #           1_base = BASE_FROM (default: the shipped model) with the new critic's VLM in it, so that
 #           stage 2 re-fits that generator to the new VLM
 #   sft     stage 2 (SFT_FROM: start from this folder instead of 1_base, to continue a run)
@@ -33,7 +38,8 @@ train() {  # train CONFIG [revise train options]: steps scaled, time-limited, da
     local cfg=$1 steps; shift
     steps=$(python3 -c "import yaml; print(max(1, int(yaml.safe_load(open('$cfg'))['steps'] * $STEP_SCALE)))")
     local batch=(); [ -n "$BATCH" ] && batch=(-e "s#^batch_size:.*#batch_size: $BATCH#")
-    sed -e "s#data/mini#$DATA/mini#" -e "s#runs/mini#$RUNS#g" "${batch[@]}" "$cfg" > "$RUNS/$(basename "$cfg")"
+    local data=(); [ -n "${DATA_FILE:-}" ] && data=(-e "s#^data:.*#data: $DATA_FILE#")
+    sed -e "s#data/mini#$DATA/mini#" -e "s#runs/mini#$RUNS#g" "${batch[@]}" "${data[@]}" "$cfg" > "$RUNS/$(basename "$cfg")"
     local limit=(); [ -n "$TIME_LIMIT" ] && limit=(--time-limit "$TIME_LIMIT")
     stamp "train $cfg $*"
     $REVISE train --config "$RUNS/$(basename "$cfg")" --steps "$steps" "${limit[@]}" --no-resume "$@"
@@ -59,9 +65,19 @@ if has base; then
     cp -r "$RUNS/1_critic/model" "$RUNS/1_base/model"
     rm -rf "$RUNS/1_base/model/vae"; cp -r "$RUNS/0_vae/model/vae" "$RUNS/1_base/model/vae"
 fi
+if has judged; then
+    crit=$DATA/mini-critic
+    stamp "judged edits of the critic items by ${JUDGE_FROM:-revise/assets/models/mini}"
+    $REVISE synth generate --model "${JUDGE_FROM:-revise/assets/models/mini}" --data "$crit/train.json" \
+        --out "$crit/generated" --format "$FORMAT" --batch "${BATCH:-128}"
+    $REVISE synth score --data "$crit/train.json" --videos "$crit/generated" --out "$crit/generated_scores.json" \
+        --workers "$WORKERS"
+    $REVISE synth label --data "$crit/train.json" --videos "$crit/generated" --scores "$crit/generated_scores.json" \
+        --merge "$crit/train_critic.json" --out "$crit/train_critic_judged.json"
+fi
 if has critic; then
     from=(); [ -n "${CRITIC_FROM:-}" ] && from=(--model "$CRITIC_FROM")
-    train configs/mini/1_critic.yaml "${from[@]}"
+    DATA_FILE=${CRITIC_DATA:-} train configs/mini/1_critic.yaml "${from[@]}"
     rm -rf "$RUNS/1_base"; mkdir -p "$RUNS/1_base"
     cp -r "${BASE_FROM:-revise/assets/models/mini}" "$RUNS/1_base/model"
     rm -rf "$RUNS/1_base/model/understanding"

@@ -110,3 +110,64 @@ assert main(["synth", "make", "--n", "1", "--split", "val", "--out", {str(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "| all | 4 | 0 | 10.00 |" in done.stdout, done.stdout     # none missing, EA 10
     assert "PyAV is not installed" in done.stderr
+
+
+def test_label_judged_clips_as_critic_data_that_trains(tmp_path, capsys):
+    """`revise synth label`: generated clips (here the exact targets for half the items, the unedited
+    sources for the rest) become critic records labelled by the judge, merged after the made ones,
+    with paths that resolve from the output's own folder."""
+    from revise.synth.critic_data import judged_records
+    from revise.train.data import TripletData
+
+    out = tmp_path / "synth"
+    assert main(["synth", "make", "--n", "6", "--split", "train", "--seed", "5", "--out", str(out), "--format", "npy",
+                 "--critic"]) == 0
+    records = json.loads((out / "train.json").read_text())
+    videos = tmp_path / "generated"
+    videos.mkdir()
+    for i, r in enumerate(records):
+        kind = "target" if i % 2 == 0 else "source"
+        (videos / f"{r['id']}.npy").write_bytes((out / r[f"{kind}_video_path"]).read_bytes())
+    assert main(["synth", "score", "--data", str(out / "train.json"), "--videos", str(videos),
+                 "--out", str(tmp_path / "scores.json")]) == 0
+    capsys.readouterr()
+    labelled = tmp_path / "elsewhere" / "critic.json"
+    labelled.parent.mkdir()
+    assert main(["synth", "label", "--data", str(out / "train.json"), "--videos", str(videos), "--scores",
+                 str(tmp_path / "scores.json"), "--merge", str(out / "train_critic.json"), "--out", str(labelled)]) == 0
+    assert "questions on 6 generated clips" in capsys.readouterr().out
+    made = json.loads((out / "train_critic.json").read_text())
+    got = json.loads(labelled.read_text())
+    assert got[:len(made)] == [{**r, "source_video_path": "../synth/" + r["source_video_path"],
+                                "candidate_video_path": "../synth/" + r["candidate_video_path"]} for r in made]
+    new = got[len(made):]
+    assert new and {r["kind"] for r in new} == {"generated"}
+    edit = {r["id"]: r["answer"] for r in new if r["dimension"] == "edit_accuracy"}
+    # the exact target: Yes; the unedited source: never Yes (No, or not asked when the judge is unsure)
+    assert all(edit.get(r["id"]) == "Yes" for r in records[0::2])
+    assert all(edit.get(r["id"]) in ("No", None) for r in records[1::2])
+    assert "No" in {edit.get(r["id"]) for r in records[1::2]}
+    data = TripletData(labelled, 17, 64, 64)
+    assert all(data.load(i, ("source", "target")) is not None for i in range(len(data)))
+
+    # the rule itself: Yes at or above yes_at, No at or below no_at, nothing asked in between
+    rec = records[0]
+    row = {"id": rec["id"], "EA": 9.0, "PC": 6.0, "GN": 8.0, "GR": 10.0}
+    qs = {r["dimension"]: r["answer"] for r in judged_records([rec], [row], {rec["id"]: "x.npy"})}
+    assert qs == {"edit_accuracy": "Yes", "generation_naturalness": "Yes", "generation_realism": "Yes"}
+    qs = {r["dimension"]: r["answer"] for r in judged_records([rec], [{**row, "GN": 4.0}], {rec["id"]: "x.npy"})}
+    assert qs[None] == "No" and qs["generation_naturalness"] == "No"
+    assert judged_records([rec], [{**row, "PC": 8.0}], {rec["id"]: "x.npy"})[0]["answer"] == "Yes"
+
+
+def test_label_bad_input(tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert main(["synth", "make", "--n", "2", "--split", "test", "--seed", "1", "--out", str(out)]) == 0
+    (tmp_path / "bad.json").write_text("{}")
+    capsys.readouterr()
+    args = ["synth", "label", "--data", str(out / "test.json"), "--videos", str(out), "--out", str(tmp_path / "o.json")]
+    assert main(args + ["--scores", str(tmp_path / "bad.json")]) == 2
+    assert main(args + ["--scores", str(tmp_path / "bad.json"), "--yes-at", "4"]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 2 and all(l.startswith("revise: error:") for l in err)
+    assert not (tmp_path / "o.json").exists()

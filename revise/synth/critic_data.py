@@ -258,3 +258,49 @@ def half_done_states(item: SynthItem, keep_apart: bool = True) -> list[Scene] | 
         if not keep_apart or not _overlap(item, states):
             return states
     return None
+
+
+# the exact judge's metrics -> the critic's dimension names
+JUDGE_DIMENSIONS = {"EA": "edit_accuracy", "PC": "preservation_consistency", "GN": "generation_naturalness",
+                    "GR": "generation_realism"}
+
+
+def judged_records(split_records: list[dict], scores: list[dict], candidate_paths: dict[str, str],
+                   yes_at: float = 8.0, no_at: float = 5.0) -> list[dict]:
+    """Critic records for clips a model generated, labelled by the exact judge's scores.
+
+    The critic otherwise sees only the exact target and negatives built from the item's scenes,
+    never a generator's output; these records show it those too, so what a generator gets wrong
+    (and what could fool the critic) becomes training data. Per dimension a score of at least
+    ``yes_at`` is Yes and at most ``no_at`` is No; a score in between asks no question. The overall
+    answer is No if any dimension is No, Yes if all four are Yes, else not asked. ``scores`` are the
+    rows of :func:`revise.synth.evaluate.score_split`; ``candidate_paths`` maps an item id to its
+    clip's path as the records should hold it (items without one, or missing, are skipped)."""
+    if not no_at < yes_at:
+        raise ValueError(f"no_at ({no_at}) must be below yes_at ({yes_at})")
+    by_id = {r["id"]: r for r in split_records}
+    out = []
+    for row in scores:
+        rec = by_id.get(row["id"])
+        if rec is None or row.get("missing") or row["id"] not in candidate_paths:
+            continue
+        answers = {}
+        for metric, dim in JUDGE_DIMENSIONS.items():
+            if row[metric] >= yes_at:
+                answers[dim] = "Yes"
+            elif row[metric] <= no_at:
+                answers[dim] = "No"
+        if "No" in answers.values():
+            overall = "No"
+        elif len(answers) == len(JUDGE_DIMENSIONS):
+            overall = "Yes"
+        else:
+            overall = None
+        base = {"id": rec["id"], "kind": "generated", "source_video_path": rec["source_video_path"],
+                "candidate_video_path": candidate_paths[row["id"]], "instruction": rec["instruction"],
+                "type": rec["category"], "subset": rec["subset"], "category": rec["category"],
+                "family": rec["family"]}
+        if overall is not None:
+            out.append({**base, "dimension": None, "answer": overall})
+        out += [{**base, "dimension": dim, "answer": a} for dim, a in answers.items()]
+    return out
