@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
                    help="clip files: mp4 (H.264, default) or npy (uint8 [F, H, W, 3] arrays: exact pixels, written "
                         "and read without a video codec or PyAV, no decoding in training; ~60x the disk space)")
+    m.add_argument("--combos", choices=["train", "val", "test"], default=None,
+                   help="main-object colour/shape combinations of another split (a diagnostic: '--split test "
+                        "--combos train' holds out the phrasings alone, '--split train --combos test' the "
+                        "combinations alone); default: the split's own")
     m.set_defaults(func=cmd_synth_make)
     sc = syn.add_parser("score", help="score generated clips with the exact judge",
                         description="Score VIDEOS/{id}.mp4 (or {id}.npy) for each item of a split with the exact "
@@ -356,7 +360,8 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
     records = make_dataset(args.n, args.split, args.seed, args.out, height=height, width=width, frames=args.frames,
-                           workers=args.workers, critic=args.critic, clip_format=args.format)
+                           workers=args.workers, critic=args.critic, clip_format=args.format,
+                           combo_split=args.combos)
     sheet = contact_sheet_png(records, Path(args.out) / f"{args.split}_sheet.png", height=height, width=width)
     print(f"wrote {len(records)} {args.split} items to {Path(args.out) / (args.split + '.json')} and {sheet} "
           f"in {time.perf_counter() - start:.1f} s")

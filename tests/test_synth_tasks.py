@@ -147,3 +147,17 @@ def test_plan_balanced():
     assert set(fams) == set(FAMILIES)
     with pytest.raises(ValueError):
         plan(1, "dev", 0)
+
+
+def test_combo_split_holds_out_phrasings_and_combinations_separately():
+    """generate_checked(..., combo_split=...): phrasings of one split with the main-object combinations
+    of another, so that the two hold-outs can be measured one at a time."""
+    rng = np.random.default_rng(1)
+    for name, fam in list(FAMILIES.items())[:8]:
+        subset = fam.subsets[0]
+        for split, combo_split in (("test", "train"), ("train", "test")):
+            item = generate_checked(rng, fam, split, subset, combo_split=combo_split)[0]
+            assert phrasing_split(item.phrasing) == split, name
+            assert COMBO_SPLIT[main_combo(item)] == combo_split, name
+    with pytest.raises(ValueError):
+        generate_checked(rng, fam, "test", combo_split="holdout")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from revise.errors import ReviseInputError
 from revise.train.config import TrainConfig
 from revise.train.trainer import Trainer
 from revise.video import write_video
@@ -307,3 +308,23 @@ def test_frozen_parts_are_copied_unrounded_into_the_saved_model(data, tmp_path, 
         (start / "transformer/diffusion_pytorch_model.safetensors").read_bytes()
     from revise import ReviseModel
     ReviseModel.from_pretrained(out)
+
+
+def test_sft_can_train_the_text_encoder_and_saves_it(data, tmp_path, tiny_model):
+    """train_modules: [..., text_encoder] (no cache_text): the generator's loss reaches the T5 encoder,
+    which the saved folder then holds (and a frozen one is copied byte for byte, test above)."""
+    with pytest.raises(ReviseInputError, match="cache_text"):
+        config(data, tmp_path, train_modules=["transformer", "text_encoder"], cache_text=True)
+    start = tiny_model.save_pretrained(tmp_path / "start")
+    t = Trainer(config(data, tmp_path / "run", model=str(start), steps=2, cond_dropout=0.0,
+                       train_modules=["transformer", "text_encoder"]))
+    t5_0, vlm0 = weights(t, "text_encoder"), weights(t, "understanding")
+    t.train()
+    assert changed(t5_0, weights(t, "text_encoder"))
+    assert not changed(vlm0, weights(t, "understanding"))
+    out = t.save_model(tmp_path / "run" / "model")
+    assert (out / "text_encoder/model.safetensors").read_bytes() != (start / "text_encoder/model.safetensors").read_bytes()
+    from revise import ReviseModel
+    saved = ReviseModel.from_pretrained(out).text_encoder.state_dict()
+    trained = t.model.text_encoder.state_dict()
+    assert all(torch.equal(saved[k].float(), trained[k].float()) for k in saved)

@@ -114,9 +114,9 @@ def qa_records(item: SynthItem, rec: dict) -> list[dict]:
 
 
 def _make_one(args) -> tuple[dict, list[dict], list[dict]]:
-    item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic, clip_format = args
+    item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic, clip_format, combo_split = args
     rng = np.random.default_rng([item_seed, SPLITS.index(split)])
-    item, src, tgt = generate_checked(rng, family, split, subset, height=height, width=width)
+    item, src, tgt = generate_checked(rng, family, split, subset, height=height, width=width, combo_split=combo_split)
     item.id = item_id
     if frames != item.frames:
         item.frames = frames
@@ -133,13 +133,15 @@ def _make_one(args) -> tuple[dict, list[dict], list[dict]]:
 
 def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str], height: int = 64,
                  width: int = 64, frames: int = 17, progress: bool = True, workers: int | None = None,
-                 critic: bool = False, clip_format: str = "mp4") -> list[dict]:
+                 critic: bool = False, clip_format: str = "mp4", combo_split: str | None = None) -> list[dict]:
     """Write ``n`` items of ``split`` under ``out_dir`` (see the module docstring); return the records.
-    ``clip_format`` is one of :data:`CLIP_FORMATS`: ``"mp4"`` or ``"npy"``."""
+    ``clip_format`` is one of :data:`CLIP_FORMATS`: ``"mp4"`` or ``"npy"``. ``combo_split`` takes the
+    main-object combinations of another split (see ``tasks.generate_checked``)."""
     check_clip_format(clip_format)
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    jobs = [(*p, split, str(out_dir), height, width, frames, critic, clip_format) for p in plan(n, split, seed)]
+    jobs = [(*p, split, str(out_dir), height, width, frames, critic, clip_format, combo_split)
+            for p in plan(n, split, seed)]
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     bar = _bar(n, split, progress)
     records: list[dict] = []

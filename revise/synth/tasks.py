@@ -751,16 +751,19 @@ def _inside(states) -> bool:
 
 
 def generate_checked(rng: np.random.Generator, family: Family | str, split: str, subset: str | None = None,
-                     height: int = 64, width: int = 64, tries: int = 100):
-    """(item, source clip, target clip) for ``split``; re-samples layouts that fail the checks."""
+                     height: int = 64, width: int = 64, tries: int = 100, combo_split: str | None = None):
+    """(item, source clip, target clip) for ``split``; re-samples layouts that fail the checks.
+    ``combo_split`` takes the main-object combinations of another split (a diagnostic: phrasings
+    held out without the combinations, or the other way round)."""
     from .render import render_clip
     family = FAMILIES[family] if isinstance(family, str) else family
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    combo_split = split if combo_split is None else combo_split
+    if split not in SPLITS or combo_split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r} and {combo_split!r}")
     if subset is None:
         subset = family.subsets[int(rng.integers(len(family.subsets)))]
     allowed = [p for p in range(len(family.phrasings[subset])) if phrasing_split(p) == split]
-    pool = combos(split, family.main_shapes)
+    pool = combos(combo_split, family.main_shapes)
     for _ in range(tries):
         phrasing = allowed[int(rng.integers(len(allowed)))]
         combo = pool[int(rng.integers(len(pool)))]

@@ -13,7 +13,7 @@ from ..errors import ReviseInputError
 
 OBJECTIVES = ("sft", "rwo", "uso", "critic", "qa", "vae")
 MODULES = ("transformer", "visual_context_adapter", "adapter", "vision_head", "context_tokens", "lm_head",
-           "understanding", "vae")
+           "understanding", "vae", "text_encoder")
 
 
 @dataclasses.dataclass
@@ -93,6 +93,8 @@ class TrainConfig:
             raise ReviseInputError(f"{source}: 'data' (a JSON list of training items) is required")
         if self.cache_features and self.objective in ("vae", "critic", "qa"):
             raise ReviseInputError(f"{source}: cache_features serves the generator objectives, not {self.objective}")
+        if self.cache_text and "text_encoder" in self.train_modules:
+            raise ReviseInputError(f"{source}: cache_text needs a frozen text encoder (its features are computed once)")
         if self.cache_features and "vae" in self.train_modules:
             raise ReviseInputError(f"{source}: cache_features needs a frozen VAE (its latents are computed once)")
         if not 0.0 <= self.vae_focus <= 1.0:

@@ -457,13 +457,14 @@ class Trainer:
 PARTS = {"transformer": ["transformer"], "visual_context_adapter": ["visual_context_adapter"],
          "adapter": ["adapter"], "vision_head": ["vision_head"], "vae": ["vae"],
          "understanding": ["understanding"], "lm_head": ["understanding"],
-         "context_tokens": ["special_tokens.safetensors", "unconditioned_context.safetensors"]}
+         "context_tokens": ["special_tokens.safetensors", "unconditioned_context.safetensors"],
+         "text_encoder": ["text_encoder"]}
 
 
 def frozen_parts(train_modules: list[str]) -> list[str]:
-    """The model-folder parts no trained module writes (text encoder and tokenizer never train)."""
+    """The model-folder parts no trained module writes (the tokenizer never trains)."""
     trained = {p for m in train_modules for p in PARTS[m]}
-    return [p for parts in [*PARTS.values(), ["text_encoder", "tokenizer"]] for p in parts if p not in trained]
+    return [p for parts in [*PARTS.values(), ["tokenizer"]] for p in parts if p not in trained]
 
 
 def _metrics_writer(out: Path):
