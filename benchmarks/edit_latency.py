@@ -9,7 +9,8 @@ transformer, steps and guidance (prompt embeddings given, output_type="latent").
 Rows: our pipeline eager (context K/V computed once and the sampler run from its precomputed
 coefficients, as always), then with the fast path (`ReviseEditPipeline.enable_fast_path`) built up:
 compiled blocks with the "auto" attention backend (cuDNN on Hopper), then fused projections, then
-the feed-forward's GELU in the matmul epilogue; each row's edit is compared with the previous row's (same seed). `--profile` adds the GPU time of three
+the feed-forward's GELU in the matmul epilogue, then q, k, v handed to attention as strided views;
+each row's edit is compared with the previous row's (same seed). `--profile` adds the GPU time of three
 denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
 other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 
@@ -226,7 +227,8 @@ def main() -> None:
         # the fast path built up one option at a time (enable_fast_path is idempotent per option)
         steps_up = [("compiled blocks" + mode, dict(fuse_projections=False, fuse_gelu=False, compile_mode=args.compile_mode)),
                     ("+ fused projections", dict(compile=False, fuse_gelu=False)),
-                    ("+ GELU in the matmul epilogue", dict(compile=False))]
+                    ("+ GELU in the matmul epilogue", dict(compile=False)),
+                    ("+ strided attention inputs", dict(compile=False, strided_attention=True))]
         label = "revise"
         for what, options in steps_up:
             pipe.enable_fast_path(**options)

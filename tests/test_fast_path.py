@@ -85,3 +85,25 @@ def test_fused_ffn_gelu_keeps_the_state_dict_and_the_forward():
             h = torch.randn(2, 7, layer.proj.in_features, device="cuda")
             ref = torch.nn.functional.gelu(layer.proj(h), approximate="tanh")
             torch.testing.assert_close(layer(h), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_strided_attention_processors_give_the_same_forward():
+    """StridedSelfAttnProcessor re-implements diffusers' self-attention (projections, q/k norms, RoPE);
+    with the cached context K/V too, the DiT's output must not change (default SDPA off the GPU)."""
+    from revise.models.strided_attention import StridedSelfAttnProcessor, use_strided_attention
+
+    model = ReviseModel.from_preset("tiny", seed=0)
+    dit = model.transformer
+    x, t, context = dit_inputs(model)
+    with torch.no_grad():
+        want = dit(x, t, context, return_dict=False)[0]
+        use_strided_attention(dit)
+        assert all(isinstance(b.attn1.processor, StridedSelfAttnProcessor) and b.attn2.processor.strided
+                   for b in dit.blocks)
+        torch.testing.assert_close(dit(x, t, context, return_dict=False)[0], want)
+        for block in dit.blocks:
+            block.attn1.fuse_projections()
+            block.attn2.fuse_projections()
+        with cached_context_kv(dit, context):
+            got = dit(x, t, context, return_dict=False)[0]
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -19,6 +19,8 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
+from .strided_attention import attend
+
 
 class ContextKVProcessor(WanAttnProcessor):
     """Wan cross-attention with optionally precomputed context keys and values [B, C, heads, head_dim]."""
@@ -26,14 +28,18 @@ class ContextKVProcessor(WanAttnProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.strided = False        # attend on strided views (revise/models/strided_attention.py)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         if self.kv is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         key, value = self.kv
         query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
-                                    backend=self._attention_backend, parallel_config=None)
+        if self.strided and attention_mask is None:
+            out = attend(query, key, value, self._attention_backend)
+        else:
+            out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+                                        backend=self._attention_backend, parallel_config=None)
         out = out.flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..errors import ReviseInputError
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
+from ..models.strided_attention import use_strided_attention
 from ..models.revise_model import ReviseModel
 from .step_plan import StepPlan
 
@@ -75,7 +76,7 @@ class ReviseEditPipeline:
         return self.model.device
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
-                         fuse_projections: bool = True, fuse_gelu: bool = True,
+                         fuse_projections: bool = True, fuse_gelu: bool = True, strided_attention: bool = False,
                          compile_mode: str | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
@@ -84,6 +85,8 @@ class ReviseEditPipeline:
           save it afterwards).
         - ``fuse_gelu``: on a GPU, each feed-forward's first matmul applies its bias and tanh-GELU in
           cuBLASLt's epilogue (``revise/models/fused_ffn.py``); the state dict is unchanged.
+        - ``strided_attention``: attention is handed q, k, v as strided views, not copies
+          (``revise/models/strided_attention.py``); off by default: not yet measured on a GPU.
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
@@ -98,6 +101,8 @@ class ReviseEditPipeline:
                 block.attn2.fuse_projections()
         if fuse_gelu:
             fuse_ffn_gelu(dit)
+        if strided_attention:
+            use_strided_attention(dit)
         if attention == "auto":
             hopper = self.device.type == "cuda" and torch.cuda.get_device_capability(self.device)[0] >= 9
             attention = "_native_cudnn" if hopper else None
