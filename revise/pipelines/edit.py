@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from ..errors import ReviseInputError
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
-from ..models.strided_attention import use_strided_attention
 from ..models.revise_model import ReviseModel
+from ..models.strided_attention import use_strided_attention
 from .step_plan import StepPlan
 
 SOLVERS = ("unipc", "euler")
@@ -86,7 +86,8 @@ class ReviseEditPipeline:
         - ``fuse_gelu``: on a GPU, each feed-forward's first matmul applies its bias and tanh-GELU in
           cuBLASLt's epilogue (``revise/models/fused_ffn.py``); the state dict is unchanged.
         - ``strided_attention``: attention is handed q, k, v as strided views, not copies
-          (``revise/models/strided_attention.py``); off by default: not yet measured on a GPU.
+          (``revise/models/strided_attention.py``); off by default: on an H100 its gain was within
+          the spread between runs (``docs/performance.md``).
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
