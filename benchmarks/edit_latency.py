@@ -9,7 +9,8 @@ transformer, steps and guidance (prompt embeddings given, output_type="latent").
 Rows: our pipeline eager (context K/V computed once and the sampler run from its precomputed
 coefficients, as always), then with the fast path (`ReviseEditPipeline.enable_fast_path`) built up:
 compiled blocks with the "auto" attention backend (cuDNN on Hopper), then fused projections, then
-the feed-forward's GELU in the matmul epilogue, then q, k, v handed to attention as strided views;
+the feed-forward's GELU in the matmul epilogue, then q and k prepared in one pass (RMSNorm, RoPE,
+heads-major layout: `revise/models/norm_rope.py`) and v handed to attention as a strided view;
 each row's edit is compared with the previous row's (same seed). `--profile` adds the GPU time of three
 denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
 other) with each kind's achieved TFLOP/s, and the GPU's idle share.
@@ -67,6 +68,8 @@ ATTENTION = ("self-attn scores and values 4*L^2*d", "cross-attn scores and value
 
 def kernel_kind(name: str) -> str:
     n = name.lower()
+    if "norm_rope" in n:                 # revise/models/norm_rope.py
+        return "q/k norm+RoPE (one-pass kernel)"
     if n.startswith("triton"):           # compiled fusions (their names list the ops they fused)
         return "fused elementwise (compiled)"
     if any(k in n for k in ("fmha", "flash", "attention", "attn", "sdpa", "cudnn_generated")):
@@ -228,7 +231,7 @@ def main() -> None:
         steps_up = [("compiled blocks" + mode, dict(fuse_projections=False, fuse_gelu=False, compile_mode=args.compile_mode)),
                     ("+ fused projections", dict(compile=False, fuse_gelu=False)),
                     ("+ GELU in the matmul epilogue", dict(compile=False)),
-                    ("+ strided attention inputs", dict(compile=False, strided_attention=True))]
+                    ("+ one-pass q/k norm+RoPE, strided attention inputs", dict(compile=False, strided_attention=True))]
         label = "revise"
         for what, options in steps_up:
             pipe.enable_fast_path(**options)

@@ -19,7 +19,7 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .strided_attention import attend
+from .strided_attention import attend, has_rms_norms, prepare
 
 
 class ContextKVProcessor(WanAttnProcessor):
@@ -34,10 +34,11 @@ class ContextKVProcessor(WanAttnProcessor):
         if self.kv is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         key, value = self.kv
-        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        if self.strided and attention_mask is None:
+        if self.strided and attention_mask is None and has_rms_norms(attn):
+            query = prepare(attn.to_q(hidden_states), attn.norm_q, attn.heads)
             out = attend(query, key, value, self._attention_backend)
         else:
+            query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
             out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
                                         backend=self._attention_backend, parallel_config=None)
         out = out.flatten(2, 3).type_as(query)

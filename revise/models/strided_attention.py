@@ -1,15 +1,20 @@
-"""Wan attention that hands cuDNN its q, k, v as strided views instead of copies.
+"""Wan attention whose inputs reach cuDNN without extra passes over memory.
 
 diffusers' ``_native_cudnn`` backend makes q, k and v contiguous in [B, heads, L, head_dim] before
-every call (``x.permute(0, 2, 1, 3).contiguous()``): at the released shapes that is a copy of v (a
-slice of the fused Q/K/V projection) and of the cross-attention query in every block and step
-(`docs/performance.md`). :func:`attend` calls PyTorch's SDPA with the cuDNN kernel on the
-[B, heads, L, head_dim] views of the [B, L, heads, head_dim] tensors, whose last dimension is
-dense; with any other backend it is diffusers' ``dispatch_attention_fn`` unchanged.
+every call (``x.permute(0, 2, 1, 3).contiguous()``), after the q/k RMSNorm and RoPE have each made
+their own passes: at the released shapes these copies and passes take about 5 ms of a 68 ms step on
+an H100 (`docs/performance.md`). Here
+
+- q and k come from :func:`~revise.models.norm_rope.norm_rope`: RMSNorm, RoPE and the heads-major
+  layout in one kernel (a Triton kernel on CUDA, PyTorch elsewhere);
+- v stays a strided view of the fused Q/K/V projection: :func:`attend` calls PyTorch's SDPA with the
+  cuDNN kernel on [B, heads, L, head_dim] views, whose last dimension is dense; with any other
+  backend it is diffusers' ``dispatch_attention_fn`` unchanged.
 
 :class:`StridedSelfAttnProcessor` is diffusers' ``WanAttnProcessor`` for self-attention (Q/K/V,
-q/k RMSNorm, RoPE, attention, output projection) with :func:`attend`; it defers to the stock
-processor for cross-attention, image context, masks and context parallelism.
+q/k RMSNorm, RoPE, attention, output projection) done this way; it defers to the stock processor for
+cross-attention, image context, masks, context parallelism and other q/k norms. The cached-context
+cross-attention (``context_kv.py``) prepares its query the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .norm_rope import norm_rope
 
 
 def is_cudnn(backend) -> bool:
@@ -35,30 +42,29 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, backend=
                                  backend=backend, parallel_config=None)
 
 
-def rotate(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
-    """Wan's RoPE on [B, L, heads, head_dim] (interleaved pairs), as diffusers' processor applies it."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = freqs_cos[..., 0::2], freqs_sin[..., 1::2]
-    out = torch.empty_like(x)
-    out[..., 0::2] = x1 * cos - x2 * sin
-    out[..., 1::2] = x1 * sin + x2 * cos
-    return out.type_as(x)
+def has_rms_norms(attn) -> bool:
+    """Whether ``attn`` normalises q and k with an affine RMSNorm across heads (Wan's ``qk_norm``)."""
+    return all(isinstance(n, torch.nn.RMSNorm) and n.weight is not None for n in (attn.norm_q, attn.norm_k))
+
+
+def prepare(x: torch.Tensor, norm: torch.nn.RMSNorm, heads: int, rotary_emb=None) -> torch.Tensor:
+    """``norm(x)``, RoPE'd when tables are given, as a [B, L, heads, head_dim] view of heads-major storage."""
+    eps = norm.eps if norm.eps is not None else torch.finfo(x.dtype).eps
+    return norm_rope(x, norm.weight, eps, heads, *(rotary_emb or ())).transpose(1, 2)
 
 
 class StridedSelfAttnProcessor(WanAttnProcessor):
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         if (encoder_hidden_states is not None or attention_mask is not None or attn.add_k_proj is not None
-                or self._parallel_config is not None):
+                or self._parallel_config is not None or not has_rms_norms(attn)):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         if getattr(attn, "fused_projections", False):
             query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
         else:
             query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
-        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
+        query = prepare(query, attn.norm_q, attn.heads, rotary_emb)
+        key = prepare(key, attn.norm_k, attn.heads, rotary_emb)
         value = value.unflatten(2, (attn.heads, -1))
-        if rotary_emb is not None:
-            query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
         out = attend(query, key, value, self._attention_backend).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 
