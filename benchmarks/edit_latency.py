@@ -228,10 +228,11 @@ def main() -> None:
         edits = {"eager": pipe(video, instruction, **kw).video}
         mode = f" ({args.compile_mode})" if args.compile_mode else ""
         # the fast path built up one option at a time (enable_fast_path is idempotent per option)
-        steps_up = [("compiled blocks" + mode, dict(fuse_projections=False, fuse_gelu=False, compile_mode=args.compile_mode)),
-                    ("+ fused projections", dict(compile=False, fuse_gelu=False)),
-                    ("+ GELU in the matmul epilogue", dict(compile=False)),
-                    ("+ one-pass q/k norm+RoPE, strided attention inputs", dict(compile=False, strided_attention=True))]
+        off = dict(fuse_projections=False, fuse_gelu=False, fuse_qk_norm_rope=False)
+        steps_up = [("compiled blocks" + mode, dict(off, compile_mode=args.compile_mode)),
+                    ("+ fused projections", dict(off, compile=False, fuse_projections=True)),
+                    ("+ GELU in the matmul epilogue", dict(off, compile=False, fuse_projections=True, fuse_gelu=True)),
+                    ("+ one-pass q/k norm+RoPE (enable_fast_path())", dict(compile=False))]
         label = "revise"
         for what, options in steps_up:
             pipe.enable_fast_path(**options)

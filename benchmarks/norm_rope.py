@@ -7,7 +7,7 @@ heads-major [B, heads, L, head_dim], what cuDNN's attention reads. Rows:
 - "diffusers, compiled": ``norm_q``/``norm_k``, diffusers' ``apply_rotary_emb`` and the backend's
   ``permute(0, 2, 1, 3).contiguous()``, under ``torch.compile``;
 - "norm_rope reference, compiled": ``revise.models.norm_rope.norm_rope_reference`` under ``torch.compile``;
-- "norm_rope kernel": the Triton kernel, eager and compiled.
+- "norm_rope kernel": the Triton kernel, q and k in a launch each or both in one, eager and compiled.
 
 GB/s counts the bytes each row must move at least: q and k read and written once (bf16); the tables
 are under 1% and left out.
@@ -65,21 +65,25 @@ def main() -> None:
     cos, sin = rope(torch.empty(1, 16, frames, 44, 80, device=dev))
     L = cos.shape[1]
     qkv = qkv[:, :L]
-    assert kernel_applies(qkv[..., :d], h, cos, sin), "the kernel does not apply to these inputs"
+    assert kernel_applies(qkv[..., :2 * d], h, 2, cos, sin), "the kernel does not apply to these inputs"
 
-    def ours(fn):
+    def separately(fn):          # q, then k: one launch each
         def run(qkv):
-            q, k, _ = qkv.chunk(3, dim=-1)
-            return (fn(q, norm_q.weight, 1e-6, h, cos, sin), fn(k, norm_k.weight, 1e-6, h, cos, sin))
+            return (fn(qkv[..., :d], [norm_q.weight], 1e-6, h, cos, sin)[0],
+                    fn(qkv[..., d:2 * d], [norm_k.weight], 1e-6, h, cos, sin)[0])
         return run
+
+    def together(fn):            # q and k side by side: one launch
+        return lambda qkv: fn(qkv[..., :2 * d], [norm_q.weight, norm_k.weight], 1e-6, h, cos, sin)
 
     rows = {
         "diffusers, compiled": torch.compile(lambda x: diffusers_prepare(x, norm_q, norm_k, h, cos, sin)),
-        "norm_rope reference, compiled": torch.compile(ours(norm_rope_reference)),
-        "norm_rope kernel": ours(norm_rope),
-        "norm_rope kernel, compiled": torch.compile(ours(norm_rope)),
+        "norm_rope reference, compiled": torch.compile(together(norm_rope_reference)),
+        "norm_rope kernel, q and k separately, compiled": torch.compile(separately(norm_rope)),
+        "norm_rope kernel, q and k in one launch": together(norm_rope),
+        "norm_rope kernel, q and k in one launch, compiled": torch.compile(together(norm_rope)),
     }
-    want = ours(norm_rope_reference)(qkv)
+    want = together(norm_rope_reference)(qkv)
     moved = 2 * 2 * b * L * d * qkv.element_size()          # q and k, each read and written once
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}; B={b} L={L} d={d} heads={h}, "
           f"{moved / 1e6:.0f} MB moved at least per call")

@@ -87,18 +87,18 @@ def test_fused_ffn_gelu_keeps_the_state_dict_and_the_forward():
             torch.testing.assert_close(layer(h), ref, atol=1e-4, rtol=1e-4)
 
 
-def test_strided_attention_processors_give_the_same_forward():
-    """StridedSelfAttnProcessor re-implements diffusers' self-attention (projections, q/k norms, RoPE);
+def test_prepared_attention_processors_give_the_same_forward():
+    """PreparedSelfAttnProcessor re-implements diffusers' self-attention (projections, q/k norms, RoPE);
     with the cached context K/V too, the DiT's output must not change (default SDPA off the GPU)."""
-    from revise.models.strided_attention import StridedSelfAttnProcessor, use_strided_attention
+    from revise.models.attention_inputs import PreparedSelfAttnProcessor, use_prepared_attention_inputs
 
     model = ReviseModel.from_preset("tiny", seed=0)
     dit = model.transformer
     x, t, context = dit_inputs(model)
     with torch.no_grad():
         want = dit(x, t, context, return_dict=False)[0]
-        use_strided_attention(dit)
-        assert all(isinstance(b.attn1.processor, StridedSelfAttnProcessor) and b.attn2.processor.strided
+        use_prepared_attention_inputs(dit)
+        assert all(isinstance(b.attn1.processor, PreparedSelfAttnProcessor) and b.attn2.processor.prepared
                    for b in dit.blocks)
         torch.testing.assert_close(dit(x, t, context, return_dict=False)[0], want)
         for block in dit.blocks:

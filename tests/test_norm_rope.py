@@ -28,26 +28,28 @@ def diffusers_prepare(x, norm, heads, freqs_cos=None, freqs_sin=None):
 
 
 def inputs(heads=3, head_dim=8, frames=2, h=4, w=6, dtype=torch.float32, device="cpu"):
+    """A fused Q/K/V projection [B, L, 3d], q's and k's RMSNorms, diffusers' RoPE tables."""
     torch.manual_seed(0)
     d = heads * head_dim
     length = frames * (h // 2) * (w // 2)
     qkv = torch.randn(2, length, 3 * d, dtype=dtype, device=device)
-    x = qkv[..., d:2 * d]                                      # a strided slice, as of a fused projection
-    norm = torch.nn.RMSNorm(d, eps=1e-6).to(device, dtype)
+    norms = [torch.nn.RMSNorm(d, eps=1e-6).to(device, dtype) for _ in range(2)]
     with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5)
+        for n in norms:
+            n.weight.uniform_(0.5, 1.5)
     cos, sin = WanRotaryPosEmbed(head_dim, (1, 2, 2), 64).to(device)(torch.empty(1, 4, frames, h, w, device=device))
-    return x, norm, cos, sin
+    return qkv, norms, cos, sin
 
 
 @pytest.mark.parametrize("rope", [True, False])
 def test_reference_is_diffusers_norm_rope_and_layout(rope):
-    x, norm, cos, sin = inputs()
+    qkv, (norm_q, norm_k), cos, sin = inputs()
+    d = norm_q.weight.numel()
     tables = (cos, sin) if rope else ()
-    got = norm_rope_reference(x, norm.weight, norm.eps, 3, *tables)
-    want = diffusers_prepare(x, norm, 3, *tables)
-    assert got.shape == (2, 3, x.shape[1], 8) and got.is_contiguous()
-    torch.testing.assert_close(got, want)
+    q, k = norm_rope_reference(qkv[..., :2 * d], [norm_q.weight, norm_k.weight], 1e-6, 3, *tables)
+    assert q.shape == (2, 3, qkv.shape[1], 8) and q.is_contiguous() and k.is_contiguous()
+    torch.testing.assert_close(q, diffusers_prepare(qkv[..., :d], norm_q, 3, *tables))
+    torch.testing.assert_close(k, diffusers_prepare(qkv[..., d:2 * d], norm_k, 3, *tables))
 
 
 KERNEL_CHECK = textwrap.dedent("""
@@ -55,17 +57,23 @@ KERNEL_CHECK = textwrap.dedent("""
     from tests.test_norm_rope import inputs
     from revise.models import norm_rope as nr
 
+    torch.set_grad_enabled(False)              # the kernel's domain (with gradients: the reference)
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
-        x, norm, cos, sin = inputs(dtype=dtype, device=DEVICE)
-        for tables in ((cos, sin), ()):
-            assert nr.kernel_applies(x, 3, *tables)
-            got = nr.norm_rope(x, norm.weight, norm.eps, 3, *tables)
-            want = nr.norm_rope_reference(x, norm.weight, norm.eps, 3, *tables)
-            assert got.dtype == dtype and got.shape == want.shape and got.is_contiguous()
-            torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
-            compiled = torch.compile(lambda t: nr.norm_rope(t, norm.weight, norm.eps, 3, *tables), fullgraph=True)
-            if DEVICE == "cuda":
-                torch.testing.assert_close(compiled(x).float(), want.float(), atol=tol, rtol=tol)
+        qkv, norms, cos, sin = inputs(dtype=dtype, device=DEVICE)
+        d = norms[0].weight.numel()
+        weights = [n.weight for n in norms]
+        for x, ws in ((qkv[..., :2 * d], weights), (qkv[..., d:2 * d], weights[1:])):   # q and k; k alone
+            for tables in ((cos, sin), ()):
+                assert nr.kernel_applies(x, 3, len(ws), *tables)
+                want = nr.norm_rope_reference(x, ws, 1e-6, 3, *tables)
+                runs = [nr.norm_rope(x, ws, 1e-6, 3, *tables)]
+                if DEVICE == "cuda":
+                    runs.append(torch.compile(lambda t: nr.norm_rope(t, ws, 1e-6, 3, *tables), fullgraph=True)(x))
+                for got in runs:
+                    assert len(got) == len(ws)
+                    for g, w in zip(got, want):
+                        assert g.dtype == dtype and g.shape == w.shape and g.is_contiguous()
+                        torch.testing.assert_close(g.float(), w.float(), atol=tol, rtol=tol)
     print("kernel ok")
 """)
 
@@ -79,4 +87,16 @@ def test_triton_kernel_matches_the_reference():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + KERNEL_CHECK], cwd=root, env=env,
                          capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and "kernel ok" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "kernel ok" in res.stdout, (res.stdout + res.stderr)[-3000:]
+
+
+def test_gradients_take_the_reference_path():
+    """The kernel has no backward: with gradients wanted, norm_rope is the differentiable reference."""
+    from revise.models.norm_rope import norm_rope
+
+    qkv, (norm_q, norm_k), cos, sin = inputs()
+    x = qkv[..., :48].detach().requires_grad_()
+    q, k = norm_rope(x, [norm_q.weight, norm_k.weight], 1e-6, 3, cos, sin)
+    (q.square().sum() + k.sum()).backward()
+    assert x.grad is not None and norm_q.weight.grad is not None and norm_k.weight.grad is not None
+    assert x.grad.abs().sum() > 0

@@ -19,7 +19,7 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .strided_attention import attend, has_rms_norms, prepare
+from .attention_inputs import attend, has_rms_norms, prepare
 
 
 class ContextKVProcessor(WanAttnProcessor):
@@ -28,14 +28,14 @@ class ContextKVProcessor(WanAttnProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.strided = False        # attend on strided views (revise/models/strided_attention.py)
+        self.prepared = False       # query prepared in one pass (revise/models/attention_inputs.py)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         if self.kv is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         key, value = self.kv
-        if self.strided and attention_mask is None and has_rms_norms(attn):
-            query = prepare(attn.to_q(hidden_states), attn.norm_q, attn.heads)
+        if self.prepared and attention_mask is None and has_rms_norms(attn):
+            query, = prepare(attn.to_q(hidden_states), (attn.norm_q,), attn.heads)
             out = attend(query, key, value, self._attention_backend)
         else:
             query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))

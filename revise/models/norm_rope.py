@@ -6,7 +6,8 @@ Per block and step, diffusers' Wan attention runs ``norm_q``/``norm_k`` (an RMSN
 released shapes they took 3.7 ms of a 68 ms step on an H100 (`docs/performance.md`).
 
 :func:`norm_rope` does all of it in one read and one write: a Triton kernel on CUDA, one program per
-token row, computing in float32 and writing bf16 straight into the heads-major layout.
+token row, computing in float32 and writing bf16 straight into the heads-major layout. Given the
+fused projection's q and k side by side ([B, L, 2d], two norms), one launch prepares both.
 :func:`norm_rope_reference` is the same computation in PyTorch (the CPU path, and the tests' oracle).
 Inside ``torch.compile`` the kernel is a ``torch.library.triton_op``, so the graph stays whole.
 
@@ -17,6 +18,9 @@ as diffusers' processor does).
 
 from __future__ import annotations
 
+import os
+from typing import Sequence
+
 import torch
 
 try:
@@ -26,78 +30,102 @@ except ImportError:        # CPU-only installs: the PyTorch path below
     triton = None
 
 
-def norm_rope_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, heads: int,
-                        freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None) -> torch.Tensor:
-    """RMSNorm of ``x`` [B, L, d] over d, times ``weight``, then (with tables) RoPE on each head's
-    interleaved pairs; returns [B, heads, L, d / heads] contiguous, in ``x``'s dtype."""
-    y = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps) * weight.float()
-    y = y.unflatten(-1, (heads, -1, 2))                                   # [B, L, H, half, 2]
-    if freqs_cos is not None:
-        length, head_dim = x.shape[1], x.shape[2] // heads
-        c = freqs_cos.reshape(length, head_dim)[None, :, None, 0::2].float()      # [1, L, 1, half]
-        s = freqs_sin.reshape(length, head_dim)[None, :, None, 1::2].float()
-        even, odd = y[..., 0], y[..., 1]
-        y = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
-    return y.flatten(-2).transpose(1, 2).contiguous().to(x.dtype)
+def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
+                        freqs_cos: torch.Tensor | None = None,
+                        freqs_sin: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """``x`` [B, L, G*d] holds G = len(weights) groups (q, or q and k) side by side. Each group is
+    RMS-normed over its d, times its weight, then (with tables) RoPE'd on each head's interleaved
+    pairs; returns G tensors [B, heads, L, d / heads], contiguous, in ``x``'s dtype."""
+    outs = []
+    for x_g, weight in zip(x.chunk(len(weights), dim=-1), weights):
+        y = x_g.float() * torch.rsqrt(x_g.float().pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+        y = y.unflatten(-1, (heads, -1, 2))                                   # [B, L, H, half, 2]
+        if freqs_cos is not None:
+            length, head_dim = x_g.shape[1], x_g.shape[2] // heads
+            c = freqs_cos.reshape(length, head_dim)[None, :, None, 0::2].float()      # [1, L, 1, half]
+            s = freqs_sin.reshape(length, head_dim)[None, :, None, 1::2].float()
+            even, odd = y[..., 0], y[..., 1]
+            y = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
+        outs.append(y.flatten(-2).transpose(1, 2).contiguous().to(x.dtype))
+    return tuple(outs)
 
 
 if triton is not None:
     @triton.jit
-    def _norm_rope_kernel(x_ptr, w_ptr, cos_ptr, sin_ptr, out_ptr, L, stride_b, stride_l, eps,
-                          H: tl.constexpr, H_POW2: tl.constexpr, HEAD_DIM: tl.constexpr, ROPE: tl.constexpr):
+    def _normed_rotated(x, w_ptr, c, s, eps, h, j, mask, H: tl.constexpr, H_POW2: tl.constexpr,
+                        HEAD_DIM: tl.constexpr, ROPE: tl.constexpr):
+        ms = tl.sum(tl.sum(x * x, axis=1), axis=0) / (H * HEAD_DIM)
+        y = x * tl.rsqrt(ms + eps) * tl.load(w_ptr + h * HEAD_DIM + j, mask=mask, other=0.0).to(tl.float32)
+        if ROPE:
+            even, odd = tl.split(tl.reshape(y, (H_POW2, HEAD_DIM // 2, 2)))
+            y = tl.reshape(tl.join(even * c - odd * s, even * s + odd * c), (H_POW2, HEAD_DIM))
+        return y
+
+    @triton.jit
+    def _norm_rope_kernel(x_ptr, w0_ptr, w1_ptr, cos_ptr, sin_ptr, out_ptr, B, L, stride_b, stride_l, eps,
+                          GROUPS: tl.constexpr, H: tl.constexpr, H_POW2: tl.constexpr, HEAD_DIM: tl.constexpr,
+                          ROPE: tl.constexpr):
         row = tl.program_id(0)                    # one token row: batch b, position l
         b = row // L
         pos = row % L
         h = tl.arange(0, H_POW2)[:, None]
         j = tl.arange(0, HEAD_DIM)[None, :]
         mask = (h < H) & (j < HEAD_DIM)
-        x = tl.load(x_ptr + b * stride_b + pos * stride_l + h * HEAD_DIM + j, mask=mask, other=0.0).to(tl.float32)
-        ms = tl.sum(tl.sum(x * x, axis=1), axis=0) / (H * HEAD_DIM)
-        w = tl.load(w_ptr + h * HEAD_DIM + j, mask=mask, other=0.0).to(tl.float32)
-        y = x * tl.rsqrt(ms + eps) * w
+        src = x_ptr + b * stride_b + pos * stride_l + h * HEAD_DIM + j
+        x0 = tl.load(src, mask=mask, other=0.0).to(tl.float32)
+        if GROUPS == 2:                           # k, issued before any arithmetic on q
+            x1 = tl.load(src + H * HEAD_DIM, mask=mask, other=0.0).to(tl.float32)
+        c = 0.0
+        s = 0.0
         if ROPE:
-            even, odd = tl.split(tl.reshape(y, (H_POW2, HEAD_DIM // 2, 2)))
             i = tl.arange(0, HEAD_DIM // 2)[None, :]
             c = tl.load(cos_ptr + pos * HEAD_DIM + 2 * i).to(tl.float32)
             s = tl.load(sin_ptr + pos * HEAD_DIM + 2 * i + 1).to(tl.float32)
-            y = tl.reshape(tl.join(even * c - odd * s, even * s + odd * c), (H_POW2, HEAD_DIM))
-        out = out_ptr + ((b * H + h) * L + pos) * HEAD_DIM + j
-        tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
+        dst = out_ptr + ((b * H + h) * L + pos) * HEAD_DIM + j
+        y0 = _normed_rotated(x0, w0_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
+        tl.store(dst, y0.to(out_ptr.dtype.element_ty), mask=mask)
+        if GROUPS == 2:
+            y1 = _normed_rotated(x1, w1_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
+            tl.store(dst + B * H * L * HEAD_DIM, y1.to(out_ptr.dtype.element_ty), mask=mask)
 
     @torch.library.triton_op("revise::norm_rope", mutates_args=())
-    def _norm_rope_op(x: torch.Tensor, weight: torch.Tensor, eps: float, heads: int,
+    def _norm_rope_op(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, eps: float, heads: int, groups: int,
                       cos: torch.Tensor, sin: torch.Tensor, rope: bool) -> torch.Tensor:
-        batch, length, dim = x.shape
-        head_dim = dim // heads
-        out = torch.empty(batch, heads, length, head_dim, device=x.device, dtype=x.dtype)
+        batch, length, width = x.shape
+        head_dim = width // groups // heads
+        out = torch.empty(groups, batch, heads, length, head_dim, device=x.device, dtype=x.dtype)
+        h_pow2 = triton.next_power_of_2(heads)
+        warps = max(1, min(4, h_pow2 * head_dim // 512))     # no more threads than a row has pairs
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
-            x, weight, cos, sin, out, length, x.stride(0), x.stride(1), eps,
-            H=heads, H_POW2=triton.next_power_of_2(heads), HEAD_DIM=head_dim, ROPE=rope, num_warps=4)
+            x, w0, w1, cos, sin, out, batch, length, x.stride(0), x.stride(1), eps,
+            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, num_warps=warps)
         return out
 
 
-def kernel_applies(x: torch.Tensor, heads: int, freqs_cos: torch.Tensor | None = None,
+def kernel_applies(x: torch.Tensor, heads: int, groups: int = 1, freqs_cos: torch.Tensor | None = None,
                    freqs_sin: torch.Tensor | None = None) -> bool:
     """Whether :func:`norm_rope` runs the Triton kernel: CUDA (or Triton's interpreter), ``x`` with a
-    dense last dimension and a power-of-two head size, contiguous tables."""
-    head_dim = x.shape[-1] // heads
+    dense last dimension, one or two groups with a power-of-two head size, contiguous tables."""
+    head_dim = x.shape[-1] // groups // heads
     tables_ok = freqs_cos is None or all(t.is_contiguous() and t.numel() == x.shape[1] * head_dim
                                          for t in (freqs_cos, freqs_sin))
-    return (triton is not None and x.stride(-1) == 1 and head_dim & (head_dim - 1) == 0 and head_dim >= 2
-            and tables_ok and (x.is_cuda or _interpreting()))
+    return (triton is not None and groups in (1, 2) and x.stride(-1) == 1 and head_dim >= 2
+            and head_dim & (head_dim - 1) == 0 and tables_ok and (x.is_cuda or _interpreting()))
 
 
 def _interpreting() -> bool:
-    import os
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def norm_rope(x: torch.Tensor, weight: torch.Tensor, eps: float, heads: int,
-              freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`norm_rope_reference`, in one kernel where :func:`kernel_applies`."""
-    if not kernel_applies(x, heads, freqs_cos, freqs_sin):
-        return norm_rope_reference(x, weight, eps, heads, freqs_cos, freqs_sin)
+def norm_rope(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
+              freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """:func:`norm_rope_reference`, in one kernel launch where :func:`kernel_applies` and no gradient
+    is wanted (the kernel has no backward: training takes the PyTorch path)."""
+    wants_grad = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
+    if wants_grad or not kernel_applies(x, heads, len(weights), freqs_cos, freqs_sin):
+        return norm_rope_reference(x, weights, eps, heads, freqs_cos, freqs_sin)
     rope = freqs_cos is not None
+    w0, w1 = weights[0], weights[-1]
     if not rope:                                   # unused by the kernel; the op's schema wants tensors
-        freqs_cos = freqs_sin = weight
-    return _norm_rope_op(x, weight, float(eps), heads, freqs_cos, freqs_sin, rope)
+        freqs_cos = freqs_sin = w0
+    return tuple(_norm_rope_op(x, w0, w1, float(eps), heads, len(weights), freqs_cos, freqs_sin, rope).unbind(0))

@@ -18,7 +18,7 @@ from ..errors import ReviseInputError
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
 from ..models.revise_model import ReviseModel
-from ..models.strided_attention import use_strided_attention
+from ..models.attention_inputs import use_prepared_attention_inputs
 from .step_plan import StepPlan
 
 SOLVERS = ("unipc", "euler")
@@ -76,7 +76,7 @@ class ReviseEditPipeline:
         return self.model.device
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
-                         fuse_projections: bool = True, fuse_gelu: bool = True, strided_attention: bool = False,
+                         fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
                          compile_mode: str | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
@@ -85,9 +85,9 @@ class ReviseEditPipeline:
           save it afterwards).
         - ``fuse_gelu``: on a GPU, each feed-forward's first matmul applies its bias and tanh-GELU in
           cuBLASLt's epilogue (``revise/models/fused_ffn.py``); the state dict is unchanged.
-        - ``strided_attention``: attention is handed q, k, v as strided views, not copies
-          (``revise/models/strided_attention.py``); off by default: on an H100 its gain was within
-          the spread between runs (``docs/performance.md``).
+        - ``fuse_qk_norm_rope``: attention's q and k are RMS-normed, RoPE'd and laid out heads-major in
+          one pass (a Triton kernel on the GPU, ``revise/models/norm_rope.py``) and v is handed to
+          attention as a strided view (``revise/models/attention_inputs.py``): no layout copies.
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
@@ -102,8 +102,8 @@ class ReviseEditPipeline:
                 block.attn2.fuse_projections()
         if fuse_gelu:
             fuse_ffn_gelu(dit)
-        if strided_attention:
-            use_strided_attention(dit)
+        if fuse_qk_norm_rope:
+            use_prepared_attention_inputs(dit)
         if attention == "auto":
             hopper = self.device.type == "cuda" and torch.cuda.get_device_capability(self.device)[0] >= 9
             attention = "_native_cudnn" if hopper else None

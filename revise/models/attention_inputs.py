@@ -11,7 +11,7 @@ an H100 (`docs/performance.md`). Here
   cuDNN kernel on [B, heads, L, head_dim] views, whose last dimension is dense; with any other
   backend it is diffusers' ``dispatch_attention_fn`` unchanged.
 
-:class:`StridedSelfAttnProcessor` is diffusers' ``WanAttnProcessor`` for self-attention (Q/K/V,
+:class:`PreparedSelfAttnProcessor` is diffusers' ``WanAttnProcessor`` for self-attention (Q/K/V,
 q/k RMSNorm, RoPE, attention, output projection) done this way; it defers to the stock processor for
 cross-attention, image context, masks, context parallelism and other q/k norms. The cached-context
 cross-attention (``context_kv.py``) prepares its query the same way.
@@ -47,39 +47,43 @@ def has_rms_norms(attn) -> bool:
     return all(isinstance(n, torch.nn.RMSNorm) and n.weight is not None for n in (attn.norm_q, attn.norm_k))
 
 
-def prepare(x: torch.Tensor, norm: torch.nn.RMSNorm, heads: int, rotary_emb=None) -> torch.Tensor:
-    """``norm(x)``, RoPE'd when tables are given, as a [B, L, heads, head_dim] view of heads-major storage."""
-    eps = norm.eps if norm.eps is not None else torch.finfo(x.dtype).eps
-    return norm_rope(x, norm.weight, eps, heads, *(rotary_emb or ())).transpose(1, 2)
+def prepare(x: torch.Tensor, norms, heads: int, rotary_emb=None) -> tuple[torch.Tensor, ...]:
+    """``x`` [B, L, G*d] holds G = len(norms) projections side by side (q, or q and k): each one
+    normed by its RMSNorm, RoPE'd when tables are given, as a [B, L, heads, head_dim] view of
+    heads-major storage. The norms share their eps (Wan's do)."""
+    eps = norms[0].eps if norms[0].eps is not None else torch.finfo(x.dtype).eps
+    outs = norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or ()))
+    return tuple(o.transpose(1, 2) for o in outs)
 
 
-class StridedSelfAttnProcessor(WanAttnProcessor):
+class PreparedSelfAttnProcessor(WanAttnProcessor):
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         if (encoder_hidden_states is not None or attention_mask is not None or attn.add_k_proj is not None
                 or self._parallel_config is not None or not has_rms_norms(attn)):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
-        if getattr(attn, "fused_projections", False):
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        if getattr(attn, "fused_projections", False):      # q and k side by side: one launch for both
+            qkv = attn.to_qkv(hidden_states)
+            query, key = prepare(qkv[..., :2 * attn.inner_dim], (attn.norm_q, attn.norm_k), attn.heads, rotary_emb)
+            value = qkv[..., 2 * attn.inner_dim:]
         else:
-            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        query = prepare(query, attn.norm_q, attn.heads, rotary_emb)
-        key = prepare(key, attn.norm_k, attn.heads, rotary_emb)
-        value = value.unflatten(2, (attn.heads, -1))
-        out = attend(query, key, value, self._attention_backend).flatten(2, 3).type_as(query)
-        return attn.to_out[1](attn.to_out[0](out))
+            query, = prepare(attn.to_q(hidden_states), (attn.norm_q,), attn.heads, rotary_emb)
+            key, = prepare(attn.to_k(hidden_states), (attn.norm_k,), attn.heads, rotary_emb)
+            value = attn.to_v(hidden_states)
+        out = attend(query, key, value.unflatten(2, (attn.heads, -1)), self._attention_backend)
+        return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(query)))
 
 
-def use_strided_attention(transformer) -> None:
-    """Every block's self-attention gets :class:`StridedSelfAttnProcessor`, and its cross-attention a
+def use_prepared_attention_inputs(transformer) -> None:
+    """Every block's self-attention gets :class:`PreparedSelfAttnProcessor`, and its cross-attention a
     ``ContextKVProcessor`` that attends the same way (backends kept)."""
     from .context_kv import ContextKVProcessor
 
     for block in transformer.blocks:
-        for attn, cls in ((block.attn1, StridedSelfAttnProcessor), (block.attn2, ContextKVProcessor)):
+        for attn, cls in ((block.attn1, PreparedSelfAttnProcessor), (block.attn2, ContextKVProcessor)):
             old = attn.processor
             new = old if isinstance(old, cls) else cls()
             new._attention_backend = getattr(old, "_attention_backend", None)
             new._parallel_config = getattr(old, "_parallel_config", None)
             if cls is ContextKVProcessor:
-                new.strided = True
+                new.prepared = True
             attn.set_processor(new)
