@@ -1,4 +1,4 @@
-"""The one-pass q/k preparation (RMSNorm, RoPE, heads-major layout) against diffusers' computation."""
+"""The one-pass q/k preparation (RMSNorm, RoPE) against diffusers' computation."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from revise.models.norm_rope import norm_rope_reference
 
 
 def diffusers_prepare(x, norm, heads, freqs_cos=None, freqs_sin=None):
-    """What diffusers' WanAttnProcessor and its cuDNN backend do to a projected q (or k)."""
+    """What diffusers' WanAttnProcessor does to a projected q (or k) before attention."""
     x = norm(x).unflatten(2, (heads, -1))
     if freqs_cos is not None:
         x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
@@ -24,7 +24,7 @@ def diffusers_prepare(x, norm, heads, freqs_cos=None, freqs_sin=None):
         out[..., 0::2] = x1 * cos - x2 * sin
         out[..., 1::2] = x1 * sin + x2 * cos
         x = out.type_as(x)
-    return x.permute(0, 2, 1, 3).contiguous()
+    return x                                   # [B, L, heads, head_dim]
 
 
 def inputs(heads=3, head_dim=8, frames=2, h=4, w=6, dtype=torch.float32, device="cpu"):
@@ -47,7 +47,7 @@ def test_reference_is_diffusers_norm_rope_and_layout(rope):
     d = norm_q.weight.numel()
     tables = (cos, sin) if rope else ()
     q, k = norm_rope_reference(qkv[..., :2 * d], [norm_q.weight, norm_k.weight], 1e-6, 3, *tables)
-    assert q.shape == (2, 3, qkv.shape[1], 8) and q.is_contiguous() and k.is_contiguous()
+    assert q.shape == (2, qkv.shape[1], 3, 8) and q.is_contiguous() and k.is_contiguous()
     torch.testing.assert_close(q, diffusers_prepare(qkv[..., :d], norm_q, 3, *tables))
     torch.testing.assert_close(k, diffusers_prepare(qkv[..., d:2 * d], norm_k, 3, *tables))
 

@@ -5,11 +5,12 @@ every call (``x.permute(0, 2, 1, 3).contiguous()``), after the q/k RMSNorm and R
 their own passes: at the released shapes these copies and passes take about 5 ms of a 68 ms step on
 an H100 (`docs/performance.md`). Here
 
-- q and k come from :func:`~revise.models.norm_rope.norm_rope`: RMSNorm, RoPE and the heads-major
-  layout in one kernel (a Triton kernel on CUDA, PyTorch elsewhere);
+- q and k come from :func:`~revise.models.norm_rope.norm_rope`: RMSNorm and RoPE in one kernel (a
+  Triton kernel on CUDA, PyTorch elsewhere), token-major [B, L, heads, head_dim];
 - v stays a strided view of the fused Q/K/V projection: :func:`attend` calls PyTorch's SDPA with the
-  cuDNN kernel on [B, heads, L, head_dim] views, whose last dimension is dense; with any other
-  backend it is diffusers' ``dispatch_attention_fn`` unchanged.
+  cuDNN kernel on [B, heads, L, head_dim] views, whose last dimension is dense, and cuDNN writes its
+  output in q's order, so it flattens back to [B, L, d] as a view; with any other backend it is
+  diffusers' ``dispatch_attention_fn`` unchanged.
 
 :class:`PreparedSelfAttnProcessor` is diffusers' ``WanAttnProcessor`` for self-attention (Q/K/V,
 q/k RMSNorm, RoPE, attention, output projection) done this way; it defers to the stock processor for
@@ -49,11 +50,10 @@ def has_rms_norms(attn) -> bool:
 
 def prepare(x: torch.Tensor, norms, heads: int, rotary_emb=None) -> tuple[torch.Tensor, ...]:
     """``x`` [B, L, G*d] holds G = len(norms) projections side by side (q, or q and k): each one
-    normed by its RMSNorm, RoPE'd when tables are given, as a [B, L, heads, head_dim] view of
-    heads-major storage. The norms share their eps (Wan's do)."""
+    normed by its RMSNorm, RoPE'd when tables are given, [B, L, heads, head_dim]. The norms share
+    their eps (Wan's do)."""
     eps = norms[0].eps if norms[0].eps is not None else torch.finfo(x.dtype).eps
-    outs = norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or ()))
-    return tuple(o.transpose(1, 2) for o in outs)
+    return norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or ()))
 
 
 class PreparedSelfAttnProcessor(WanAttnProcessor):

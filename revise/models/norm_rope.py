@@ -1,12 +1,14 @@
 """Wan's attention query/key preparation (RMSNorm over all heads, then RoPE) as one pass over memory.
 
 Per block and step, diffusers' Wan attention runs ``norm_q``/``norm_k`` (an RMSNorm over the full
-``heads * head_dim`` row), then its interleaved-pair RoPE, then (for cuDNN) a copy into the
-[B, heads, L, head_dim] layout. Compiled, that is several passes over each [B, L, d] tensor; at the
-released shapes they took 3.7 ms of a 68 ms step on an H100 (`docs/performance.md`).
+``heads * head_dim`` row), then its interleaved-pair RoPE, then (diffusers' cuDNN backend) a copy
+into the [B, heads, L, head_dim] layout. Compiled, that is several passes over each [B, L, d] tensor;
+at the released shapes they took 3.7 ms of a 68 ms step on an H100 (`docs/performance.md`).
 
 :func:`norm_rope` does all of it in one read and one write: a Triton kernel on CUDA, one program per
-token row, computing in float32 and writing bf16 straight into the heads-major layout. Given the
+token row, computing in float32 and writing [B, L, heads, head_dim] in the input's dtype. cuDNN reads
+that through [B, heads, L, head_dim] strides and writes its output in the same token-major order, so
+neither side needs a layout copy. Given the
 fused projection's q and k side by side ([B, L, 2d], two norms), one launch prepares both.
 :func:`norm_rope_reference` is the same computation in PyTorch (the CPU path, and the tests' oracle).
 Inside ``torch.compile`` the kernel is a ``torch.library.triton_op``, so the graph stays whole.
@@ -35,7 +37,7 @@ def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: f
                         freqs_sin: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """``x`` [B, L, G*d] holds G = len(weights) groups (q, or q and k) side by side. Each group is
     RMS-normed over its d, times its weight, then (with tables) RoPE'd on each head's interleaved
-    pairs; returns G tensors [B, heads, L, d / heads], contiguous, in ``x``'s dtype."""
+    pairs; returns G tensors [B, L, heads, d / heads], contiguous, in ``x``'s dtype."""
     outs = []
     for x_g, weight in zip(x.chunk(len(weights), dim=-1), weights):
         y = x_g.float() * torch.rsqrt(x_g.float().pow(2).mean(-1, keepdim=True) + eps) * weight.float()
@@ -46,7 +48,7 @@ def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: f
             s = freqs_sin.reshape(length, head_dim)[None, :, None, 1::2].float()
             even, odd = y[..., 0], y[..., 1]
             y = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
-        outs.append(y.flatten(-2).transpose(1, 2).contiguous().to(x.dtype))
+        outs.append(y.flatten(-2).contiguous().to(x.dtype))
     return tuple(outs)
 
 
@@ -81,7 +83,7 @@ if triton is not None:
             i = tl.arange(0, HEAD_DIM // 2)[None, :]
             c = tl.load(cos_ptr + pos * HEAD_DIM + 2 * i).to(tl.float32)
             s = tl.load(sin_ptr + pos * HEAD_DIM + 2 * i + 1).to(tl.float32)
-        dst = out_ptr + ((b * H + h) * L + pos) * HEAD_DIM + j
+        dst = out_ptr + ((b * L + pos) * H + h) * HEAD_DIM + j
         y0 = _normed_rotated(x0, w0_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
         tl.store(dst, y0.to(out_ptr.dtype.element_ty), mask=mask)
         if GROUPS == 2:
@@ -93,7 +95,7 @@ if triton is not None:
                       cos: torch.Tensor, sin: torch.Tensor, rope: bool) -> torch.Tensor:
         batch, length, width = x.shape
         head_dim = width // groups // heads
-        out = torch.empty(groups, batch, heads, length, head_dim, device=x.device, dtype=x.dtype)
+        out = torch.empty(groups, batch, length, heads, head_dim, device=x.device, dtype=x.dtype)
         h_pow2 = triton.next_power_of_2(heads)
         warps = max(1, min(4, h_pow2 * head_dim // 512))     # no more threads than a row has pairs
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
