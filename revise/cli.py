@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=32, help="items per batch (default 32)")
     g.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
                    help="output clips: mp4 (default) or npy (uint8 arrays, exact pixels, no codec)")
+    g.add_argument("--x0-sigma", type=float, default=None,
+                   help="instead of edits, the one-step x0 estimates that RWO and USO show the critic: each "
+                        "target noised to this level (0-1) and denoised in one DiT step")
     _add_sampling_args(g)
     g.set_defaults(func=cmd_synth_generate)
     lb = syn.add_parser("label", help="turn a model's judged edits into critic training data",
@@ -392,6 +395,8 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
+    if args.x0_sigma is not None and not 0.0 < args.x0_sigma < 1.0:
+        raise ReviseInputError(f"--x0-sigma must be in (0, 1), not {args.x0_sigma}")
     _quiet_libraries()
     device, dtype = _device_dtype(args.device, args.dtype)
     pipe = ReviseEditPipeline.from_pretrained(args.model, device=device, dtype=dtype, seed=0)
@@ -400,8 +405,14 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
     if args.size is not None:
         sampling["width"], sampling["height"] = args.size
     start = time.perf_counter()
-    out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver,
-                         clip_format=args.format, **sampling)
+    if args.x0_sigma is not None:
+        from .synth.run import x0_estimate_split
+
+        out = x0_estimate_split(pipe.model, args.data, args.out, args.x0_sigma, batch_size=args.batch,
+                                seed=args.seed, clip_format=args.format)
+    else:
+        out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver,
+                             clip_format=args.format, **sampling)
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -8,8 +8,9 @@
 #           pixels only); 1_base = the critic's folder with the trained VAE
 #   judged  critic data from a generator's own edits: JUDGE_FROM (default: the shipped model) edits
 #           the critic items, the exact judge scores the edits, and `revise synth label` writes
-#           $DATA/mini-critic/train_critic_judged.json (the made critic data, then these); run the
-#           critic stage with CRITIC_DATA set to that file to train on both
+#           $DATA/mini-critic/train_critic_judged.json (the made critic data, then these); with
+#           X0_SIGMAS (e.g. "0.3 0.6") also its one-step x0 estimates at those noise levels, the clips
+#           RWO and USO show the critic; run the critic stage with CRITIC_DATA set to that file
 #   critic  stage 1 alone: from the preset, or continued from CRITIC_FROM (a model folder), on the
 #           config's critic data or CRITIC_DATA; then
 #           1_base = BASE_FROM (default: the shipped model) with the new critic's VLM in it, so that
@@ -74,6 +75,15 @@ if has judged; then
         --workers "$WORKERS"
     $REVISE synth label --data "$crit/train.json" --videos "$crit/generated" --scores "$crit/generated_scores.json" \
         --merge "$crit/train_critic.json" --out "$crit/train_critic_judged.json"
+    for s in ${X0_SIGMAS:-}; do     # the one-step x0 estimates RWO and USO show the critic, judged too
+        $REVISE synth generate --model "${JUDGE_FROM:-revise/assets/models/mini}" --data "$crit/train.json" \
+            --out "$crit/x0_$s" --format "$FORMAT" --batch "${BATCH:-128}" --x0-sigma "$s"
+        $REVISE synth score --data "$crit/train.json" --videos "$crit/x0_$s" --out "$crit/x0_${s}_scores.json" \
+            --workers "$WORKERS"
+        $REVISE synth label --data "$crit/train.json" --videos "$crit/x0_$s" --scores "$crit/x0_${s}_scores.json" \
+            --merge "$crit/train_critic_judged.json" --out "$crit/train_critic_judged_x0.json"
+        mv "$crit/train_critic_judged_x0.json" "$crit/train_critic_judged.json"
+    done
 fi
 if has critic; then
     from=(); [ -n "${CRITIC_FROM:-}" ] && from=(--model "$CRITIC_FROM")

@@ -50,6 +50,44 @@ def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size:
 
 
 @torch.no_grad()
+def x0_estimate_split(model, json_path: str | Path, out_dir: str | Path, sigma: float, batch_size: int = 32,
+                      seed: int = 0, progress: bool = True, clip_format: str = "npy") -> Path:
+    """The clips RWO and USO show the critic during training, for every item of a split: its target's
+    latents noised to ``sigma`` (``(1 - sigma) z + sigma * noise``, the noise seeded by (``seed``, the
+    item's position)), the DiT's velocity given the item's conditional context, the one-step estimate
+    ``x0 = x_t - sigma * v`` decoded; written as ``out_dir/{id}.{clip_format}`` (existing ones kept).
+    Judged and labelled (``revise synth label``), they teach the critic the clips it must rate there."""
+    from ..train.objectives import add_noise, x0_estimate
+
+    if not 0.0 < sigma < 1.0:
+        raise ReviseInputError(f"the noise level of x0 estimates must be in (0, 1), not {sigma}")
+    check_clip_format(clip_format)
+    records, root = _records(json_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.{clip_format}").is_file()]
+    d = model.sampling_config
+    f, h, w = d.num_frames, d.height, d.width
+    dit = model.transformer
+    for start in tqdm(range(0, len(todo), batch_size), desc=f"x0 estimates at sigma {sigma}", unit="batch",
+                      disable=not progress):
+        chunk = todo[start:start + batch_size]
+        clips = {k: torch.stack([read_video(root / r[f"{k}_video_path"], f, h, w) for _, r in chunk])
+                 .to(model.device, model.dtype) for k in ("source", "target")}
+        source_latents, z = model.encode_video(clips["source"]), model.encode_video(clips["target"]).float()
+        context, _ = model.build_context(source_latents, clips["source"], [r["instruction"] for _, r in chunk])
+        noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+                             for i, _ in chunk]).to(z.device)
+        sigmas = torch.full((len(chunk),), sigma, device=z.device)
+        x_t = add_noise(z, noise, sigmas)
+        v = dit(x_t.to(dit.dtype), sigmas * 1000, context, return_dict=False)[0].float()
+        out = model.decode_latents(x0_estimate(x_t, v, sigmas).to(model.dtype)).float().cpu()
+        for (_, r), clip in zip(chunk, out):
+            write_video(out_dir / f"{r['id']}.{clip_format}", clip, fps=d.fps)
+    return out_dir
+
+
+@torch.no_grad()
 def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: bool = True) -> dict:
     """The critic's answers on critic data (``revise synth make --critic``): accuracy and balanced
     accuracy per question (overall and each dimension) and per candidate kind (on the overall and the
