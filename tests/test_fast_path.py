@@ -23,12 +23,21 @@ def test_cached_context_kv_gives_the_same_forward_fused_or_not():
     x, t, context = dit_inputs(model)
     with torch.no_grad():
         want = dit(x, t, context, return_dict=False)[0]
+        embedder = dit.condition_embedder.text_embedder
+        calls = []
+        hook = embedder.register_forward_hook(lambda *a: calls.append(1))
         with cached_context_kv(dit, context):
+            assert calls == [1]                     # the context embedded once, here
             assert all(b.attn2.processor.kv is not None for b in dit.blocks)
             # stored heads-major, so that an attention backend's [B, heads, C, d] view needs no copy
             assert all(t.permute(0, 2, 1, 3).is_contiguous() for b in dit.blocks for t in b.attn2.processor.kv)
             got = dit(x, t, context, return_dict=False)[0]
             again = dit(x, t * 0.5, context, return_dict=False)[0]
+            assert calls == [1]                     # not again at each call
+            dit(x, t, context.clone(), return_dict=False)   # another tensor is embedded as usual
+            assert calls == [1, 1]
+        hook.remove()
+        assert dit.condition_embedder.text_embedder is embedder
         assert all(isinstance(b.attn2.processor, ContextKVProcessor) and b.attn2.processor.kv is None
                    for b in dit.blocks)
         torch.testing.assert_close(got, want)

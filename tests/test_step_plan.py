@@ -40,3 +40,18 @@ def test_a_stochastic_sampler_has_no_plan_and_the_loop_steps_it(clip):
         out = pipe.denoise(torch.randn(latents.shape), torch.cat([cond, uncond]), sched, guidance=3.0)
     assert out.shape == latents.shape and torch.isfinite(out).all()
     assert sched.step_index == 4                    # stepped by its own step()
+
+
+def test_plans_are_kept_per_scheduler_settings():
+    def plan(shift, steps, solver="unipc"):
+        sched = make_scheduler(solver, shift=shift)
+        sched.set_timesteps(steps)
+        return StepPlan.from_scheduler(sched)
+
+    first = plan(5.0, 7)
+    assert plan(5.0, 7) is first                    # the same settings: the kept plan
+    for other in (plan(3.0, 7), plan(5.0, 8), plan(5.0, 7, "euler")):
+        assert other is not first and not torch.equal(other.coefficients[-1, :2], first.coefficients[-1, :2])
+    sched = make_scheduler("unipc", shift=5.0)
+    sched.set_timesteps(7)
+    torch.testing.assert_close(StepPlan._build(sched, 1e-5).coefficients, first.coefficients)

@@ -8,6 +8,8 @@ that is 4*C*d^2 FLOPs per block, 4% of a forward, done 40 times for nothing. Ins
 The blocks' cross-attentions get ``ContextKVProcessor``: diffusers' ``WanAttnProcessor`` that takes
 its K/V from ``kv`` when set (and behaves exactly as the stock one when not). It holds them as
 tensors on a plain attribute, so a ``compile_repeated_blocks`` graph stays one graph for all blocks.
+The context's embedding (``condition_embedder.text_embedder``, which the transformer runs on every
+call) is kept as well: inside the block it is computed once, not at every step.
 """
 
 from __future__ import annotations
@@ -61,12 +63,24 @@ def heads_major(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
+class _KeptTextEmbedding(torch.nn.Module):
+    """The text embedder, returning the embedding it was made with when called on that same context."""
+
+    def __init__(self, embedder: torch.nn.Module, context: torch.Tensor, embedded: torch.Tensor):
+        super().__init__()
+        self.embedder, self.context, self.embedded = embedder, context, embedded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedded if x is self.context else self.embedder(x)
+
+
 @contextmanager
 def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
     """Within the block, ``transformer(x, t, context)`` reuses K/V of ``context`` computed here once.
 
-    Every call inside must pass this same ``context``; the K/V are dropped on leaving. Models with
-    image cross-attention (I2V: ``added_kv_proj_dim``) are left as they are.
+    Every call inside must pass this same ``context`` (the same tensor: its embedding is reused
+    too); the K/V are dropped on leaving. Models with image cross-attention (I2V:
+    ``added_kv_proj_dim``) are left as they are.
     """
     blocks = transformer.blocks
     if any(b.attn2.add_k_proj is not None for b in blocks):
@@ -81,8 +95,12 @@ def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
                 processor._attention_backend = getattr(attn.processor, "_attention_backend", None)
                 attn.set_processor(processor)
             attn.processor.kv = tuple(heads_major(t) for t in context_kv(attn, embedded))
+    embedder = transformer.condition_embedder
+    text_embedder = embedder.text_embedder
+    embedder.text_embedder = _KeptTextEmbedding(text_embedder, context, embedded)
     try:
         yield
     finally:
+        embedder.text_embedder = text_embedder
         for block in blocks:
             block.attn2.processor.kv = None
