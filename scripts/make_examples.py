@@ -13,7 +13,7 @@ admit clips left unedited: they keep PC, GN and GR high.) Every candidate's scor
 editing again.
 
     python scripts/make_examples.py --model revise/assets/models/mini --data data/mini-test/test.json \
-        --eval docs/results/run5/mini_eval.json --eval-model 2_sft --report docs/results/run5/example_candidates.json
+        --eval docs/results/run6/mini_eval.json --eval-model 2_sft --report docs/results/run6/example_candidates.json
 """
 
 from __future__ import annotations
