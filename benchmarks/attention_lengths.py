@@ -9,6 +9,10 @@ import time, torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import profile, ProfilerActivity
+if not torch.cuda.is_available():
+    import sys
+    print("error: this benchmark needs a CUDA GPU", file=sys.stderr)
+    sys.exit(2)
 dev = "cuda"; dt = torch.bfloat16; B, H, D = 2, 12, 128
 
 def timeit(fn, iters=50):

@@ -28,6 +28,10 @@ from revise import ReviseEditPipeline, ReviseModel
 from revise.pipelines.edit import make_scheduler
 import torch._inductor.config as icfg
 
+if not torch.cuda.is_available():
+    import sys
+    print("error: this benchmark needs a CUDA GPU", file=sys.stderr)
+    sys.exit(2)
 dev = torch.device("cuda"); dt = torch.bfloat16
 frames, height, width, steps, g, shift = 17, 352, 640, 40, 3.0, 5.0
 r0 = matmul_rate(dev, dt)
