@@ -16,8 +16,8 @@ under each variant (caches off, so each variant compiles afresh):
 
     python benchmarks/inductor_variants.py base wide cdt        # GPU only; logs in benchmarks/results/inductor_variants_h100_*.log
 
-(In the first logged run the "persistent<=2048" variant only widened reductions Inductor marks INNER, which
-these are not, so it compiled the same kernels as base; later runs print each decision.)
+(In the first two logged runs the "persistent" variants only widened reductions Inductor marks INNER, which
+these are not, so they compiled the same kernels as without; from the third run on each decision is printed.)
 """
 import json, os, sys, time
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
