@@ -65,7 +65,9 @@ def main() -> None:
         rows.append((name, split, combos or split, len(items), mean, (lo, hi), source["EA"]))
         print(f"{name}: EA {mean['EA']:.2f} [{lo:.2f}, {hi:.2f}], Overall {mean['overall']:.2f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
-    print(f"\nmodel {args.model}, {args.n} items per set, exact judge, 40 UniPC steps, guidance 3.0, seed 0, {device}")
+    d = pipe.model.sampling_config
+    print(f"\nmodel {args.model}, {args.n} items per set, exact judge, {d.num_inference_steps} UniPC steps, "
+          f"guidance {d.guidance_scale:g} (the model's default), seed 0, {device}")
     print("| set | phrasings of | combinations of | n | EA [95% interval] | PC | GN | GR | Overall | unedited source EA |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, split, combos, n, m, (lo, hi), src in rows:
