@@ -11,8 +11,8 @@ n = 1, 2, 4, ... SEEDS, the mean scores of the candidate kept among the first n 
 - critic, EA:      the highest P(Yes) of the edit-accuracy question
 - judge (oracle):  the highest exact-judge Overall, the best any ranking of these candidates can do
 
-and how often the critic (`--critic-model`: another model's) orders two candidates of one item as the judge's EA does (pairs whose EA
-differs by at least 1). Pick G on val and report test with it:
+and how often the critic (with `--critic-model`, another model's) orders two candidates of one item
+as the judge's EA does (pairs whose EA differs by at least 1). Pick G on val and report test with it:
 
     python benchmarks/sampling_sweep.py --data data/mini-val/val.json --guidance 0 1.5 3 6 --seeds 1
     python benchmarks/sampling_sweep.py --data data/mini-test/test.json --guidance 3 --seeds 8 --json out.json
