@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import ReviseEnvironmentError, ReviseInputError, is_storage_error, storage_error
 from .serve import add_serve_command
 from .synth.dataset import CLIP_FORMATS
+from .synth.floors import INSTRUCTION_MODES
 
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -160,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--videos", required=True, help="folder of {id}.mp4 or {id}.npy, or 'source' / 'target'")
     sc.add_argument("--out", default=None, help="write per-item scores and the summary to this JSON file")
     sc.add_argument("--workers", type=int, default=1, help="scoring processes (default 1)")
+    sc.add_argument("--neutral", default=None, help="the same model's clips for a neutral instruction "
+                    "('synth generate --instructions neutral'): printed as an instruction-blind floor")
+    sc.add_argument("--other", default=None, help="its clips for another item's instruction on the same source "
+                    "('synth generate --instructions other'): a floor, and instruction sensitivity = EA(own) - "
+                    "EA(other)")
     sc.set_defaults(func=cmd_synth_score)
     g = syn.add_parser("generate", help="edit every item of a split with a model (batched, resumable)",
                        description="Edit each item's source clip by its instruction with a model and write "
@@ -171,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=32, help="items per batch (default 32)")
     g.add_argument("--format", choices=CLIP_FORMATS, default="mp4",
                    help="output clips: mp4 (default) or npy (uint8 arrays, exact pixels, no codec)")
+    g.add_argument("--instructions", choices=INSTRUCTION_MODES, default="own",
+                   help="own (default); neutral: every item asked 'Do something.'; other: the next item's "
+                        "instruction of the same source group (the instruction-blind floors)")
     g.add_argument("--x0-sigma", type=float, default=None,
                    help="instead of edits, the one-step x0 estimates that RWO and USO show the critic: each "
                         "target noised to this level (0-1) and denoised in one DiT step")
@@ -384,6 +393,18 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
     print("| --- | --- | --- | " + " | ".join("---" for _ in METRICS) + " |")
     for group, row in result["summary"].items():
         print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
+    if args.neutral or args.other:
+        from .synth.evaluate import floors_report
+
+        result["floors"] = floors_report(args.data, result, args.neutral, args.other, workers=args.workers)
+        print("\n| instruction-blind floors (all items) | EA | Overall |\n| --- | --- | --- |")
+        for name, row in result["floors"]["rows"].items():
+            print(f"| {name} | {row['EA']:.2f} | {row['overall']:.2f} |")
+        if "sensitivity" in result["floors"]:
+            sens = result["floors"]["sensitivity"]
+            lo, hi = sens["interval95"]
+            print(f"instruction sensitivity EA(own) - EA(other): {sens['mean']:.2f} [{lo:.2f}, {hi:.2f}] "
+                  f"over {sens['n']} items")
     if args.out:
         write_text(args.out, json.dumps(result, indent=1))
     return 0
@@ -412,7 +433,7 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
                                 seed=args.seed, clip_format=args.format)
     else:
         out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver,
-                             clip_format=args.format, **sampling)
+                             clip_format=args.format, instructions=args.instructions, **sampling)
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from revise.synth.critic_data import LABELS, _overlap, critic_candidates, half_done_states, part_done_states
-from revise.synth.dataset import plan
 from revise.synth.item import SynthItem
 from revise.synth.judge import DIMENSIONS, overall, parse_frame, score_item
 from revise.synth.render import render, render_clip
@@ -175,19 +174,22 @@ def test_half_done_edit_scores_between_source_and_target(family):
     assert r["source"]["EA"] <= 6
 
 
-@pytest.mark.parametrize("index", [25, 80, 95, 195])   # earlier, harder, tap, day
-def test_generated_target_survives_mp4(tmp_path, index):
+@pytest.mark.parametrize("index, family", [(25, "temporal/earlier"), (80, "causal/harder"), (95, "commonsense/tap"),
+                                           (195, "commonsense/day")])
+def test_generated_target_survives_mp4(tmp_path, index, family):
     """Small objects in colours that differ from the sky only in chroma, a 1-pixel container rim:
     H.264's chroma subsampling blurs them (these scored GN 5-8 or EA 3 before the judge counted
     blurred edges)."""
     from revise.video import read_video, write_video
-    _id, family, subset, _ = plan(200, "test", 0)[index]
-    item = make_item(np.random.default_rng([0, index]), FAMILIES[family], "test", subset)
+    item = make_item(np.random.default_rng([0, index]), FAMILIES[family], "test", "RAVE")
     write_video(tmp_path / "t.mp4", item.target_clip())
     v = read_video(tmp_path / "t.mp4", item.frames, 64, 64)
     clip = ((v.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
     r = score_item(item, clip)
-    assert all(r[k] >= 9.5 for k in DIMENSIONS), (family, {k: r[k] for k in DIMENSIONS})
+    # GR reads compression noise relative to the light level: at night (light 0.3, which RVE-Synth v2
+    # sources can have) an exact target through H.264 reads GR 9.0-9.1 (measured), by day 10
+    assert all(r[k] >= (9.0 if k == "GR" and item.source.light < 0.5 else 9.5) for k in DIMENSIONS), \
+        (family, {k: r[k] for k in DIMENSIONS})
 
 
 def test_still_clip_is_not_frozen_but_a_stutter_is(faster):

@@ -10,12 +10,16 @@ import re
 import numpy as np
 import pytest
 
-from revise.synth.dataset import contact_sheet_png, load_items, make_dataset, plan
-from revise.synth.item import CATEGORIES, SUBSETS
+from revise.errors import ReviseInputError
+from revise.synth.dataset import KIND_SCHEDULE, contact_sheet_png, load_items, make_dataset, plan
+from revise.synth.floors import NEUTRAL_INSTRUCTION, with_instructions
+from revise.synth.item import CATEGORIES, SUBSETS, SynthItem
 from revise.synth.render import render
-from revise.synth.tasks import (COMBO_SPLIT, FAMILIES, MIN_EDIT, SPLITS, Draft, Family, changed_pixels, combos,
-                                edit_size, families_by_category, generate_checked, main_combo, phrasing_split)
-from revise.synth.world import FLOOR, PALETTE, Obj, Scene
+from revise.synth.scenes import KINDS, Retry
+from revise.synth.tasks import (COMBO_SPLIT, FAMILIES, GROUP_SIZE, MIN_EDIT, SPLITS, Draft, Family, changed_pixels,
+                                check_item, combos, edit_size, families_by_category, generate_checked,
+                                generate_group, main_combo, phrasing_split)
+from revise.synth.world import FLOOR, PALETTE, Obj, Scene, simulate
 
 
 def _check_item(item, fam):
@@ -50,14 +54,14 @@ def test_every_family_and_phrasing_generates():
 
 
 def _nudge(step: float):
-    """A builder whose edit moves the main object ``step`` to the right."""
-    def build(rng, combo, subset):
-        colour, shape = combo
-        src = Scene([Obj(f"{colour} {shape}", shape, colour, 0.06, 0.3, FLOOR + 0.06)])
-        tgt = src.copy()
+    """A family whose edit moves a lone object ``step`` to the right."""
+    def edit(rng, src, subset):
+        o = src.scene.obj(src.subject)
+        scene = Scene([Obj(o.name, o.shape, o.colour, 0.06, 0.3, FLOOR + 0.06)])
+        tgt = scene.copy()
         tgt.objects[0].x += step
-        return Draft(src, tgt, [src.objects[0].name], [], {})
-    return Family("spatial/nudge", "spatial", {"RAVE": ("move it",) * 5}, build)
+        return Draft(scene, tgt, [o.name], [], {})
+    return Family("spatial/nudge", "spatial", {"RAVE": ("move it",) * 5}, edit, ("row",))
 
 
 def test_items_must_differ_from_their_source_in_what_the_edit_is_about():
@@ -99,12 +103,15 @@ def test_split_holdout():
 
 
 def test_pushed_twice_as_hard_goes_further():
+    def path(item, scene):          # distance the edited objects travel from the push to the clip's end
+        states = simulate(scene, round(item.source_start * 8) + item.frames)
+        return sum(abs(b.obj(n).x - a.obj(n).x) + abs(b.obj(n).y - a.obj(n).y)
+                   for a, b in zip(states, states[1:]) for n in item.edited)
+
     rng = np.random.default_rng(2)
     for _ in range(5):
         item = generate_checked(rng, "causal/harder", "train", "RAVE")[0]
-        name = item.edited[0]
-        s, t = item.source_states(), item.target_states()
-        assert t[-1].obj(name).x - t[0].obj(name).x > s[-1].obj(name).x - s[0].obj(name).x + 0.02
+        assert path(item, item.target) > path(item, item.source) + 0.02
 
 
 def test_one_second_later_is_frame_eight():
@@ -122,8 +129,8 @@ def test_night_preserves_positions_and_dims():
 
 
 def test_dataset_deterministic(tmp_path):
-    a = make_dataset(8, "val", 7, tmp_path / "a", progress=False, workers=1)
-    b = make_dataset(8, "val", 7, tmp_path / "b", progress=False, workers=2)
+    a = make_dataset(24, "val", 7, tmp_path / "a", progress=False, workers=1)
+    b = make_dataset(24, "val", 7, tmp_path / "b", progress=False, workers=2)
     assert (tmp_path / "a" / "val.json").read_bytes() == (tmp_path / "b" / "val.json").read_bytes()
     for rec in a:
         for key in ("source_video_path", "target_video_path"):
@@ -137,16 +144,98 @@ def test_dataset_deterministic(tmp_path):
     assert json.loads((tmp_path / "a" / "val.json").read_text())[0]["id"] == "val-00000"
     contact_sheet_png(items, tmp_path / "sheet.png", max_items=2)
     assert (tmp_path / "sheet.png").stat().st_size > 0
+    # item i does not depend on n
+    c = make_dataset(7, "val", 7, tmp_path / "c", progress=False, workers=1)
+    assert [r["instruction"] for r in c] == [r["instruction"] for r in a[:7]]
+
+
+def test_groups_share_a_source_and_lead_to_different_targets(tmp_path):
+    recs = make_dataset(27, "test", 3, tmp_path, progress=False, workers=1)
+    groups = {}
+    for r in recs:
+        groups.setdefault(r["group"], []).append(r)
+    assert len(groups) == 9 and all(len(g) == GROUP_SIZE for g in groups.values())
+    for members in groups.values():
+        assert len({m["source_video_path"] for m in members}) == 1
+        assert len({m["family"] for m in members}) == len(members)
+        items = [SynthItem.from_dict(m) for m in members]
+        clips = [it.source_clip() for it in items]
+        assert all((c == clips[0]).all() for c in clips)                      # one source clip
+        targets = [it.target_clip() for it in items]
+        for i in range(len(targets)):
+            for j in range(i):
+                assert changed_pixels(targets[i], targets[j]) >= 150          # different targets
+    assert {m["kind"] for m in recs} == set(KIND_SCHEDULE)
 
 
 def test_plan_balanced():
-    p = plan(len(FAMILIES) * 8, "train", 0)
-    fams = [f for _, f, _, _ in p]
-    cats = [FAMILIES[f].category for f in fams]
-    assert all(cats.count(c) == len(p) // 4 for c in CATEGORIES)
-    assert set(fams) == set(FAMILIES)
+    recs = [item for j in range(36) for item in generate_group(np.random.default_rng([j, 1]),
+                                                              KIND_SCHEDULE[j % len(KIND_SCHEDULE)], "train")[0]]
+    cats = [r.category for r in recs]
+    assert all(cats.count(c) >= 0.12 * len(recs) for c in CATEGORIES), cats
+    p = plan(10, "train", 0)
+    assert [t for *_, t in p] == [3, 3, 3, 1]
     with pytest.raises(ValueError):
         plan(1, "dev", 0)
+
+
+def _source(rng, kind, combo=("red", "square")):
+    while True:
+        try:
+            return KINDS[kind](rng, combo)
+        except Retry:
+            pass
+
+
+def test_scenes_allow_opposite_edits():
+    """The scene does not give the edit away: a dusk tank scene can be darkened or brightened, and the
+    tank filled or drained; the mild ice scene can freeze or melt."""
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(60):
+        src = _source(rng, "tank")
+        for name in ("commonsense/tap", "commonsense/drain", "commonsense/night", "commonsense/day"):
+            try:
+                item = FAMILIES[name].generate(rng, 0, ("red", "square"), "RAVE", src)
+            except Retry:
+                continue
+            if check_item(item, FAMILIES[name]) is not None:
+                seen.add(name)
+                if name == "commonsense/drain":
+                    s, t = item.source_states(), item.target_states()
+                    assert t[-1].containers[0].level < s[-1].containers[0].level - 0.2
+        if len(seen) == 4:
+            break
+    assert len(seen) == 4, seen
+    src = _source(rng, "ice")
+    for name in ("commonsense/sun", "commonsense/freeze"):
+        assert check_item(FAMILIES[name].generate(rng, 0, ("red", "square"), "RAVE", src), FAMILIES[name])
+
+
+def test_test_phrasings_use_words_training_never_shows():
+    def words(t):
+        return set(re.findall(r"[a-z]+", re.sub(r"\{\w+\}", " ", t.lower())))
+
+    train_words = set().union(*(words(t) for fam in FAMILIES.values() for templates in fam.phrasings.values()
+                                for p, t in enumerate(templates) if phrasing_split(p) == "train"))
+    for name, fam in FAMILIES.items():
+        for subset, templates in fam.phrasings.items():
+            assert len(templates) == 10, (name, subset)
+            assert words(templates[9]) - train_words, (name, subset, templates[9])
+
+
+def test_instruction_floors_swap_within_groups(tmp_path):
+    recs = make_dataset(6, "val", 0, tmp_path, progress=False, workers=1)
+    assert {r["instruction"] for r in with_instructions(recs, "neutral")} == {NEUTRAL_INSTRUCTION}
+    other = with_instructions(recs, "other")
+    for r, o in zip(recs, other):
+        assert o["instruction"] != r["instruction"] and o["source_video_path"] == r["source_video_path"]
+        assert o["instruction"] in {x["instruction"] for x in recs if x["group"] == r["group"]}
+    assert with_instructions(recs, "own") == recs
+    with pytest.raises(ReviseInputError, match="groups"):
+        with_instructions([{**r, "group": ""} for r in recs], "other")
+    with pytest.raises(ReviseInputError):
+        with_instructions(recs, "blank")
 
 
 def test_combo_split_holds_out_phrasings_and_combinations_separately():

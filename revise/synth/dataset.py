@@ -8,12 +8,15 @@ clip (critic candidates too) is a ``.npy`` uint8 ``[F, H, W, 3]`` array instead 
 pixels, no video codec needed to write or read it (no PyAV), no decoding in training; but a 17-frame
 64x64 clip takes 209 KB on disk (its mp4 about 3.5 KB).
 
-Item ``i`` takes category ``CATEGORIES[i % 4]`` and, within it, the families in turn (and for a
-family with both subsets, RAVE and ICVG in turn), so categories and families are balanced. Its
-random stream is ``default_rng([child_i, split])`` where ``child_i`` is drawn from
-``default_rng(seed)``: the same (n, split, seed) gives bit-identical JSON and videos, and item ``i``
-does not depend on ``n``. Items are made in a pool of worker processes (2 by default), each item
-generated, rendered and encoded by one worker.
+Items come in groups of ``GROUP_SIZE`` that share one source clip (RVE-Synth v2,
+:func:`revise.synth.tasks.generate_group`): group ``j`` takes the scene kind ``KIND_SCHEDULE[j % 9]``
+(motion three times in nine, row twice, wall, collision, ice and tank once: each category 15-30% of
+the items),
+and its items are items ``GROUP_SIZE * j ...`` of the split, recorded with ``group`` (``{split}-g{j}``)
+and a ``source_video_path`` shared by the group. Group ``j``'s random stream is
+``default_rng([child_j, split])`` where ``child_j`` is drawn from ``default_rng(seed)``: the same
+(n, split, seed) gives bit-identical JSON and videos, and item ``i`` does not depend on ``n``. Groups
+are made in a pool of worker processes (2 by default), each group by one worker.
 
 With ``critic=True`` it also writes the critic data (:mod:`revise.synth.critic_data`): each item's
 candidates as ``videos/{id}_cand_{kind}.mp4`` or ``.npy`` (the target and source candidates reuse
@@ -40,7 +43,7 @@ from ..manifest import build, read_json_list
 from ..video import write_image, write_video
 from .item import CATEGORIES, SynthItem
 from .render import contact_sheet
-from .tasks import FAMILIES, SPLITS, families_by_category, generate_checked
+from .tasks import GROUP_SIZE, SPLITS, generate_group
 
 #: Clip file formats (suffixes without the dot) :func:`make_dataset` writes; the first is the default.
 CLIP_FORMATS = ("mp4", "npy")
@@ -53,20 +56,17 @@ def check_clip_format(clip_format: str) -> str:
     return clip_format
 
 
-def plan(n: int, split: str, seed: int) -> list[tuple[str, str, str, int]]:
-    """(id, family, subset, item seed) of each of the ``n`` items."""
+KIND_SCHEDULE = ("motion", "row", "motion", "wall", "ice", "motion", "row", "collision", "tank")
+
+
+def plan(n: int, split: str, seed: int) -> list[tuple[str, str, int, int]]:
+    """(group id, scene kind, group seed, items taken) of each group that makes the ``n`` items."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    by_cat = families_by_category()
-    seeds = np.random.default_rng(seed).integers(0, 2**63 - 1, size=n)
-    out = []
-    for i in range(n):
-        fams = by_cat[CATEGORIES[i % len(CATEGORIES)]]
-        turn = i // len(CATEGORIES)
-        fam = FAMILIES[fams[turn % len(fams)]]
-        subset = fam.subsets[(turn // len(fams)) % len(fam.subsets)]
-        out.append((f"{split}-{i:05d}", fam.name, subset, int(seeds[i])))
-    return out
+    groups = -(-n // GROUP_SIZE)
+    seeds = np.random.default_rng(seed).integers(0, 2**63 - 1, size=groups)
+    return [(f"{split}-g{j:05d}", KIND_SCHEDULE[j % len(KIND_SCHEDULE)], int(seeds[j]),
+             min(GROUP_SIZE, n - GROUP_SIZE * j)) for j in range(groups)]
 
 
 # critic_data's label names -> the critic's dimension names
@@ -113,22 +113,31 @@ def qa_records(item: SynthItem, rec: dict) -> list[dict]:
     return [{**base, "kind": key, "question": QA_QUESTIONS[key], "answer": ans} for key, ans in answers.items()]
 
 
-def _make_one(args) -> tuple[dict, list[dict], list[dict]]:
-    item_id, family, subset, item_seed, split, out_dir, height, width, frames, critic, clip_format, combo_split = args
-    rng = np.random.default_rng([item_seed, SPLITS.index(split)])
-    item, src, tgt = generate_checked(rng, family, split, subset, height=height, width=width, combo_split=combo_split)
-    item.id = item_id
-    if frames != item.frames:
-        item.frames = frames
-        src, tgt = item.source_clip(height, width), item.target_clip(height, width)
-    rel_src, rel_tgt = f"videos/{item_id}_source.{clip_format}", f"videos/{item_id}_target.{clip_format}"
-    write_video(Path(out_dir) / rel_src, src, fps=8)
-    write_video(Path(out_dir) / rel_tgt, tgt, fps=8)
-    d = item.to_dict()
-    d.update(id=item_id, source_video_path=rel_src, target_video_path=rel_tgt, type=item.category,
-             height=height, width=width)
-    crit = _critic_records(item, d, item_seed, split, Path(out_dir), height, width, clip_format) if critic else []
-    return d, crit, qa_records(item, d) if critic else []
+def _make_group(args) -> tuple[list[dict], list[dict], list[dict]]:
+    group, kind, group_seed, take, split, out_dir, height, width, frames, critic, clip_format, combo_split = args
+    rng = np.random.default_rng([group_seed, SPLITS.index(split)])
+    items, src, targets = generate_group(rng, kind, split, height=height, width=width, combo_split=combo_split)
+    first = GROUP_SIZE * int(group.rsplit("-g", 1)[1])
+    rel_src = f"videos/{group}_source.{clip_format}"
+    records, critic_records, qa = [], [], []
+    for k, (item, tgt) in enumerate(zip(items[:take], targets)):
+        item.id, item.group = f"{split}-{first + k:05d}", group
+        if frames != item.frames:
+            item.frames = frames
+            src, tgt = item.source_clip(height, width), item.target_clip(height, width)
+        if k == 0:
+            write_video(Path(out_dir) / rel_src, src, fps=8)
+        rel_tgt = f"videos/{item.id}_target.{clip_format}"
+        write_video(Path(out_dir) / rel_tgt, tgt, fps=8)
+        d = item.to_dict()
+        d.update(source_video_path=rel_src, target_video_path=rel_tgt, type=item.category, height=height,
+                 width=width)
+        records.append(d)
+        if critic:
+            critic_records += _critic_records(item, d, group_seed + k, split, Path(out_dir), height, width,
+                                              clip_format)
+            qa += qa_records(item, d)
+    return records, critic_records, qa
 
 
 def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str], height: int = 64,
@@ -148,18 +157,18 @@ def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str],
     critic_records: list[dict] = []
     qa: list[dict] = []
     if workers <= 1 or n < 8:
-        results = map(_make_one, jobs)
+        results = map(_make_group, jobs)
         pool = None
     else:
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         pool = ProcessPoolExecutor(workers, mp_context=ctx)
-        results = pool.map(_make_one, jobs, chunksize=8)
+        results = pool.map(_make_group, jobs, chunksize=4)
     try:
-        for rec, crit, questions in results:
-            records.append(rec)
+        for recs, crit, questions in results:
+            records += recs
             critic_records += crit
             qa += questions
-            bar.update(1)
+            bar.update(len(recs))
     finally:
         if pool is not None:
             pool.shutdown()

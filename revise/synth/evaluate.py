@@ -82,3 +82,21 @@ def summarize(rows: list[dict]) -> dict:
             groups[key].append(filled)
     return {k: {"n": len(v), "missing": sum(bool(r.get("missing")) for r in v),
                 **{m: float(np.mean([r[m] for r in v])) for m in METRICS}} for k, v in sorted(groups.items())}
+
+
+def floors_report(json_path: str | Path, own: dict, neutral: str | Path | None = None,
+                  other: str | Path | None = None, workers: int = 1, progress: bool = True) -> dict:
+    """The model's own-instruction scores (``own``: :func:`score_split`'s result) beside the
+    instruction-blind floors (:mod:`revise.synth.floors`): ``{"rows": {"source" | "neutral" | "other" |
+    "own": summary of all items}, "sensitivity": EA(own) - EA(other), paired, with its interval}``;
+    ``neutral`` and ``other`` are folders generated with ``revise synth generate --instructions
+    neutral`` / ``other`` (left out: not reported)."""
+    from .floors import paired_difference
+
+    runs = {"source": "source", "neutral": neutral, "other": other}
+    results = {k: score_split(json_path, v, progress=progress, workers=workers) for k, v in runs.items() if v}
+    results["own"] = own
+    out: dict = {"rows": {k: r["summary"]["all"] for k, r in results.items()}}
+    if "other" in results:
+        out["sensitivity"] = paired_difference(results["own"]["items"], results["other"]["items"])
+    return out

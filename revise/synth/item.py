@@ -31,6 +31,9 @@ class SynthItem:
     preserve: list[str] = dataclasses.field(default_factory=list)   # objects that must not change
     scene_edit: list[str] = dataclasses.field(default_factory=list) # scene properties changed: "light", ...
     frames: int = 17
+    subject: str = ""          # the source's subject (its combination decides the split); "" before v2
+    kind: str = ""             # the source's scene kind (scenes.KINDS); "" before v2
+    group: str = ""            # items of one group share their source clip; "" before v2
 
     def source_states(self) -> list[Scene]:
         return simulate(self.source, self.frames, self.source_start)

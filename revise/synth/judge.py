@@ -522,18 +522,39 @@ _MASK_CLASSES = {"walls": ("wall",), "wall": ("wall",), "containers": ("containe
 def _scene_err(prop: str, ref: ParsedFrame, cand: ParsedFrame, target: Scene, got_light: float | None,
                cand_match: dict[str, Detection | None], ref_match: dict[str, Detection | None]) -> float:
     """How far one frame is from the target's in one scene property (0: the same): the light level;
-    the puddle width plus the ice cubes' errors; or the mismatch of the property's pixel masks."""
+    the puddle width plus the ice cubes' errors; the water height in the tanks; or the mismatch of the
+    property's pixel masks."""
     if prop == "light":
         return 1.0 if got_light is None else abs(got_light - target.light)
     if prop in _TEMPERATURE:
         ice = [_edit_err(ref_match.get(o.name), cand_match.get(o.name), (o.x, o.y) if o.present else None, cand)
                for o in target.objects if o.material == "ice"]
         return abs(cand.puddle - ref.puddle) + (float(np.mean(ice)) if ice else 0.0)
+    if prop in ("containers", "container") and target.containers:
+        return float(np.mean([abs(_water_height(cand, c) - _water_height(ref, c)) for c in target.containers]))
     if prop in _MASK_CLASSES:          # a container and its water as one mask: a 1-pixel rim blurs away
         idx = [_CLS[c] for c in _MASK_CLASSES[prop]]
         return _mask_err(np.isin(ref.labels, idx), np.isin(cand.labels, idx))
     return float(np.mean([_mask_err(ref.labels == _CLS[c], cand.labels == _CLS[c])     # unknown property:
                           for c in BACKGROUND_CLASSES]))                                # each background class
+
+
+def _water_height(frame: ParsedFrame, c) -> float:
+    """Height (world units) of the water column inside where container ``c`` stands in the target:
+    the rows above the floor whose pixels across the tank's inside are mostly water. A tank
+    drawn elsewhere, or empty, reads 0 there."""
+    h, w = frame.labels.shape
+    ys = _rows_y(h)
+    inner = c.width / 2 - 0.02                     # inside the rim, away from its blurred edge
+    cols = np.flatnonzero(np.abs((np.arange(w) + 0.5) / w - c.x) <= inner)
+    rows = np.flatnonzero((ys > FLOOR) & (ys <= FLOOR + c.height))
+    if not len(cols) or not len(rows):
+        return 0.0
+    water = (frame.labels[np.ix_(rows, cols)] == _CLS["water"]).mean(1) >= 0.5
+    return float(water.sum() / h)
+
+
+WATER_TOL, WATER_SCALE, WATER_EXACT_PX = 0.03, 0.05, 1.5    # a tank's water height: PC tolerance, scale; EA (pixels)
 
 
 def _scene_tols(prop: str, exact: float) -> tuple[float, float, float]:
@@ -543,6 +564,8 @@ def _scene_tols(prop: str, exact: float) -> tuple[float, float, float]:
         return LIGHT_TOL, LIGHT_SCALE, LIGHT_EXACT
     if prop in _TEMPERATURE:
         return PUDDLE_TOL, PUDDLE_SCALE, PUDDLE_EXACT_PX * exact
+    if prop in ("containers", "container"):
+        return WATER_TOL, WATER_SCALE, WATER_EXACT_PX * exact
     return MASK_TOL, MASK_SCALE, MASK_EXACT
 
 

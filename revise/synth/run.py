@@ -15,6 +15,7 @@ from ..critic import QA_PROMPT, Critic
 from ..errors import ReviseInputError
 from ..video import read_video, write_video
 from .dataset import check_clip_format
+from .floors import with_instructions
 
 
 def _records(json_path: str | Path) -> tuple[list[dict], Path]:
@@ -25,13 +26,15 @@ def _records(json_path: str | Path) -> tuple[list[dict], Path]:
 
 
 def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size: int = 32, seed: int = 0,
-                   progress: bool = True, clip_format: str = "mp4", **sampling) -> Path:
+                   progress: bool = True, clip_format: str = "mp4", instructions: str = "own", **sampling) -> Path:
     """Edit every item's source clip by its instruction; write ``out_dir/{id}.mp4`` (``clip_format``
     ``"npy"``: ``{id}.npy`` arrays, no codec). Items whose output exists already are skipped, so a
     killed run resumes. Each item's noise is seeded by (``seed``, its position in the split), so the
-    result depends on ``batch_size`` only by float rounding."""
+    result depends on ``batch_size`` only by float rounding. ``instructions`` ``"neutral"`` or
+    ``"other"`` edits with an instruction-blind floor's instructions instead (:mod:`revise.synth.floors`)."""
     check_clip_format(clip_format)
     records, root = _records(json_path)
+    records = with_instructions(records, instructions)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.{clip_format}").is_file()]

@@ -73,7 +73,7 @@ class Container:
     width: float
     height: float
     level: float = 0.0         # water level as a fraction of the height
-    fill_rate: float = 0.0     # fraction per second (a tap above it when > 0)
+    fill_rate: float = 0.0     # fraction per second (a tap above it when > 0, an open drain when < 0)
 
 
 @dataclasses.dataclass
@@ -171,7 +171,7 @@ def _substep(scene: Scene, dt: float) -> None:
     if scene.temperature == "cold" and scene.puddle > 0:
         scene.puddle = max(0.0, scene.puddle - FREEZE_RATE * dt * scene.puddle)
     for c in scene.containers:
-        c.level = min(1.0, c.level + c.fill_rate * dt)
+        c.level = min(1.0, max(0.0, c.level + c.fill_rate * dt))
 
 
 def _collide(objs: list[Obj]) -> None:

@@ -1,0 +1,56 @@
+"""Instruction-blind floors: what a model scores without reading the instruction.
+
+The unedited source is one floor. Two more come from the model itself, on the same items:
+
+* ``neutral``: every item's instruction replaced by :data:`NEUTRAL_INSTRUCTION`;
+* ``other``: every item's instruction replaced by the instruction of the next item of its group
+  (RVE-Synth v2 groups share one source clip, :mod:`revise.synth.tasks`), so the model edits the same
+  clip, asked for something else.
+
+A model that ignores the instruction scores the same under all three; *instruction sensitivity* is
+EA(own instruction) - EA(other instruction, same source), paired by item.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..errors import ReviseInputError
+
+NEUTRAL_INSTRUCTION = "Do something."
+INSTRUCTION_MODES = ("own", "neutral", "other")
+
+
+def with_instructions(records: list[dict], mode: str) -> list[dict]:
+    """``records`` (a split's items) with their instructions replaced as ``mode`` says."""
+    if mode not in INSTRUCTION_MODES:
+        raise ReviseInputError(f"instructions must be one of {', '.join(INSTRUCTION_MODES)}, not {mode!r}")
+    if mode == "own":
+        return records
+    if mode == "neutral":
+        return [{**r, "instruction": NEUTRAL_INSTRUCTION} for r in records]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        groups[r.get("group") or ""].append(i)
+    if "" in groups or any(len(v) < 2 for v in groups.values()):
+        raise ReviseInputError("'other' instructions need a split whose items come in groups of two or more "
+                               "that share a source (RVE-Synth v2, 'revise synth make')")
+    out = list(records)
+    for members in groups.values():
+        for k, i in enumerate(members):
+            out[i] = {**records[i], "instruction": records[members[(k + 1) % len(members)]]["instruction"]}
+    return out
+
+
+def paired_difference(own: list[dict], other: list[dict], metric: str = "EA") -> dict:
+    """Mean of ``own[metric] - other[metric]`` over the items both scored (paired by id), with a 95%
+    bootstrap interval."""
+    from .run import bootstrap_interval
+
+    by_id = {r["id"]: r for r in other if not r.get("missing")}
+    diffs = [r[metric] - by_id[r["id"]][metric] for r in own if not r.get("missing") and r["id"] in by_id]
+    if not diffs:
+        raise ReviseInputError("no item was scored under both instructions")
+    return {"mean": float(np.mean(diffs)), "interval95": bootstrap_interval(diffs), "n": len(diffs)}

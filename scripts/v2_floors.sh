@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# RVE-Synth v2's instruction-blind floors (docs/results.md, "RVE-Synth v2"): a model's edits with its own
+# instruction, with a neutral one ("Do something.") and with another item's instruction on the same source,
+# scored by the exact judge beside the unedited source; and the same for two SFT runs continued from the
+# shipped model on v2 for the same time: one with the items' instructions, one with every instruction
+# replaced by the neutral one (a model that cannot read the instruction).
+#
+#   STAGES="data shipped" bash scripts/v2_floors.sh          # the shipped model's floors on v2
+#   STAGES="sft blind floors" TIME_LIMIT=180 bash scripts/v2_floors.sh
+set -euo pipefail
+N_TRAIN=${N_TRAIN:-24000}; N_VAL=${N_VAL:-150}; N_TEST=${N_TEST:-300}
+WORKERS=${WORKERS:-16}; TIME_LIMIT=${TIME_LIMIT:-180}; BATCH=${BATCH:-128}
+STAGES=${STAGES:-"data shipped sft blind floors"}
+DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
+REVISE=${REVISE:-revise}
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+stamp() { echo "[$(date +%T)] $*"; }
+
+floors() {  # floors NAME MODEL SPLIT: generate with each instruction mode, then score all against SPLIT
+    local out=$RUNS/floors_$1_$3 data=$DATA/$3/$3.json
+    for mode in own neutral other; do
+        $REVISE synth generate --model "$2" --data "$data" --out "$out/$mode" --format npy --batch "$BATCH" \
+            --instructions "$mode"
+    done
+    stamp "floors of $1 on $3"
+    $REVISE synth score --data "$data" --videos "$out/own" --neutral "$out/neutral" --other "$out/other" \
+        --workers "$WORKERS" --out "$out/scores.json"
+}
+
+sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from the shipped model for TIME_LIMIT s
+    mkdir -p "$RUNS/$1"
+    sed -e "s#data/mini/train.json#$2#" -e "s#runs/mini#$RUNS/$1#g" configs/mini/2_sft.yaml > "$RUNS/$1/config.yaml"
+    stamp "train $1 on $2"
+    $REVISE train --config "$RUNS/$1/config.yaml" --model "$SHIPPED" --time-limit "$TIME_LIMIT" --no-resume
+}
+
+mkdir -p "$RUNS"
+if has data; then
+    stamp "data"
+    for split in train val test; do
+        n=N_${split^^}
+        $REVISE synth make --format npy --workers "$WORKERS" --n "${!n}" --split "$split" --seed 0 --out "$DATA/$split"
+    done
+    ${PYTHON:-python3} -c "
+import json, sys
+from revise.synth.floors import with_instructions
+recs = json.load(open('$DATA/train/train.json'))
+json.dump(with_instructions(recs, 'neutral'), open('$DATA/train/train_neutral.json', 'w'))"
+fi
+has shipped && floors shipped "$SHIPPED" test && floors shipped "$SHIPPED" val
+has sft && sft sft "$DATA/train/train.json"
+has blind && sft blind "$DATA/train/train_neutral.json"
+if has floors; then
+    for name in sft blind; do
+        floors "$name" "$RUNS/$name/model" val
+        floors "$name" "$RUNS/$name/model" test
+    done
+fi
+stamp "done"
