@@ -514,16 +514,18 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
     source | edit [| reference]); return the pipeline, the source clip [3, F, H, W] and the edit."""
     import torch
 
-    from .pipelines.edit import ReviseEditPipeline
-    from .video import read_video, side_by_side, to_uint8, write_image, write_video
+    from .models.revise_model import prompt_style_of
+    from .pipelines.edit import ReviseEditPipeline, read_source
+    from .video import side_by_side, to_uint8, write_image, write_video
 
     start = time.perf_counter()
-    source = read_video(video_path, frames, height, width)   # bad video fails before the model loads
+    # bad video fails before the model loads; read as the model's prompt style reads a file
+    source, vlm_frames = read_source(video_path, frames, height, width, prompt_style_of(model_name))
     device, torch_dtype = _device_dtype(device, dtype)
     _quiet_libraries()
     pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
     sampling = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps,
-                    guidance_scale=guidance, shift=shift, solver=solver)
+                    guidance_scale=guidance, shift=shift, solver=solver, vlm_frames=vlm_frames)
     if best_of > 1:
         from .pipelines.best_of import edit_best_of
         best = edit_best_of(pipe, source, instruction, best_of, seed=seed, **sampling)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from tqdm.auto import tqdm
@@ -18,6 +19,7 @@ from ..errors import ReviseInputError
 from ..models.compiled_blocks import compile_blocks
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
+from ..models.prompt_style import RELEASE_SKIP_FRAMES
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from .step_plan import StepPlan
@@ -48,11 +50,31 @@ def check_edit_args(num_frames: int, height: int, width: int, num_inference_step
         raise ReviseInputError("the instruction is empty")
 
 
+def read_source(path: str | Path, num_frames: int, height: int, width: int,
+                prompt_style: str) -> tuple[torch.Tensor, np.ndarray | None]:
+    """A source file as a model of ``prompt_style`` reads it: the clip [3, F, H, W] in [-1, 1], and
+    for the ``release`` style also the frames its VLM sees (uint8 [1, h, w, 3] at the file's size).
+
+    - ``revise``: ``num_frames`` frames spread evenly over the whole file; no VLM frames (the VLM
+      samples the clip itself).
+    - ``release``: as the released script reads it: the first frame skipped, then ``num_frames``
+      consecutive frames (``--skip_num 1 --sampling_rate 1``; a shorter file is refused); the VLM
+      sees the file's frame 0, of which the released code passes the tokens to the LM.
+    """
+    from ..video import read_frames, read_video
+
+    if prompt_style != "release":
+        return read_video(path, num_frames, height, width), None
+    clip = read_video(path, num_frames, height, width, skip=RELEASE_SKIP_FRAMES)
+    return clip, read_frames(path, [0])
+
+
 @dataclasses.dataclass
 class ReviseEditOutput:
     video: torch.Tensor          # [B, 3, F, H, W] in [-1, 1]
     source: torch.Tensor         # the source clip as the model saw it, same shape
     timings: dict[str, float]    # seconds per stage
+    vlm_frames: np.ndarray | None = None   # release prompt style: the uint8 frames the VLM saw, [B, h, w, 3]
 
 
 class ReviseEditPipeline:
@@ -115,11 +137,20 @@ class ReviseEditPipeline:
             compile_blocks(dit, mode=compile_mode)
         return self
 
-    def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
-        """A path is read and resized; a tensor [3, F, H, W] or [B, 3, F, H, W] in [-1, 1] must already fit."""
+    def prepare_inputs(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int,
+                       vlm_frames: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The source clip [B, 3, F, H, W] and the frames the VLM sees in the ``release`` prompt style:
+        ``vlm_frames`` if given, else for a path its frame 0 (``read_source``), else None (the model
+        then takes each clip's first frame)."""
         if isinstance(video, (str, Path)):
-            from ..video import read_video
-            video = read_video(video, num_frames, height, width)
+            video, frames = read_source(video, num_frames, height, width, self.model.prompt_style)
+            vlm_frames = frames if vlm_frames is None else vlm_frames
+        return self.prepare_video(video, num_frames, height, width), vlm_frames
+
+    def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
+        """A path is read (``read_source``); a tensor [3, F, H, W] or [B, 3, F, H, W] in [-1, 1] must already fit."""
+        if isinstance(video, (str, Path)):
+            video = read_source(video, num_frames, height, width, self.model.prompt_style)[0]
         if video.dim() == 4:
             video = video.unsqueeze(0)
         if video.dim() != 5 or video.shape[1] != 3:
@@ -139,9 +170,13 @@ class ReviseEditPipeline:
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, seed: int | None = 0, solver: str = "unipc",
                  generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
-                 progress: bool = True, callback: Callable[[int, int], None] | None = None) -> ReviseEditOutput:
+                 progress: bool = True, callback: Callable[[int, int], None] | None = None,
+                 vlm_frames: np.ndarray | None = None) -> ReviseEditOutput:
         """Edit ``video`` by ``instruction``. The starting noise is drawn from ``generator`` (or one
-        seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)]."""
+        seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)].
+
+        ``vlm_frames`` (uint8 [B, h, w, 3], any size) are what the VLM sees in the ``release`` prompt
+        style (the file's frame 0 for a path, each clip's first frame for a tensor when not given)."""
         d = self.model.sampling_config
         num_frames = d.num_frames if num_frames is None else num_frames
         height = d.height if height is None else height
@@ -152,7 +187,7 @@ class ReviseEditPipeline:
         instructions = [instruction] if isinstance(instruction, str) else list(instruction)
         check_edit_args(num_frames, height, width, steps, instructions)
         scheduler = make_scheduler(solver, shift)
-        source = self.prepare_video(video, num_frames, height, width)
+        source, vlm_frames = self.prepare_inputs(video, num_frames, height, width, vlm_frames)
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
 
@@ -160,7 +195,9 @@ class ReviseEditPipeline:
         clock = _Clock(self.device)
         source_latents = model.encode_video(source)
         timings["vae_encode"] = clock.lap()
-        vlm = model.vlm_tokens(source, instructions)
+        release = model.prompt_style == "release" and vlm_frames is not None
+        vlm_images = model.understanding.preprocess_images(vlm_frames) if release else None
+        vlm = model.vlm_tokens(source, instructions, vlm_images)
         timings["vlm"] = clock.lap()
         text = model.encode_text(instructions)
         timings["text"] = clock.lap()
@@ -183,7 +220,7 @@ class ReviseEditPipeline:
         timings["denoise"] = clock.lap()
         edited = model.decode_latents(latents).float()
         timings["vae_decode"] = clock.lap()
-        return ReviseEditOutput(video=edited, source=source, timings=timings)
+        return ReviseEditOutput(video=edited, source=source, timings=timings, vlm_frames=vlm_frames)
 
     def denoise(self, latents: torch.Tensor, context: torch.Tensor, scheduler, guidance: float,
                 progress: bool = False, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
