@@ -25,6 +25,7 @@ from ..models.attention_inputs import use_prepared_attention_inputs
 from .step_plan import StepPlan
 
 SOLVERS = ("unipc", "euler")
+SIGMA_SCHEDULES = ("diffusers", "wan")
 
 
 def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
@@ -35,6 +36,27 @@ def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
     if solver == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=shift)
     raise ReviseInputError(f"unknown solver '{solver}': choose one of {', '.join(SOLVERS)}")
+
+
+def set_timesteps(scheduler, steps: int, device: torch.device | str | None = None,
+                  sigma_schedule: str = "diffusers") -> None:
+    """``scheduler.set_timesteps`` with the flow sigmas of ``sigma_schedule``, before the shift.
+
+    - ``"diffusers"``: diffusers' own, ``linspace(1, 1/N, steps + 1)[:-1]`` (N training timesteps).
+    - ``"wan"``: Wan2.1's flow solvers (``FlowUniPCMultistepScheduler``), which the ReViSE release
+      samples with: ``linspace(sigma_max, 0, steps + 1)[:-1]``, where sigma_max = 1 - 1/N is the
+      first of its float32 training sigmas. The timesteps the DiT sees are the same integers
+      (999, 833 for 2 steps at shift 5), but every step's sigma differs (0.99980 vs 0.99999 at the
+      first step), so the solver's update differs too.
+    """
+    if sigma_schedule == "diffusers":
+        scheduler.set_timesteps(steps, device=device)
+    elif sigma_schedule == "wan":
+        n = scheduler.config.num_train_timesteps
+        sigma_max = float(np.float32(1.0 - 1.0 / n))
+        scheduler.set_timesteps(sigmas=np.linspace(sigma_max, 0.0, steps + 1)[:-1], device=device)
+    else:
+        raise ReviseInputError(f"unknown sigma schedule '{sigma_schedule}': one of {', '.join(SIGMA_SCHEDULES)}")
 
 
 def check_edit_args(num_frames: int, height: int, width: int, num_inference_steps: int,
@@ -215,7 +237,7 @@ class ReviseEditPipeline:
                 generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
             latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
                                   device=generator.device).to(self.device)
-        scheduler.set_timesteps(steps, device=self.device)
+        set_timesteps(scheduler, steps, self.device, d.sigma_schedule)
         latents = self.denoise(latents, context, scheduler, guidance, progress, callback)
         timings["denoise"] = clock.lap()
         edited = model.decode_latents(latents).float()
