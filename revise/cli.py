@@ -95,12 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cast floating tensors (default: keep each file's dtype)")
     w.set_defaults(func=cmd_convert_wan)
     r = conv.add_parser("revise", help="official ReViSE / Omni-Video release -> a revise model folder",
-                        description="The release folder (fine-tuned Wan DiT in the original layout, adapter, vision "
-                                    "head and visual context adapter state dicts, special-token and unconditioned-"
-                                    "context pickles, VILA-style understanding folder llm/ vision_tower/ "
-                                    "mm_projector/) -> a folder ReviseModel.from_pretrained loads. Legacy files "
-                                    "are recognised by their keys, whatever their names.")
-    r.add_argument("src", help="release folder")
+                        description="The release's revise_ckpt/ folder as its loader reads it (wan/wanxiang1_3b/, "
+                                    "transformer/model.pt, adapter/, vision_head/, special_tokens/, "
+                                    "unconditioned_context/, ar_model/checkpoint/), or an older flat layout "
+                                    "(legacy files recognised by their keys) -> a folder ReviseModel.from_pretrained "
+                                    "loads. Pickles and .pt files are read without running code.")
+    r.add_argument("src", help="release folder (revise_ckpt/ or the folder holding it)")
     r.add_argument("dst", help="output folder (must not exist)")
     r.add_argument("--wan", default=None,
                    help="where the VAE, T5 encoder and tokenizer come from if the release lacks them: an original "
