@@ -87,7 +87,8 @@ def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width
     ``f2.png`` comes before ``f10.png``; hidden files are ignored). The frames taken are
     ``round(linspace(0, n - 1, num_frames))`` of the clip's ``n`` frames, so the first and the last
     are always included; with ``skip``, the ``num_frames`` consecutive frames after the first
-    ``skip`` (the released ReViSE script's ``--skip_num``), and a shorter clip is refused. Each frame is turned upright (video rotation metadata), centre-cropped to
+    ``skip`` (the released ReViSE script's ``--skip_num``), and a shorter clip is refused. Each
+    frame is turned upright (video rotation metadata), centre-cropped to
     ``width / height`` and resized with an antialiased bicubic filter. Values are in ``[-1, 1]``.
 
     Only the chosen frames are kept, already at the target size: a video is decoded twice (once to

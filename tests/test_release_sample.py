@@ -245,3 +245,22 @@ def test_wan_flow_sigmas_over_40_steps():
     shifted = 5 * s / (1 + 4 * s)
     assert np.allclose(scheduler.sigmas[:-1].numpy(), shifted, rtol=1e-6) and scheduler.sigmas[-1] == 0
     assert scheduler.timesteps.tolist() == (shifted * 1000).astype(np.int64).tolist()
+
+
+def test_read_video_skip_and_read_frames(tmp_path):
+    from PIL import Image
+
+    from revise.video import read_frames, read_video
+
+    levels = [10, 50, 90, 130, 170, 210]
+    for i, level in enumerate(levels):
+        Image.fromarray(np.full((24, 40, 3), level, np.uint8)).save(tmp_path / f"f{i}.png")
+    clip = read_video(tmp_path, 4, 16, 16, skip=1)                  # frames 1..4, consecutive, fitted
+    assert clip.shape == (3, 4, 16, 16)
+    assert torch.allclose((clip[0, :, 0, 0] + 1) * 127.5, torch.tensor(levels[1:5], dtype=torch.float32))
+    spread = read_video(tmp_path, 4, 16, 16)                         # without skip: spread over the clip
+    assert torch.allclose((spread[0, :, 0, 0] + 1) * 127.5, torch.tensor([10., 90., 130., 210.]))
+    first = read_frames(tmp_path, [0])                               # at the file's own size
+    assert first.shape == (1, 24, 40, 3) and (first == 10).all()
+    with pytest.raises(ReviseInputError, match="6 frames: 6 after the first 1"):
+        read_video(tmp_path, 6, 16, 16, skip=1)
