@@ -501,6 +501,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             total += count
         print(f"  {name:<{width}}  {count:>15,}  {cls}")
     print(f"  {'total':<{width}}  {total:>15,}")
+    print(f"prompt style: {info['prompt_style']}")
     print("context:  " + ", ".join(f"{k} {v}" for k, v in info["context"].items()))
     print("sampling: " + ", ".join(f"{k} {v}" for k, v in info["sampling"].items()))
     return 0

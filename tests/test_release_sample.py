@@ -158,6 +158,8 @@ def test_revise_edit_runs_on_the_converted_sample(converted, tmp_path, capsys):
                  "--size", "64x64", "--steps", "2"]) == 0
     assert out.is_file() and out.stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
+    assert main(["info", str(converted)]) == 0
+    assert "prompt style: release" in capsys.readouterr().out
 
 
 def _partial_release(root: Path) -> Path:

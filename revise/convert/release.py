@@ -290,7 +290,10 @@ def _convert_release_layout(src: Path, dst: Path, wan: Path | None, dtype: torch
         parts[part] = sd
     # the release loads transformer/model.pt last and non-strictly: what it holds wins
     parts.update({k: v for k, v in model_pt.items() if k != "transformer"})
-    dit_config = json.loads((paths["wan"] / "config.json").read_text())
+    try:
+        dit_config = json.loads((paths["wan"] / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ReviseInputError(f"{paths['wan'] / 'config.json'} is not valid JSON: {err}") from None
     with atomic_folder(dst) as tmp:
         convert_dit_state(model_pt["transformer"], dit_config, tmp / "transformer", dtype=dtype)
         _base_components("original", paths["wan"], tmp, dtype)
