@@ -96,12 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cast floating tensors (default: keep each file's dtype)")
     w.set_defaults(func=cmd_convert_wan)
     r = conv.add_parser("revise", help="official ReViSE / Omni-Video release -> a revise model folder",
-                        description="The release folder (fine-tuned Wan DiT in the original layout, adapter, vision "
-                                    "head and visual context adapter state dicts, special-token and unconditioned-"
-                                    "context pickles, VILA-style understanding folder llm/ vision_tower/ "
-                                    "mm_projector/) -> a folder ReviseModel.from_pretrained loads. Legacy files "
-                                    "are recognised by their keys, whatever their names.")
-    r.add_argument("src", help="release folder")
+                        description="The release's revise_ckpt/ folder as its loader reads it (wan/wanxiang1_3b/, "
+                                    "transformer/model.pt, adapter/, vision_head/, special_tokens/, "
+                                    "unconditioned_context/, ar_model/checkpoint/), or an older flat layout "
+                                    "(legacy files recognised by their keys) -> a folder ReviseModel.from_pretrained "
+                                    "loads. Pickles and .pt files are read without running code.")
+    r.add_argument("src", help="release folder (revise_ckpt/ or the folder holding it)")
     r.add_argument("dst", help="output folder (must not exist)")
     r.add_argument("--wan", default=None,
                    help="where the VAE, T5 encoder and tokenizer come from if the release lacks them: an original "
@@ -522,6 +522,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             total += count
         print(f"  {name:<{width}}  {count:>15,}  {cls}")
     print(f"  {'total':<{width}}  {total:>15,}")
+    print(f"prompt style: {info['prompt_style']}")
     print("context:  " + ", ".join(f"{k} {v}" for k, v in info["context"].items()))
     print("sampling: " + ", ".join(f"{k} {v}" for k, v in info["sampling"].items()))
     return 0
@@ -535,16 +536,18 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device
     source | edit [| reference]); return the pipeline, the source clip [3, F, H, W] and the edit."""
     import torch
 
-    from .pipelines.edit import ReviseEditPipeline
-    from .video import read_video, side_by_side, to_uint8, write_image, write_video
+    from .models.revise_model import prompt_style_of
+    from .pipelines.edit import ReviseEditPipeline, read_source
+    from .video import side_by_side, to_uint8, write_image, write_video
 
     start = time.perf_counter()
-    source = read_video(video_path, frames, height, width)   # bad video fails before the model loads
+    # bad video fails before the model loads; read as the model's prompt style reads a file
+    source, vlm_frames = read_source(video_path, frames, height, width, prompt_style_of(model_name))
     device, torch_dtype = _device_dtype(device, dtype)
     _quiet_libraries()
     pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
     sampling = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps,
-                    guidance_scale=guidance, shift=shift, solver=solver)
+                    guidance_scale=guidance, shift=shift, solver=solver, vlm_frames=vlm_frames)
     if best_of > 1:
         from .pipelines.best_of import edit_best_of
         best = edit_best_of(pipe, source, instruction, best_of, seed=seed, **sampling)

@@ -81,6 +81,9 @@ class SamplingConfig:
     guidance_scale: float = 3.0
     shift: float = 5.0
     fps: int = 8
+    # where the flow sigmas start: "diffusers" (1 -> 1/N, diffusers' UniPC/Euler defaults; models made
+    # here) or "wan" (1 - 1/N -> 0, as Wan2.1's own flow solvers and the ReViSE release sample)
+    sigma_schedule: str = "diffusers"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):

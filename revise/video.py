@@ -24,7 +24,7 @@ import os
 import re
 import tokenize
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +43,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "count_frames",
+    "read_frames",
     "read_video",
     "side_by_side",
     "to_uint8",
@@ -76,7 +77,8 @@ _TRANSPOSE_FOR_ROTATION = {  # display-matrix angle (counter-clockwise degrees) 
 
 
 # ---- reading ----------------------------------------------------------------------------------
-def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width: int) -> torch.Tensor:
+def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width: int, *,
+               skip: int | None = None) -> torch.Tensor:
     """Load ``num_frames`` frames of a clip as a float32 tensor ``[3, num_frames, height, width]``.
 
     ``path`` is a video file (one of :data:`VIDEO_EXTENSIONS`), a ``.npy`` clip array (uint8
@@ -84,7 +86,9 @@ def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width
     :data:`IMAGE_EXTENSIONS`, ordered by file name with digit runs compared as numbers, so
     ``f2.png`` comes before ``f10.png``; hidden files are ignored). The frames taken are
     ``round(linspace(0, n - 1, num_frames))`` of the clip's ``n`` frames, so the first and the last
-    are always included. Each frame is turned upright (video rotation metadata), centre-cropped to
+    are always included; with ``skip``, the ``num_frames`` consecutive frames after the first
+    ``skip`` (the released ReViSE script's ``--skip_num``), and a shorter clip is refused. Each
+    frame is turned upright (video rotation metadata), centre-cropped to
     ``width / height`` and resized with an antialiased bicubic filter. Values are in ``[-1, 1]``.
 
     Only the chosen frames are kept, already at the target size: a video is decoded twice (once to
@@ -103,23 +107,54 @@ def read_video(path: str | os.PathLike[str], num_frames: int, height: int, width
     for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ReviseInputError(f"{name} must be a positive integer to read '{path}', got {value!r}")
-    size = (int(width), int(height))
-    if path.is_dir():
-        files = _frame_files(path)
-        wanted = _even_indices(path, len(files), num_frames)
-        frames = [_fit(_open_image(files[i]), size) for i in wanted]
-    elif path.suffix.lower() == ARRAY_EXTENSION:
-        array = _read_array(path)
-        chosen = array[_even_indices(path, len(array), num_frames)]   # a copy of just these frames
-        same_size = chosen.shape[1:3] == (height, width)
-        frames = chosen if same_size else [_fit(Image.fromarray(frame), size) for frame in chosen]
-    else:
-        wanted = _even_indices(path, count_frames(path), num_frames)
-        frames = _take_video_frames(path, wanted, size)
-    if len(frames) != num_frames:  # the decoder gave fewer frames the second time round
-        raise ReviseInputError(f"'{path}' gave {len(frames)} of {num_frames} frames on a second decode")
+    if skip is not None and (isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0):
+        raise ReviseInputError(f"skip must be a non-negative integer to read '{path}', got {skip!r}")
+
+    def wanted(total: int) -> list[int]:
+        if skip is None:
+            return _even_indices(path, total, num_frames)
+        if total < skip + num_frames:
+            raise ReviseInputError(f"'{path}' has {total} frames: {num_frames} after the first {skip} were asked")
+        return list(range(skip, skip + num_frames))
+
+    frames = _read_frames(path, wanted, (int(width), int(height)))
     clip = np.ascontiguousarray(np.stack(frames).transpose(3, 0, 1, 2))  # [3, F, H, W] uint8
     return torch.from_numpy(clip).float().div_(127.5).sub_(1.0)
+
+
+def read_frames(path: str | os.PathLike[str], indices: list[int]) -> np.ndarray:
+    """Frames ``indices`` (sorted) of a clip as uint8 ``[n, h, w, 3]`` at the clip's own size (turned
+    upright, not cropped or resized): for an image processor that resizes them itself.
+
+    Raises:
+        ReviseInputError: as :func:`read_video`, or when the clip has no frame ``max(indices)``.
+    """
+    path = Path(path).expanduser()
+
+    def wanted(total: int) -> list[int]:
+        if max(indices) >= total:
+            raise ReviseInputError(f"'{path}' has {total} frames, frame {max(indices)} was asked")
+        return list(indices)
+
+    return np.stack(_read_frames(path, wanted, None))
+
+
+def _read_frames(path: Path, wanted: Callable[[int], list[int]], size: tuple[int, int] | None) -> list[np.ndarray]:
+    """The frames ``wanted(total)`` of a clip of ``total`` frames, fitted to ``size`` (width, height) if given."""
+    if path.is_dir():
+        files = _frame_files(path)
+        frames = [_fit(_open_image(files[i]), size) for i in wanted(len(files))]
+    elif path.suffix.lower() == ARRAY_EXTENSION:
+        array = _read_array(path)
+        chosen = array[wanted(len(array))]   # a copy of just these frames
+        same_size = size is None or chosen.shape[1:3] == size[::-1]
+        frames = list(chosen) if same_size else [_fit(Image.fromarray(frame), size) for frame in chosen]
+    else:
+        indices = wanted(count_frames(path))
+        frames = _take_video_frames(path, indices, size)
+        if len(frames) != len(indices):  # the decoder gave fewer frames the second time round
+            raise ReviseInputError(f"'{path}' gave {len(frames)} of {len(indices)} frames on a second decode")
+    return frames
 
 
 def count_frames(path: str | os.PathLike[str]) -> int:
@@ -244,7 +279,7 @@ def _check_frame_size(path: Path, width: int, height: int) -> None:
                                f"{MAX_FRAME_PIXELS:,} pixels a frame are read")
 
 
-def _take_video_frames(path: Path, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
+def _take_video_frames(path: Path, wanted: list[int], size: tuple[int, int] | None) -> list[np.ndarray]:
     """Decode ``path`` again, keeping only frames ``wanted`` (sorted), cropped and resized."""
     av = _av()
     frames: list[np.ndarray] = []
@@ -295,12 +330,15 @@ def _open_image(path: Path) -> Image.Image:
         raise ReviseInputError(f"cannot read frame image '{path}': {err}") from err
 
 
-def _fit(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop ``image`` to the aspect ratio of ``size`` (width, height), then resize to it.
+def _fit(image: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
+    """Centre-crop ``image`` to the aspect ratio of ``size`` (width, height), then resize to it
+    (``size`` None: the image as it is).
 
     The crop is whole pixels (within half a pixel of the exact ratio), so nothing of the cut-away
     border bleeds into the result through the resize filter.
     """
+    if size is None:
+        return np.asarray(image, dtype=np.uint8)
     width, height = size
     src_w, src_h = image.size
     crop_w = max(1, min(src_w, round(src_h * width / height)))

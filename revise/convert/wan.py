@@ -198,9 +198,22 @@ def convert_dit(src: Path, out: Path, *, dtype: torch.dtype | None = None,
         raise ReviseInputError(f"{src} has no config.json: not an original Wan2.1 DiT folder")
     files = safetensors_files(src, DIT_WEIGHTS)
     shapes = read_shapes(files)          # names and shapes from the headers; tensors stream later
-    cfg = dit_config(shapes, json.loads(config_file.read_text()))
+    _write_dit(iter_tensors(files), shapes, json.loads(config_file.read_text()), out, dtype, max_shard_bytes)
+
+
+def convert_dit_state(state: dict[str, torch.Tensor], original_config: dict[str, Any], out: Path, *,
+                      dtype: torch.dtype | None = None, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
+    """An original-layout DiT state dict held elsewhere (the ReViSE release's fine-tuned DiT inside
+    ``transformer/model.pt``), with the base folder's config.json -> ``out``."""
+    _write_dit(iter(state.items()), {k: tuple(v.shape) for k, v in state.items()}, original_config, out, dtype,
+               max_shard_bytes)
+
+
+def _write_dit(items: Iterator[tuple[str, torch.Tensor]], shapes: dict[str, tuple[int, ...]], original: dict[str, Any],
+               out: Path, dtype: torch.dtype | None, max_shard_bytes: int) -> None:
+    cfg = dit_config(shapes, original)
     expected, dit = _expected_shapes(lambda: WanTransformer3DModel(**cfg))
-    _write_component("transformer", ((dit_key(k), t) for k, t in iter_tensors(files)), len(shapes), expected,
+    _write_component("transformer", ((dit_key(k), t) for k, t in items), len(shapes), expected,
                      {dit_key(k): v for k, v in shapes.items()}, out, DIT_WEIGHTS, dit.save_config, dtype,
                      max_shard_bytes)
 

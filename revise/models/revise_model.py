@@ -35,9 +35,11 @@ from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
 from .context import ContextTokens, assemble_batch
 from .dit_position import add_position_code
+from .prompt_style import DEFAULT_PROMPT_STYLE, IMAGE_TOKEN, check_prompt_style, wan_prompt_clean
 from .tokenizers import build_tokenizer
 from .understanding import UnderstandingModel, hf_dtype_kwargs
 from .vae_checkpoint import decode_checkpointed
+from ..video import to_uint8
 
 COMPONENT_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "understanding",
                      "vision_head", "adapter", "visual_context_adapter")
@@ -51,8 +53,10 @@ class ReviseModel(nn.Module):
                  tokenizer, understanding: UnderstandingModel, vision_head: VisionHead, adapter: Adapter,
                  visual_context_adapter: VisualContextAdapter, context_tokens: ContextTokens,
                  context_config: ContextConfig, sampling_config: SamplingConfig, name: str = "custom",
-                 dit_position_embedding: str | None = None):
+                 dit_position_embedding: str | None = None, prompt_style: str = DEFAULT_PROMPT_STYLE):
         super().__init__()
+        # how conditioning inputs are made from a clip and an instruction (revise/models/prompt_style.py)
+        self.prompt_style = check_prompt_style(prompt_style)
         add_position_code(transformer, dit_position_embedding)
         self.dit_position_embedding = dit_position_embedding
         self.transformer = transformer
@@ -103,7 +107,8 @@ class ReviseModel(nn.Module):
                     understanding=understanding, vision_head=vision_head, adapter=adapter,
                     visual_context_adapter=vca, context_tokens=context_tokens, context_config=ctx_cfg,
                     sampling_config=SamplingConfig.from_dict(cfg["sampling"]), name=cfg.get("name", "custom"),
-                    dit_position_embedding=cfg.get("dit_position_embedding"))
+                    dit_position_embedding=cfg.get("dit_position_embedding"),
+                    prompt_style=cfg.get("prompt_style", DEFAULT_PROMPT_STYLE))
         return model.eval()
 
     @classmethod
@@ -132,6 +137,7 @@ class ReviseModel(nn.Module):
                 sampling_config=SamplingConfig.from_dict(cfg.get("sampling", {})),
                 name=cfg.get("name", path.name),
                 dit_position_embedding=cfg.get("dit_position_embedding"),
+                prompt_style=cfg.get("prompt_style", DEFAULT_PROMPT_STYLE),
             )
         except (OSError, ValueError, KeyError) as err:
             if isinstance(err, ReviseInputError):
@@ -160,7 +166,7 @@ class ReviseModel(nn.Module):
             save_file(self.context_tokens.special_state(), tmp / SPECIAL_TOKENS_FILE)
             save_file(self.context_tokens.uncond_state(), tmp / UNCOND_FILE)
             config = model_config_dict(self.name, self.context_config, self.sampling_config,
-                                       self.dit_position_embedding)
+                                       self.dit_position_embedding, self.prompt_style)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -217,23 +223,43 @@ class ReviseModel(nn.Module):
     # ---- the three context sources --------------------------------------------------------
     def encode_text(self, instructions: Sequence[str]) -> list[torch.Tensor]:
         """UMT5 hidden states of each instruction, cut to its real length: list of [n_i, text_dim]."""
+        if self.prompt_style == "release":
+            instructions = [wan_prompt_clean(i) for i in instructions]
         enc = self.tokenizer(list(instructions), padding=True, truncation=True,
                              max_length=self.context_config.max_text_len, return_tensors="pt")
         ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return [h[: int(n)] for h, n in zip(hidden, mask.sum(1))]
 
-    def vlm_tokens(self, videos: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
+    def vlm_tokens(self, videos: torch.Tensor, instructions: Sequence[str],
+                   vlm_images: torch.Tensor | None = None) -> torch.Tensor:
         """Source clips [B, 3, F, H, W] + instructions -> VLM hidden states -> vision head -> adapter:
-        [B, num_vision_tokens * adapter_queries, text_dim]."""
-        prompts = [self.understanding.conditioning_prompt(i) for i in instructions]
-        hidden, mask = self.understanding.hidden_states(prompts, [[v] for v in videos])
+        [B, num_vision_tokens * adapter_queries, text_dim].
+
+        In the ``release`` prompt style the VLM sees one image per clip: ``vlm_images`` [B, 3, S, S]
+        (pixel values of the file's frame 0, ``understanding.preprocess_images``), or, when not
+        given, each clip's first frame."""
+        return self.vlm_from_hidden(*self.vlm_hidden_states(videos, instructions, vlm_images))
+
+    def vlm_hidden_states(self, videos: torch.Tensor, instructions: Sequence[str],
+                          vlm_images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VLM's last hidden states [B, L, lm_dim] and mask [B, L] for the conditioning prompts."""
+        u = self.understanding
+        if self.prompt_style == "revise":
+            prompts = [u.conditioning_prompt(i) for i in instructions]
+            return u.hidden_states(prompts, [[v] for v in videos])
+        if vlm_images is None:
+            vlm_images = u.preprocess_images([to_uint8(v[:, :1])[0] for v in videos])
+        prompts = [u.release_conditioning_prompt(i) for i in instructions]
+        return u.hidden_states(prompts, [[img] for img in vlm_images], media_token=IMAGE_TOKEN)
+
+    def vlm_from_hidden(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """VLM hidden states [B, L, lm_dim] -> vision head -> adapter: [B, n, text_dim]."""
         return self.adapter(self.vision_head(hidden.to(self.vision_head.dtype), mask))
 
     def uncond_vlm_tokens(self) -> torch.Tensor:
         """The unconditional branch's VLM tokens [1, n, text_dim], from ``uncond_ar_vision``."""
-        hidden = self.context_tokens.uncond_ar_vision.to(self.vision_head.dtype)
-        return self.adapter(self.vision_head(hidden))
+        return self.vlm_from_hidden(self.context_tokens.uncond_ar_vision)
 
     def source_tokens(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised source latents -> [B, n, text_dim]."""
@@ -258,10 +284,11 @@ class ReviseModel(nn.Module):
 
 
 def model_config_dict(name: str, context: ContextConfig, sampling: SamplingConfig,
-                      dit_position_embedding: str | None = None) -> dict[str, Any]:
+                      dit_position_embedding: str | None = None,
+                      prompt_style: str = DEFAULT_PROMPT_STYLE) -> dict[str, Any]:
     """The content of ``revise_config.json``."""
-    config = {"_class_name": "ReviseModel", "name": name, "context": dataclasses.asdict(context),
-              "sampling": dataclasses.asdict(sampling)}
+    config = {"_class_name": "ReviseModel", "name": name, "prompt_style": check_prompt_style(prompt_style),
+              "context": dataclasses.asdict(context), "sampling": dataclasses.asdict(sampling)}
     if dit_position_embedding is not None:      # absent in released folders: no code
         config["dit_position_embedding"] = dit_position_embedding
     return config
@@ -305,6 +332,13 @@ def sampling_defaults(name_or_path: str | Path) -> SamplingConfig:
     return SamplingConfig.from_dict(load_preset(name_or_path)["sampling"])
 
 
+def prompt_style_of(name_or_path: str | Path) -> str:
+    """The prompt style of a model folder or preset, without loading any weights."""
+    if Path(name_or_path).is_dir():
+        return read_model_config(name_or_path).get("prompt_style", DEFAULT_PROMPT_STYLE)
+    return load_preset(name_or_path).get("prompt_style", DEFAULT_PROMPT_STYLE)
+
+
 @contextlib.contextmanager
 def _building_on(device: str | torch.device | None, dtype: torch.dtype | None) -> Iterator[None]:
     """Create parameters directly on ``device`` in ``dtype`` (no float32 copy on the CPU first)."""
@@ -316,3 +350,4 @@ def _building_on(device: str | torch.device | None, dtype: torch.dtype | None) -
             yield
     finally:
         torch.set_default_dtype(old)
+

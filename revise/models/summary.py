@@ -13,6 +13,7 @@ from typing import Any
 
 from safetensors import safe_open
 
+from .prompt_style import DEFAULT_PROMPT_STYLE
 from .revise_model import COMPONENT_FOLDERS, ReviseModel, read_model_config
 
 
@@ -40,7 +41,7 @@ def _class_name(folder: Path) -> str:
 
 
 def summarize(name_or_path: str | Path) -> dict[str, Any]:
-    """``{"name", "source", "components": [(name, class, parameters)], "context", "sampling"}``."""
+    """``{"name", "source", "components": [(name, class, parameters)], "prompt_style", "context", "sampling"}``."""
     path = Path(name_or_path)
     if path.is_dir():
         cfg = read_model_config(path)
@@ -53,6 +54,7 @@ def summarize(name_or_path: str | Path) -> dict[str, Any]:
                 shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
             rows.append((file, ", ".join(f"{k} {list(v)}" for k, v in shapes.items()), _count_file(path / file)))
         return {"name": cfg.get("name", path.name), "source": f"folder {path}", "components": rows,
+                "prompt_style": cfg.get("prompt_style", DEFAULT_PROMPT_STYLE),
                 "context": cfg.get("context", {}), "sampling": cfg.get("sampling", {})}
     model = ReviseModel.from_preset(name_or_path, device="meta")
     counts = model.parameter_counts()
@@ -63,5 +65,6 @@ def summarize(name_or_path: str | Path) -> dict[str, Any]:
     rows.append(("  understanding/llm", type(model.understanding.llm).__name__, counts["understanding.llm"]))
     rows.append(("context_tokens", "special tokens + unconditional context", counts["context_tokens"]))
     return {"name": model.name, "source": "preset (random weights)", "components": rows,
+            "prompt_style": model.prompt_style,
             "context": asdict(model.context_config), "sampling": asdict(model.sampling_config)}
 

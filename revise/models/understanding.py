@@ -14,19 +14,23 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from PIL import Image
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, SiglipVisionConfig, SiglipVisionModel
 
 from ..errors import ReviseInputError
 from ..video import even_indices
+from .prompt_style import IMAGE_TOKEN, release_vlm_prompt
 from .tokenizers import build_tokenizer
 
 MEDIA_TOKEN = "<video>"          # stands in a prompt where one clip's frame embeddings go
 GENERATION_ANSWER = "[GEN_VID]"  # the assistant turn of a conditioning prompt, as released
+PREPROCESSOR_FILE = "preprocessor_config.json"   # SigLIP's image processor settings, beside the vision tower
 
 
 class MLPDownsampleProjector(ModelMixin, ConfigMixin):
@@ -62,7 +66,7 @@ class UnderstandingModel(nn.Module):
 
     def __init__(self, vision_tower: SiglipVisionModel, mm_projector: MLPDownsampleProjector,
                  llm: nn.Module, tokenizer, num_frames: int = 8, vision_select_layer: int = -2,
-                 critic_change_clip: bool = False):
+                 critic_change_clip: bool = False, image_processor: dict[str, Any] | None = None):
         super().__init__()
         self.vision_tower = vision_tower
         self.mm_projector = mm_projector
@@ -72,6 +76,8 @@ class UnderstandingModel(nn.Module):
         self.vision_select_layer = vision_select_layer
         # as a critic, also shown the change (edit - source) / 2 as a third clip (revise/critic.py)
         self.critic_change_clip = critic_change_clip
+        # SigLIP image processor settings (preprocessor_config.json), for frames given as uint8 images
+        self.image_processor = dict(image_processor or {})
 
     # ---- construction and storage -------------------------------------------------------
     @classmethod
@@ -97,6 +103,8 @@ class UnderstandingModel(nn.Module):
         self.tokenizer.save_pretrained(path / "llm")
         self.vision_tower.save_pretrained(path / "vision_tower")
         self.mm_projector.save_pretrained(path / "mm_projector")
+        if self.image_processor:
+            (path / "vision_tower" / PREPROCESSOR_FILE).write_text(json.dumps(self.image_processor, indent=2) + "\n")
         (path / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n")
 
     def config_dict(self) -> dict[str, Any]:
@@ -122,8 +130,13 @@ class UnderstandingModel(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(path / "llm")
         vision_tower = SiglipVisionModel.from_pretrained(path / "vision_tower", **kw)
         projector = MLPDownsampleProjector.from_pretrained(path / "mm_projector", torch_dtype=dtype)
+        processor_file = path / "vision_tower" / PREPROCESSOR_FILE
+        try:
+            processor = json.loads(processor_file.read_text()) if processor_file.is_file() else None
+        except json.JSONDecodeError as err:
+            raise ReviseInputError(f"{processor_file} is not valid JSON: {err}") from None
         return cls(vision_tower, projector, llm, tokenizer, cfg.get("num_video_frames", 8),
-                   cfg.get("mm_vision_select_layer", -2), cfg.get("critic_change_clip", False))
+                   cfg.get("mm_vision_select_layer", -2), cfg.get("critic_change_clip", False), processor)
 
     # ---- vision ---------------------------------------------------------------------------
     @property
@@ -144,6 +157,26 @@ class UnderstandingModel(nn.Module):
         return F.interpolate(frames.float(), size=(self.image_size, self.image_size), mode="bilinear",
                              align_corners=False, antialias=True).to(frames.dtype)
 
+    def preprocess_images(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 frames [n, H, W, 3] -> pixel values [n, 3, S, S] as SigLIP's image processor makes them:
+        resized whole (no crop) with PIL (bicubic unless its preprocessor_config.json says otherwise),
+        rescaled to [0, 1], normalised (mean = std = 0.5 unless it says otherwise)."""
+        cfg = self.image_processor
+        size = cfg.get("size", {})
+        hw = (size.get("height", self.image_size), size.get("width", self.image_size))
+        resample = Image.Resampling(cfg.get("resample", Image.Resampling.BICUBIC))
+        mean = torch.tensor(cfg.get("image_mean", [0.5] * 3)).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.get("image_std", [0.5] * 3)).view(1, 3, 1, 1)
+        images = [np.asarray(Image.fromarray(np.asarray(f, dtype=np.uint8)).resize(hw[::-1], resample)) for f in frames]
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+        return (pixels * cfg.get("rescale_factor", 1 / 255) - mean) / std
+
+    def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixel values [N, 3, S, S] -> [N, tokens_per_frame, lm_dim]."""
+        out = self.vision_tower(pixel_values=pixels.to(self.vision_tower.device, self.vision_tower.dtype),
+                                output_hidden_states=True)
+        return self.mm_projector(out.hidden_states[self.vision_select_layer])
+
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """[3, F, H, W] -> [num_frames * tokens_per_frame, lm_dim], the frames in order."""
         return self.embed_videos([video])[0]
@@ -152,9 +185,7 @@ class UnderstandingModel(nn.Module):
         """Several clips through one vision-tower forward: each [num_frames * tokens_per_frame, lm_dim]."""
         if not videos:
             return []
-        frames = torch.cat([self.sample_frames(v) for v in videos]).to(self.vision_tower.dtype)
-        out = self.vision_tower(pixel_values=frames, output_hidden_states=True)
-        feats = self.mm_projector(out.hidden_states[self.vision_select_layer])     # [clips * F, T, D]
+        feats = self.embed_images(torch.cat([self.sample_frames(v) for v in videos]))   # [clips * F, T, D]
         return list(feats.reshape(len(videos), -1, feats.shape[-1]))
 
     # ---- prompts --------------------------------------------------------------------------
@@ -169,45 +200,65 @@ class UnderstandingModel(nn.Module):
         """The released conditioning prompt: user ``<video>\\n{instruction}``, assistant ``[GEN_VID]``."""
         return self.chat(f"{MEDIA_TOKEN}\n{instruction}", GENERATION_ANSWER)
 
-    def embed_prompts(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def release_conditioning_prompt(self, instruction: str) -> str:
+        """The released code's conditioning prompt (``prompt_style.release_vlm_prompt``) with the
+        ``<|begin_of_text|>`` its tokenizer adds in front; its one ``<image>`` takes one image's tokens."""
+        return self.tokenizer.bos_token + release_vlm_prompt(instruction)
+
+    def embed_prompts(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]],
+                      media_token: str = MEDIA_TOKEN) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with each ``<video>`` replaced by that clip's frame embeddings.
 
-        ``videos[i]`` holds one [3, F, H, W] clip per ``<video>`` in ``prompts[i]``.
+        ``videos[i]`` holds one [3, F, H, W] clip per ``<video>`` in ``prompts[i]``; with
+        ``media_token="<image>"`` it holds one image's pixel values [3, S, S] per ``<image>`` instead.
         Returns right-padded embeddings [B, L, D] (zeros past each prompt) and a bool mask [B, L].
         The whole batch takes one tokenizer call, one vision-tower forward and one embedding lookup.
         """
         embed = self.llm.get_input_embeddings()
-        pieces = [prompt.split(MEDIA_TOKEN) for prompt in prompts]
-        for prompt_pieces, clips in zip(pieces, videos):
-            if len(prompt_pieces) - 1 != len(clips):
-                raise ValueError(f"prompt has {len(prompt_pieces) - 1} {MEDIA_TOKEN} markers but {len(clips)} clips were given")
-        clip_embeds = self.embed_videos([c for clips in videos for c in clips])   # each [T, D], T the same
+        marked = self.prompt_ids(prompts, media_token, media_id=-1)
+        for ids, clips in zip(marked, videos):
+            if ids.count(-1) != len(clips):
+                raise ValueError(f"prompt has {ids.count(-1)} {media_token} markers but {len(clips)} clips were given")
+        media = [c for clips in videos for c in clips]
+        if media_token == IMAGE_TOKEN:
+            clip_embeds = list(self.embed_images(torch.stack(media))) if media else []
+        else:
+            clip_embeds = self.embed_videos(media)   # each [T, D], T the same
         per_clip = clip_embeds[0].shape[0] if clip_embeds else 0
-        texts = [t for prompt_pieces in pieces for t in prompt_pieces if t]
-        text_ids = iter(self.tokenizer(texts, add_special_tokens=False).input_ids if texts else [])
-        rows = []                                    # token ids, -1 where a clip's embeddings go
-        for prompt_pieces in pieces:
-            ids: list[int] = []
-            for i, text in enumerate(prompt_pieces):
-                if text:
-                    ids += next(text_ids)
-                if i < len(prompt_pieces) - 1:
-                    ids += [-1] * per_clip
-            rows.append(ids)
+        rows = [[i for t in ids for i in ([-1] * per_clip if t == -1 else [t])] for ids in marked]  # -1: media
         length = max(len(r) for r in rows)
         ids = torch.tensor([r + [0] * (length - len(r)) for r in rows]).to(embed.weight.device, non_blocking=True)
         lengths = torch.tensor([len(r) for r in rows]).to(ids.device, non_blocking=True)
         mask = torch.arange(length, device=ids.device)[None] < lengths[:, None]
         embeds = embed(ids.clamp_min(0))
         if clip_embeds:
-            media = (ids < 0).unsqueeze(-1)
-            embeds = embeds.masked_scatter(media, torch.cat(clip_embeds).to(embeds.dtype))
+            is_media = (ids < 0).unsqueeze(-1)
+            embeds = embeds.masked_scatter(is_media, torch.cat(clip_embeds).to(embeds.dtype))
         return embeds * mask.unsqueeze(-1).to(embeds.dtype), mask
 
+    def prompt_ids(self, prompts: Sequence[str], media_token: str = MEDIA_TOKEN, media_id: int = -200) -> list[list[int]]:
+        """Token ids of each prompt, with one ``media_id`` where each media marker stands (VILA writes
+        -200 there). The text between markers is tokenized piece by piece, as VILA does, with no
+        special tokens added (a prompt carries its own); the whole batch takes one tokenizer call."""
+        pieces = [prompt.split(media_token) for prompt in prompts]
+        texts = [t for prompt_pieces in pieces for t in prompt_pieces if t]
+        text_ids = iter(self.tokenizer(texts, add_special_tokens=False).input_ids if texts else [])
+        rows = []
+        for prompt_pieces in pieces:
+            ids: list[int] = []
+            for i, text in enumerate(prompt_pieces):
+                if text:
+                    ids += next(text_ids)
+                if i < len(prompt_pieces) - 1:
+                    ids.append(media_id)
+            rows.append(ids)
+        return rows
+
     # ---- the two roles --------------------------------------------------------------------
-    def hidden_states(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden_states(self, prompts: Sequence[str], videos: Sequence[Sequence[torch.Tensor]],
+                      media_token: str = MEDIA_TOKEN) -> tuple[torch.Tensor, torch.Tensor]:
         """Last hidden states (after the LM's final norm) [B, L, D] and their mask [B, L]."""
-        embeds, mask = self.embed_prompts(prompts, videos)
+        embeds, mask = self.embed_prompts(prompts, videos, media_token)
         out = self.llm.base_model(inputs_embeds=embeds, attention_mask=mask.long())
         return out.last_hidden_state, mask
 

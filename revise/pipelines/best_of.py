@@ -61,6 +61,7 @@ def edit_best_of(pipe: ReviseEditPipeline, video: torch.Tensor | str | Path, ins
         report(k / n * 0.95, f"{label}encoding the source and the instruction")
         out = pipe(source, instruction, seed=seed + k, callback=on_step, progress=False, **sampling)
         source = out.source                                  # decoded once, reused for the next seeds
+        sampling["vlm_frames"] = out.vlm_frames              # and what the VLM saw of it
         for stage, seconds in out.timings.items():
             timings[stage] = timings.get(stage, 0.0) + seconds
         if n == 1:

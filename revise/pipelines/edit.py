@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from tqdm.auto import tqdm
@@ -18,11 +19,13 @@ from ..errors import ReviseInputError
 from ..models.compiled_blocks import compile_blocks
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
+from ..models.prompt_style import RELEASE_SKIP_FRAMES
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from .step_plan import StepPlan
 
 SOLVERS = ("unipc", "euler")
+SIGMA_SCHEDULES = ("diffusers", "wan")
 
 
 def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
@@ -33,6 +36,27 @@ def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
     if solver == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=shift)
     raise ReviseInputError(f"unknown solver '{solver}': choose one of {', '.join(SOLVERS)}")
+
+
+def set_timesteps(scheduler, steps: int, device: torch.device | str | None = None,
+                  sigma_schedule: str = "diffusers") -> None:
+    """``scheduler.set_timesteps`` with the flow sigmas of ``sigma_schedule``, before the shift.
+
+    - ``"diffusers"``: diffusers' own, ``linspace(1, 1/N, steps + 1)[:-1]`` (N training timesteps).
+    - ``"wan"``: Wan2.1's flow solvers (``FlowUniPCMultistepScheduler``), which the ReViSE release
+      samples with: ``linspace(sigma_max, 0, steps + 1)[:-1]``, where sigma_max = 1 - 1/N is the
+      first of its float32 training sigmas. The timesteps the DiT sees are the same integers
+      (999, 833 for 2 steps at shift 5), but every step's sigma differs (0.99980 vs 0.99999 at the
+      first step), so the solver's update differs too.
+    """
+    if sigma_schedule == "diffusers":
+        scheduler.set_timesteps(steps, device=device)
+    elif sigma_schedule == "wan":
+        n = scheduler.config.num_train_timesteps
+        sigma_max = float(np.float32(1.0 - 1.0 / n))
+        scheduler.set_timesteps(sigmas=np.linspace(sigma_max, 0.0, steps + 1)[:-1], device=device)
+    else:
+        raise ReviseInputError(f"unknown sigma schedule '{sigma_schedule}': one of {', '.join(SIGMA_SCHEDULES)}")
 
 
 def check_edit_args(num_frames: int, height: int, width: int, num_inference_steps: int,
@@ -48,11 +72,31 @@ def check_edit_args(num_frames: int, height: int, width: int, num_inference_step
         raise ReviseInputError("the instruction is empty")
 
 
+def read_source(path: str | Path, num_frames: int, height: int, width: int,
+                prompt_style: str) -> tuple[torch.Tensor, np.ndarray | None]:
+    """A source file as a model of ``prompt_style`` reads it: the clip [3, F, H, W] in [-1, 1], and
+    for the ``release`` style also the frames its VLM sees (uint8 [1, h, w, 3] at the file's size).
+
+    - ``revise``: ``num_frames`` frames spread evenly over the whole file; no VLM frames (the VLM
+      samples the clip itself).
+    - ``release``: as the released script reads it: the first frame skipped, then ``num_frames``
+      consecutive frames (``--skip_num 1 --sampling_rate 1``; a shorter file is refused); the VLM
+      sees the file's frame 0, of which the released code passes the tokens to the LM.
+    """
+    from ..video import read_frames, read_video
+
+    if prompt_style != "release":
+        return read_video(path, num_frames, height, width), None
+    clip = read_video(path, num_frames, height, width, skip=RELEASE_SKIP_FRAMES)
+    return clip, read_frames(path, [0])
+
+
 @dataclasses.dataclass
 class ReviseEditOutput:
     video: torch.Tensor          # [B, 3, F, H, W] in [-1, 1]
     source: torch.Tensor         # the source clip as the model saw it, same shape
     timings: dict[str, float]    # seconds per stage
+    vlm_frames: np.ndarray | None = None   # release prompt style: the uint8 frames the VLM saw, [B, h, w, 3]
 
 
 class ReviseEditPipeline:
@@ -115,11 +159,20 @@ class ReviseEditPipeline:
             compile_blocks(dit, mode=compile_mode)
         return self
 
-    def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
-        """A path is read and resized; a tensor [3, F, H, W] or [B, 3, F, H, W] in [-1, 1] must already fit."""
+    def prepare_inputs(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int,
+                       vlm_frames: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The source clip [B, 3, F, H, W] and the frames the VLM sees in the ``release`` prompt style:
+        ``vlm_frames`` if given, else for a path its frame 0 (``read_source``), else None (the model
+        then takes each clip's first frame)."""
         if isinstance(video, (str, Path)):
-            from ..video import read_video
-            video = read_video(video, num_frames, height, width)
+            video, frames = read_source(video, num_frames, height, width, self.model.prompt_style)
+            vlm_frames = frames if vlm_frames is None else vlm_frames
+        return self.prepare_video(video, num_frames, height, width), vlm_frames
+
+    def prepare_video(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
+        """A path is read (``read_source``); a tensor [3, F, H, W] or [B, 3, F, H, W] in [-1, 1] must already fit."""
+        if isinstance(video, (str, Path)):
+            video = read_source(video, num_frames, height, width, self.model.prompt_style)[0]
         if video.dim() == 4:
             video = video.unsqueeze(0)
         if video.dim() != 5 or video.shape[1] != 3:
@@ -139,9 +192,13 @@ class ReviseEditPipeline:
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, seed: int | None = 0, solver: str = "unipc",
                  generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
-                 progress: bool = True, callback: Callable[[int, int], None] | None = None) -> ReviseEditOutput:
+                 progress: bool = True, callback: Callable[[int, int], None] | None = None,
+                 vlm_frames: np.ndarray | None = None) -> ReviseEditOutput:
         """Edit ``video`` by ``instruction``. The starting noise is drawn from ``generator`` (or one
-        seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)]."""
+        seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)].
+
+        ``vlm_frames`` (uint8 [B, h, w, 3], any size) are what the VLM sees in the ``release`` prompt
+        style (the file's frame 0 for a path, each clip's first frame for a tensor when not given)."""
         d = self.model.sampling_config
         num_frames = d.num_frames if num_frames is None else num_frames
         height = d.height if height is None else height
@@ -152,7 +209,7 @@ class ReviseEditPipeline:
         instructions = [instruction] if isinstance(instruction, str) else list(instruction)
         check_edit_args(num_frames, height, width, steps, instructions)
         scheduler = make_scheduler(solver, shift)
-        source = self.prepare_video(video, num_frames, height, width)
+        source, vlm_frames = self.prepare_inputs(video, num_frames, height, width, vlm_frames)
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
 
@@ -160,7 +217,9 @@ class ReviseEditPipeline:
         clock = _Clock(self.device)
         source_latents = model.encode_video(source)
         timings["vae_encode"] = clock.lap()
-        vlm = model.vlm_tokens(source, instructions)
+        release = model.prompt_style == "release" and vlm_frames is not None
+        vlm_images = model.understanding.preprocess_images(vlm_frames) if release else None
+        vlm = model.vlm_tokens(source, instructions, vlm_images)
         timings["vlm"] = clock.lap()
         text = model.encode_text(instructions)
         timings["text"] = clock.lap()
@@ -178,12 +237,12 @@ class ReviseEditPipeline:
                 generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
             latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
                                   device=generator.device).to(self.device)
-        scheduler.set_timesteps(steps, device=self.device)
+        set_timesteps(scheduler, steps, self.device, d.sigma_schedule)
         latents = self.denoise(latents, context, scheduler, guidance, progress, callback)
         timings["denoise"] = clock.lap()
         edited = model.decode_latents(latents).float()
         timings["vae_decode"] = clock.lap()
-        return ReviseEditOutput(video=edited, source=source, timings=timings)
+        return ReviseEditOutput(video=edited, source=source, timings=timings, vlm_frames=vlm_frames)
 
     def denoise(self, latents: torch.Tensor, context: torch.Tensor, scheduler, guidance: float,
                 progress: bool = False, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 
 from ..models.revise_model import sampling_defaults
 from ..pipelines.best_of import edit_best_of
-from ..video import read_video, write_video
+from ..pipelines.edit import read_source
+from ..video import write_video
 from .jobs import Job
 
 SOURCE, EDITED = "source.mp4", "edited.mp4"
@@ -35,9 +36,9 @@ class Editor:
         d, start = self.defaults, time.perf_counter()
         steps = self.steps or d.num_inference_steps
         job.report(0.0, "reading the clip")
-        source = read_video(job.input_path, d.num_frames, d.height, d.width)
+        source, vlm_frames = read_source(job.input_path, d.num_frames, d.height, d.width, self.pipe.model.prompt_style)
         job.release_input()
-        out = edit_best_of(self.pipe, source, job.instruction, job.best_of, progress=job.report,
+        out = edit_best_of(self.pipe, source, job.instruction, job.best_of, progress=job.report, vlm_frames=vlm_frames,
                            num_frames=d.num_frames, height=d.height, width=d.width, num_inference_steps=steps)
         job.report(1.0, "writing the videos")
         write_video(job.folder / SOURCE, out.source, fps=d.fps)

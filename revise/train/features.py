@@ -66,8 +66,7 @@ def compute_features(model: ReviseModel, data: TripletData, vlm: bool, batch_siz
         out["source_latents"].append(model.encode_video(src).to(torch.bfloat16).cpu())
         out["target_latents"].append(model.encode_video(tgt).to(torch.bfloat16).cpu())
         if vlm:
-            prompts = [model.understanding.conditioning_prompt(s["instruction"]) for s in good]
-            hidden, mask = model.understanding.hidden_states(prompts, [[v] for v in src])
+            hidden, mask = model.vlm_hidden_states(src, [s["instruction"] for s in good])   # in its prompt style
             out["vlm_hidden"] += [h[m].to(torch.bfloat16).cpu() for h, m in zip(hidden, mask)]
     ok = torch.tensor(out["ok"])
     feats = {"ok": ok}
