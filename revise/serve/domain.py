@@ -34,7 +34,7 @@ FLAT_LEVELS = 3            # neighbours at most this far apart (0-255, every cha
 FLAT_SHARE_MIN = 0.85      # below this a clip does not look like RVE-Synth (see the module's docstring)
 CRITIC_NOTE = ("These are the model's own critic's self-assessment, not a measure of quality: it orders the "
                "generator's own candidates as the exact judge does in only 0.53-0.60 of pairs (docs/results.md), "
-               "and it rates edits of clips unlike its training world just as highly.")
+               "and an edit of a clip unlike its training world can still score high.")
 
 
 def load_tokenizer(model: str | Path):
