@@ -53,8 +53,9 @@ def one_line_error(response, status: int, match: str) -> str:
 
 @pytest.fixture(scope="module")
 def served():
-    """The app on the tiny preset (2 denoising steps), its queue and a client; closed at the end."""
-    jobs = JobQueue([Editor("tiny", "cpu", steps=2)], ttl_s=600)
+    """The app on the tiny preset (2 denoising steps, warning about clips unlike RVE-Synth as the bundled
+    model does), its queue and a client; closed at the end."""
+    jobs = JobQueue([Editor("tiny", "cpu", steps=2, domain_check=True)], ttl_s=600)
     app = create_app(jobs, ServeSettings(model="tiny", examples=EXAMPLES, limits=LIMITS, max_best_of=3))
     with TestClient(app) as client:
         yield client, jobs
@@ -255,7 +256,7 @@ def test_one_worker_per_device():
         jobs.close()
 
 
-def test_full_queue_and_too_many_uploads():
+def test_full_queue():
     blocker = threading.Event()
 
     class Blocked(FakeRunner):
@@ -263,7 +264,7 @@ def test_full_queue_and_too_many_uploads():
             blocker.wait(10)
             return super().run(job)
 
-    jobs = JobQueue([Blocked([])], max_waiting=2, max_uploads=2)
+    jobs = JobQueue([Blocked([])], max_waiting=2)
     app = create_app(jobs, ServeSettings(model="stand-in", examples=EXAMPLES, limits=LIMITS))
     with TestClient(app) as client:
         try:
@@ -273,10 +274,6 @@ def test_full_queue_and_too_many_uploads():
                 time.sleep(0.01)
             assert [post().json()["position"] for _ in range(2)] == [1, 2]
             one_line_error(post(), 429, "2 jobs are already waiting; try again in a while")
-            for _ in range(2):
-                assert client.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()).status_code == 200
-            one_line_error(client.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()), 429,
-                           "2 uploads are waiting for their jobs")
         finally:
             blocker.set()
 
@@ -374,3 +371,204 @@ def test_serve_command_starts_answers_and_cleans_up_on_ctrl_c(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- issue #23: every error answered as JSON, the server never falls over, honest feedback ---------
+
+def post_job(client: TestClient, body: dict | bytes, **kw):
+    return client.post("/api/jobs", content=body if isinstance(body, bytes) else json.dumps(body), **kw)
+
+
+def test_lone_surrogate_is_refused_not_a_500(served):
+    client, jobs = served
+    example = EXAMPLES[0]["name"]
+    # json.dumps writes the lone surrogate as the escape \ud800, as a hostile client would
+    one_line_error(post_job(client, {"instruction": "make it \ud800 red", "example": example}), 400,
+                   "not valid text")
+    one_line_error(client.post("/api/check", content=json.dumps({"instruction": "\udfff"})), 400, "not valid text")
+    r = post_job(client, {"instruction": "x", "example": "\ud800"})
+    one_line_error(r, 400, "no example")
+    assert r.headers["content-type"] == "application/json"
+
+
+def test_deeply_nested_json_is_a_json_error(served):
+    client, _ = served
+    one_line_error(post_job(client, b"[" * 10_000 + b"]" * 10_000), 400, "nested too deeply")
+    deep = post_job(client, b"[" * 100_000 + b"]" * 100_000)          # also over the body cap
+    assert deep.status_code in (400, 413) and deep.headers["content-type"] == "application/json", deep.text
+
+
+def test_job_request_body_is_capped_before_it_is_read(served):
+    client, _ = served
+    padded = json.dumps({"instruction": "x", "example": EXAMPLES[0]["name"]}).encode() + b" " * 2**21
+    one_line_error(post_job(client, padded), 413, "the request is larger than")
+    one_line_error(client.post("/api/jobs", content=(b" " * 2**16 for _ in range(32))), 413,   # chunked
+                   "the request is larger than")
+
+    # straight through ASGI: a 200 MiB body in 1 MiB chunks; the app stops pulling after the cap
+    app = create_app(JobQueue([FakeRunner([])]), ServeSettings(model="stand-in", examples=EXAMPLES, limits=LIMITS))
+    pulled, sent = [0], []
+
+    async def receive():
+        pulled[0] += 1
+        return {"type": "http.request", "body": b" " * 2**20, "more_body": pulled[0] < 200}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/jobs", "raw_path": b"/api/jobs", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")], "client": ("1.2.3.4", 1), "server": ("x", 80)}
+    import asyncio
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413 and pulled[0] <= 2, (sent[0], pulled[0])
+    for declared in (str(200 * 2**20), "1" * 40):
+        scope["headers"] = [(b"content-type", b"application/json"), (b"content-length", declared.encode())]
+        pulled[0], sent[:] = 0, []
+        asyncio.run(app(scope, receive, send))
+        assert sent[0]["status"] == 413 and pulled[0] == 0, "refused by its declared length, unread"
+
+
+def test_unused_uploads_cannot_lock_everyone_out():
+    jobs = JobQueue([FakeRunner([])], max_uploads=3, max_uploads_per_client=2)
+    app = create_app(jobs, ServeSettings(model="stand-in", examples=EXAMPLES, limits=LIMITS))
+    with TestClient(app, client=("10.0.0.1", 1)) as flooder, TestClient(app, client=("10.0.0.2", 1)) as user:
+        mine = user.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()).json()["upload"]
+        flood = []
+        for _ in range(5):                       # more than the whole server's quota, from one client
+            r = flooder.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes())
+            assert r.status_code == 200, r.text
+            flood.append(r.json()["upload"])
+        assert len(list(jobs.uploads_dir.iterdir())) == 3, "at most max_uploads files are kept"
+        r = user.post("/api/jobs", json={"instruction": "x", "upload": mine})
+        assert r.status_code == 202, "one client's uploads never push out another client's"
+        one_line_error(flooder.post("/api/jobs", json={"instruction": "x", "upload": flood[0]}), 400,
+                       "unknown or has expired")
+        assert flooder.post("/api/jobs", json={"instruction": "x", "upload": flood[-1]}).status_code == 202
+        others = [user.post("/api/uploads?name=a.mp4", content=CLIP.read_bytes()).json()["upload"] for _ in range(3)]
+        assert user.post("/api/jobs", json={"instruction": "x", "upload": others[-1]}).status_code == 202
+
+
+def test_instruction_is_checked_before_any_upload(served):
+    client, _ = served
+    ok = client.post("/api/check", json={"instruction": "  Show the scene\n later "})
+    assert ok.status_code == 200 and ok.json()["instruction"] == "Show the scene later", ok.text
+    one_line_error(client.post("/api/check", json={"instruction": " "}), 400, "type an instruction")
+    one_line_error(client.post("/api/check", json={"instruction": "x" * 1001}), 400, "at most 1000")
+    script = (Path(__file__).parents[1] / "revise" / "serve" / "static" / "app.js").read_text()
+    assert script.index('"/api/check"') < script.index('"/api/uploads'), "the page checks, then uploads"
+
+
+def test_head_answers_like_get(served):
+    client, _ = served
+    head = client.head("/")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html") and not head.content
+    assert client.head(f"/api/examples/{EXAMPLES[0]['name']}.mp4").status_code == 200
+
+
+def test_unknown_words_are_reported(tmp_path):
+    editor = Editor(DEFAULT_MODEL, "cpu")            # reads the tokenizer only, no weights
+    if DEFAULT_MODEL == "tiny":
+        pytest.skip("the bundled model is missing: the tiny preset's byte tokenizer knows every word")
+    assert editor.unknown_words("Imagine the scene in the morning light") == []
+    assert editor.unknown_words("Make the zebra, the ZEBRA and a xylophone red!") == ["zebra", "xylophone"]
+    jobs = JobQueue([FakeRunner([])])
+    app = create_app(jobs, ServeSettings(model="m", examples=EXAMPLES, limits=LIMITS,
+                                         unknown_words=editor.unknown_words))
+    with TestClient(app) as client:
+        checked = client.post("/api/check", json={"instruction": "make the zebra red"}).json()
+        assert checked["unknown_words"] == ["zebra"]
+        assert "zebra" in checked["warnings"][0] and "vocabulary" in checked["warnings"][0]
+        r = client.post("/api/jobs", json={"instruction": "make the zebra red", "example": EXAMPLES[0]["name"]})
+        assert r.json()["warnings"] == checked["warnings"]
+        job = client.get(f"/api/jobs/{r.json()['id']}").json()
+        assert job["warnings"] == checked["warnings"]
+        fine = client.post("/api/check", json={"instruction": EXAMPLES[0]["instruction"]}).json()
+        assert fine["unknown_words"] == [] and fine["warnings"] == []
+
+
+def natural_clips(frames: int = 17, h: int = 48, w: int = 64) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, w)[None, None, :, None]
+    t = np.linspace(0, 1, frames)[:, None, None, None]
+    noise = rng.integers(0, 256, (frames, h, w, 3), dtype=np.uint8)
+    gradient = np.broadcast_to(255 * (x + 0.1 * t) / 1.1 * np.array([1.0, 0.6, 0.3]), (frames, h, w, 3))
+    return {"noise": noise, "gradient": gradient.astype(np.uint8)}
+
+
+def test_clip_domain_tells_synthetic_from_natural_looking_clips():
+    from revise.serve.domain import FLAT_SHARE_MIN, clip_domain
+    from revise.synth.dataset import plan
+    from revise.synth.tasks import make_item
+    from revise.video import read_video
+
+    synthetic = [make_item(np.random.default_rng(seed), family, "test", subset).source_clip()
+                 for _, family, subset, seed in plan(8, "test", 1)]
+    synthetic += [read_video(e["path"], 17, 64, 64) for e in EXAMPLES]       # through H.264, as served
+    for clip in synthetic:
+        d = clip_domain(clip)
+        assert d["in_domain"] and d["flat_share"] >= FLAT_SHARE_MIN, d
+    for name, clip in natural_clips().items():
+        d = clip_domain(clip)
+        assert not d["in_domain"] and d["flat_share"] < FLAT_SHARE_MIN, (name, d)
+
+
+def test_out_of_domain_clip_and_critic_scores_are_labelled(served, tmp_path):
+    client, _ = served
+    config = client.get("/api/config").json()
+    assert "self-assessment" in config["critic_note"] and "0.53-0.60" in config["critic_note"]
+    write_video(tmp_path / "noise.mp4", natural_clips()["noise"], fps=8)
+    up = client.post("/api/uploads", params={"name": "noise.mp4"}, content=(tmp_path / "noise.mp4").read_bytes())
+    r = client.post("/api/jobs", json={"instruction": "show the scene later", "upload": up.json()["upload"]})
+    job = wait_for(f"/api/jobs/{r.json()['id']}", client)
+    assert job["state"] == "done", job
+    assert not job["result"]["domain"]["in_domain"]
+    assert any("does not look like" in w for w in job["warnings"]), job["warnings"]
+    assert job["result"]["critic_note"] == config["critic_note"]
+    r = client.post("/api/jobs", json={"instruction": EXAMPLES[0]["instruction"], "example": EXAMPLES[0]["name"]})
+    job = wait_for(f"/api/jobs/{r.json()['id']}", client)
+    assert job["result"]["domain"]["in_domain"] and job["warnings"] == [], job
+
+
+def test_every_api_error_is_json(served, tmp_path):
+    client, jobs = served
+    example = EXAMPLES[0]["name"]
+    cases = [
+        client.get("/no/such/page"), client.delete("/api/config"), client.post("/"),
+        client.get("/api/examples/nope.mp4"), client.get("/api/jobs/nope"), client.get("/api/jobs/nope/x.mp4"),
+        client.get("/api/jobs/nope/download"),
+        client.post("/api/uploads?name=a.txt", content=b"x"), client.post("/api/uploads?name=a.mp4", content=b""),
+        client.post("/api/uploads?name=a.mp4", content=b"\0" * (LIMITS.max_bytes + 1)),
+        post_job(client, b"{"), post_job(client, b"\xff\xfe\x00"), post_job(client, b"[" * 5000),
+        post_job(client, b" " * 2**20), post_job(client, {"instruction": "\ud800", "example": example}),
+        post_job(client, f'{{"instruction": "x", "example": "{example}", "best_of": {"9" * 5000}}}'.encode()),
+        post_job(client, {"instruction": "x", "example": example, "best_of": float("nan")}),
+        client.post("/api/check", content=b"[]"), client.post("/api/check", content=b'"' + b"\\" * 3 + b'"'),
+    ]
+    for r in cases:
+        assert 400 <= r.status_code < 600 and r.headers["content-type"] == "application/json", (r.request.url, r.text)
+        message = r.json()["error"]
+        assert message and "\n" not in message, message
+
+    # a bug inside a route: still one JSON line (500), and the server goes on answering
+    app = create_app(jobs, ServeSettings(model="tiny", examples=EXAMPLES, limits=LIMITS))
+    with TestClient(app, raise_server_exceptions=False) as broken:
+        original = jobs.get
+        jobs.get = lambda job_id: 1 / 0
+        try:
+            r = broken.get("/api/jobs/abc")
+        finally:
+            jobs.get = original
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+        assert r.json()["error"] == "internal error (ZeroDivisionError); the server goes on: try again"
+        assert broken.get("/api/config").status_code == 200
+
+
+def test_no_function_in_the_web_server_is_over_80_lines():
+    import ast
+
+    for path in (Path(__file__).parents[1] / "revise" / "serve").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 80, f"{path.name}: {node.name} is {lines} lines"

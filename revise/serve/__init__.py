@@ -1,10 +1,12 @@
 """``revise serve``: a web page to edit videos (upload a clip or pick a bundled example, type an
-instruction, follow the progress, watch the edit beside the source with the critic's P(Yes) per
-dimension, download it).
+instruction, follow the progress, watch the edit beside the source with the model's own critic's
+P(Yes) per dimension, download it), warned when the instruction or the clip lies outside what the
+model knows.
 
 * :mod:`.uploads`: what an upload must be (a video by its content; size, duration, frame limits).
 * :mod:`.jobs`: the FIFO queue, one worker thread per device, the private folder and its clean-up.
 * :mod:`.editor`: one job on one device: a (best-of-N) edit written as browser-playable mp4s.
+* :mod:`.domain`: unknown words, clips unlike RVE-Synth, and what the critic's scores are.
 * :mod:`.app`: the FastAPI routes and the static page (``static/``).
 """
 
@@ -87,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
                           max_side=args.max_side, min_frames=d.num_frames)
     settings = ServeSettings(model=str(args.model), examples=load_examples(args.examples_dir), limits=limits,
-                             max_best_of=args.max_best_of)
+                             max_best_of=args.max_best_of, unknown_words=editors[0].unknown_words)
     sock = listen(args.host, args.port)
     jobs = JobQueue(editors, ttl_s=args.keep_minutes * 60, max_waiting=args.max_queue)
     host, port = sock.getsockname()[:2]

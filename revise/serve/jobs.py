@@ -5,6 +5,13 @@ Everything lives in one private folder (``mkdtemp``: mode 0700) under names the 
 (random tokens); nothing a user sends is ever part of a path. An upload is deleted once its job has
 read it, a job's files once its result is downloaded, and anything left after ``ttl_s`` seconds
 (uploads never used, results never downloaded). :meth:`JobQueue.close` deletes the whole folder.
+
+Unused uploads never lock anyone out: a new upload is always kept, and room is made by deleting the
+oldest unused upload of the same client (by network address) once it holds ``max_uploads_per_client``,
+else the oldest unused upload of anyone once the server holds ``max_uploads``. One client can thus
+only push out its own uploads; pushing out others' takes ``max_uploads / max_uploads_per_client``
+clients (4 by default) flooding at once, and even then the page, which submits its job right after
+its upload, loses an upload only in those seconds (and says "upload the clip again").
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ SWEEP_EVERY_S = 5.0
 
 
 class QueueFull(Exception):
-    """Too many jobs waiting or uploads pending; the user should try again later."""
+    """Too many jobs waiting; the user should try again later."""
 
 
 class JobCancelled(Exception):
@@ -49,6 +56,7 @@ class Upload:
     token: str
     path: Path
     info: Any
+    client: str = ""
     created: float = dataclasses.field(default_factory=time.monotonic)
 
 
@@ -64,6 +72,7 @@ class Job:
     stage: str = "waiting in the queue"
     progress: float = 0.0
     error: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)   # what lies outside what the model knows
     result: dict[str, Any] | None = None
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
     created: float = dataclasses.field(default_factory=time.monotonic)
@@ -84,7 +93,7 @@ class Job:
 
 class JobQueue:
     def __init__(self, runners: list[Runner], *, ttl_s: float = 900.0, max_waiting: int = 16,
-                 max_uploads: int = 16):
+                 max_uploads: int = 16, max_uploads_per_client: int = 4):
         if not runners:
             raise ValueError("a job queue needs at least one runner")
         self.root = Path(tempfile.mkdtemp(prefix="revise-serve-"))   # mode 0700: this user only
@@ -92,6 +101,7 @@ class JobQueue:
         self.uploads_dir.mkdir(mode=0o700)
         self.jobs_dir.mkdir(mode=0o700)
         self.ttl_s, self.max_waiting, self.max_uploads = ttl_s, max_waiting, max_uploads
+        self.max_uploads_per_client = min(max_uploads_per_client, max_uploads)
         self._runners = runners
         self._jobs: dict[str, Job] = {}
         self._uploads: dict[str, Upload] = {}
@@ -126,24 +136,30 @@ class JobQueue:
     def new_upload_path(self) -> Path:
         """A fresh empty file under a random name in the private uploads folder."""
         self.sweep()
-        with self._lock:
-            if len(self._uploads) >= self.max_uploads:
-                raise QueueFull(f"{len(self._uploads)} uploads are waiting for their jobs; try again later")
         return fresh_file(self.uploads_dir, suffix=".part", mode=0o600, nbytes=16)
 
-    def add_upload(self, path: Path, info: Any) -> str:
-        """Keep a checked upload (renamed to its content's extension) for a job; return its token."""
+    def add_upload(self, path: Path, info: Any, client: str = "") -> str:
+        """Keep a checked upload (renamed to its content's extension) for a job; return its token. Makes
+        room first by deleting the oldest unused upload of ``client``, or of anyone (see above)."""
         token = secrets.token_urlsafe(16)
         final = self.uploads_dir / f"{token}{info.suffix}"
         os.replace(path, final)
         with self._lock:
-            self._uploads[token] = Upload(token, final, info)
+            evicted = []
+            for limit, clients_only in ((self.max_uploads_per_client, True), (self.max_uploads, False)):
+                held = [u for u in self._uploads.values() if u.client == client or not clients_only]  # oldest first
+                for u in held[:max(0, len(held) - limit + 1)]:        # leave room for the new one
+                    evicted.append(self._uploads.pop(u.token))
+            self._uploads[token] = Upload(token, final, info, client)
+        for u in evicted:
+            u.path.unlink(missing_ok=True)
         return token
 
     # ---- jobs ---------------------------------------------------------------------------------
     def submit(self, instruction: str, best_of: int, *, upload: str | None = None,
-               example: Path | None = None) -> Job:
-        """Queue a job on an upload token (the upload is consumed) or a bundled example clip."""
+               example: Path | None = None, warnings: list[str] | None = None) -> Job:
+        """Queue a job on an upload token (the upload is consumed) or a bundled example clip; ``warnings``
+        (about the instruction) start its list, to which the runner may add (about the clip)."""
         self.sweep()
         if self._closing.is_set():
             raise QueueFull("the server is shutting down")
@@ -154,7 +170,8 @@ class JobQueue:
             if upload is not None:
                 entry = self._uploads.pop(upload, None)
                 if entry is None:
-                    raise ReviseInputError("that upload is unknown or has expired: upload the clip again")
+                    raise ReviseInputError("that upload is unknown or has expired (unused uploads make room for "
+                                           "newer ones): upload the clip again")
                 input_path, owns = entry.path, True
             elif example is not None:
                 input_path, owns = example, False
@@ -163,7 +180,8 @@ class JobQueue:
             job_id = secrets.token_urlsafe(16)
             folder = self.jobs_dir / job_id
             folder.mkdir(mode=0o700)
-            job = Job(job_id, instruction, best_of, input_path, owns, folder, cancel=self._closing)
+            job = Job(job_id, instruction, best_of, input_path, owns, folder, cancel=self._closing,
+                      warnings=list(warnings or []))
             self._jobs[job_id] = job
         self._pending.put(job)
         return job

@@ -10,10 +10,35 @@ const DIMENSIONS = {
   generation_realism: "Realism: looks like the source's world",
 };
 let examples = [];
+let maxInstruction = 1000;
 
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
+}
+
+// What lies outside what the model knows (unknown words, a clip unlike its training world).
+function showWarnings(warnings) {
+  const list = $("warnings");
+  list.textContent = "";
+  for (const w of warnings || []) {
+    const item = document.createElement("li");
+    item.textContent = w;
+    list.appendChild(item);
+  }
+  list.hidden = !list.children.length;
+}
+
+// The server's own rules, checked here first so nothing is uploaded for an instruction it would refuse.
+function instructionProblem(instruction) {
+  if (!instruction) return "Type an instruction: what should change in the clip?";
+  if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(instruction)) {
+    return "The instruction is not valid text: it has half a character (a lone surrogate); type it again.";
+  }
+  if (instruction.length > maxInstruction) {
+    return `The instruction is ${instruction.length} characters; at most ${maxInstruction}.`;
+  }
+  return "";
 }
 
 async function api(url, options) {
@@ -32,6 +57,8 @@ async function loadConfig() {
   $("ready").textContent = config.ready ? "" : "(loading…)";
   $("limits").textContent = "Accepted: " + config.limits.text + ".";
   $("best-of").max = config.max_best_of;
+  maxInstruction = config.max_instruction;
+  $("critic-note").textContent = config.critic_note;
   examples = config.examples;
   for (const e of examples) {
     const option = document.createElement("option");
@@ -62,12 +89,18 @@ function chooseExample() {
 async function submit(event) {
   event.preventDefault();
   showError("");
-  const instruction = $("instruction").value.trim();
-  if (!instruction) return showError("Type an instruction: what should change in the clip?");
+  showWarnings([]);
+  const instruction = $("instruction").value.trim().replace(/\s+/g, " ");
+  const problem = instructionProblem(instruction);
+  if (problem) return showError(problem);
   const job = { instruction, best_of: parseInt($("best-of").value || "1", 10) };
   $("submit").disabled = true;
   $("result").hidden = true;
   try {
+    const checked = await api("/api/check", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ instruction }),
+    });
+    showWarnings(checked.warnings);
     if ($("example").value) {
       job.example = $("example").value;
     } else {
@@ -99,6 +132,7 @@ function setStatus(progress, stage) {
 async function follow(id) {
   for (;;) {
     const job = await api(`/api/jobs/${id}`);
+    showWarnings(job.warnings);
     if (job.state === "queued") {
       setStatus(0, job.position ? `waiting: ${job.position} job(s) ahead` : "starting");
     } else if (job.state === "running") {
