@@ -248,13 +248,26 @@ class ReviseModel(nn.Module):
     def assemble_contexts(self, source_latents: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
                           text: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Both mixed contexts from the VLM tokens and text features computed already."""
-        special = self.context_tokens.special_dict()
         visual = self.source_tokens(source_latents)
-        b, max_len = visual.shape[0], self.context_config.max_context_len
-        cond = assemble_batch(special, visual, list(vlm), list(text), max_len)
-        uncond = assemble_batch(special, visual, [self.uncond_vlm_tokens()[0]] * b,
-                                [self.context_tokens.uncond_context] * b, max_len)
-        return cond.to(self.transformer.dtype), uncond.to(self.transformer.dtype)
+        b = visual.shape[0]
+        return self._mixed_context(visual, vlm, text, [False] * b), self._mixed_context(visual, vlm, text, [True] * b)
+
+    def training_context(self, source_latents: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
+                         text: Sequence[torch.Tensor], drop: Sequence[bool]) -> torch.Tensor:
+        """One mixed context per sample, the samples ``drop`` marks with the unconditional VLM and
+        text tokens (condition dropout)."""
+        return self._mixed_context(self.source_tokens(source_latents), vlm, text, drop)
+
+    def _mixed_context(self, visual: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
+                       text: Sequence[torch.Tensor], drop: Sequence[bool]) -> torch.Tensor:
+        """[B, max_context_len, text_dim]; the source-video tokens ``visual`` stay in every sample."""
+        vlm, text = list(vlm), list(text)
+        if any(drop):
+            uncond_vlm = self.uncond_vlm_tokens()[0]
+            vlm = [uncond_vlm if d else t for d, t in zip(drop, vlm)]
+            text = [self.context_tokens.uncond_context if d else t for d, t in zip(drop, text)]
+        ctx = assemble_batch(self.context_tokens.special_dict(), visual, vlm, text, self.context_config.max_context_len)
+        return ctx.to(self.transformer.dtype)
 
 
 def model_config_dict(name: str, context: ContextConfig, sampling: SamplingConfig,
