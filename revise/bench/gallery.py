@@ -18,7 +18,8 @@ import jinja2
 from ..errors import ReviseInputError
 from ..video import write_image
 from .frames import sample_frames
-from .metrics import DIMENSIONS, OverallFormula
+from ..vocab import DIMENSIONS, OVERALL
+from .metrics import OverallFormula
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RVE-Bench gallery</title>
@@ -88,8 +89,8 @@ def _href(path: str | Path, start: Path) -> str:
 
 def _score_text(s: dict[str, Any]) -> str:
     parts = [f"{d} {s[d]:.1f}" for d in DIMENSIONS if d in s]
-    if "Overall" in s:
-        parts.append(f"Overall {s['Overall']:.2f}")
+    if OVERALL in s:
+        parts.append(f"{OVERALL} {s[OVERALL]:.2f}")
     if "ViCLIP_T" in s:
         parts.append(f"ViCLIP_T {s['ViCLIP_T']:.1f}")
     return " · ".join(parts)

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReviseInputError
-
-SUBSETS = ("RAVE", "ICVG")
-CATEGORIES = ("causal", "temporal", "spatial", "commonsense")
+from ..vocab import CATEGORIES, SUBSETS
 REQUIRED = ("id", "subset", "category", "source_video_path", "instruction")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")   # ids name output files
 _SHOWN_ERRORS = 5

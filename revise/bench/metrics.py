@@ -14,11 +14,9 @@ import dataclasses
 import math
 
 from ..errors import ReviseInputError
+from ..vocab import DIMENSIONS
 
-DIMENSIONS = ("EA", "PC", "GN", "GR")
 SCALE = (1.0, 10.0)
-DIMENSION_NAMES = {"EA": "Edit Accuracy", "PC": "Preservation Consistency",
-                   "GN": "Generation Naturalness", "GR": "Generation Realism"}
 
 
 @dataclasses.dataclass(frozen=True)

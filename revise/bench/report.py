@@ -21,12 +21,13 @@ from typing import Any
 
 from ..errors import ReviseInputError
 from .judges.openai_judge import PRICE_INPUT_PER_M, PRICE_OUTPUT_PER_M, cost_usd
-from .manifest import CATEGORIES, SUBSETS, BenchItem
-from .metrics import DIMENSIONS, OverallFormula
+from ..vocab import CATEGORIES, DIMENSIONS, OVERALL, SUBSETS
+from .manifest import BenchItem
+from .metrics import OverallFormula
 from .rundir import RunDir
 from .score import VICLIP_PREFIX
 
-METRICS = ("ViCLIP_T", *DIMENSIONS, "Overall")
+METRICS = ("ViCLIP_T", *DIMENSIONS, OVERALL)
 COUNTS = ("scored", "failed", "missing")
 VICLIP_PREFERENCE = ("viclip", "clip")       # a real ViCLIP over the CLIP fallback
 
@@ -56,7 +57,7 @@ class Method:
         if rec.get("status") != "ok":
             return {**out, "status": "failed", "reason": rec.get("reason", "")}
         dims = {d: float(rec[d]) for d in DIMENSIONS}
-        return {**out, **dims, "Overall": formula(dims), "status": "ok", "reason": rec.get("reason", "")}
+        return {**out, **dims, OVERALL: formula(dims), "status": "ok", "reason": rec.get("reason", "")}
 
 
 def _resolve_judge(runs: list[RunDir], judge: str | None) -> str | None:
