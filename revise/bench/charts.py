@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_path
 from ..vocab import DIMENSIONS, OVERALL
 
 
@@ -44,8 +44,9 @@ def subset_chart(subset: str, rows_by_group: dict[str, list[dict[str, Any]]], pa
         rax.set_ylim(0, 10)
         rax.set_title(f"{subset}: Overall per category")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

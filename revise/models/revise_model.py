@@ -1,7 +1,7 @@
 """``ReviseModel``: the unified model, its components, and how they turn a source clip and an
 instruction into the DiT's mixed context.
 
-Data flow of one edit (shared/design/README.md)::
+Data flow of one edit (docs/design.md)::
 
     source clip --VAE encode--> latents --VisualContextAdapter--> source tokens ----+
     source clip + instruction --UnderstandingModel--> hidden states                  |
@@ -18,9 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -30,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
+from ..atomic import atomic_folder
 from ..config import ContextConfig, SamplingConfig, load_preset
 from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
@@ -145,10 +143,7 @@ class ReviseModel(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the folder; it appears at ``path`` only once complete (an old one is replaced)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             self.transformer.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder")
@@ -162,17 +157,7 @@ class ReviseModel(nn.Module):
             config = model_config_dict(self.name, self.context_config, self.sampling_config,
                                        self.dit_position_embedding)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return path
+        return Path(path)
 
     # ---- inspection -----------------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:

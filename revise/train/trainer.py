@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_folder, atomic_path, replace_folder, write_text
 from ..critic import Critic
 from ..errors import storage_error
 from ..models.revise_model import ReviseModel
@@ -176,11 +176,9 @@ class Trainer:
                     for text, feat in zip(chunk, self.model.encode_text(chunk)):
                         cache[text] = feat.detach().cpu().contiguous()
             if self.acc.is_main_process:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(".tmp-" + path.name)
-                save_file({keys[t]: v for t, v in cache.items()}, str(tmp))
-                os.replace(tmp, path)
-                index.write_text(json.dumps(keys))
+                with atomic_path(path, path.suffix) as tmp:
+                    save_file({keys[t]: v for t, v in cache.items()}, str(tmp))
+                write_text(index, json.dumps(keys))
         self.model.text_encoder.to("cpu")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -206,8 +204,7 @@ class Trainer:
                          "objective_state": self.objective.state_dict(), "skipped_samples": len(self.data.skipped),
                          "config": self.cfg.to_dict()}
                 (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
+                replace_folder(tmp, final)
         except Exception as err:  # a full disk shows up as OSError, SafetensorError or torch's RuntimeError
             if self.acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -329,21 +326,14 @@ class Trainer:
         source = Path(self.cfg.model)
         if not source.is_dir():
             return model.save_pretrained(path)
-        path = Path(path)
-        building = model.save_pretrained(path.with_name(f".{path.name}.building"))
-        for part in frozen_parts(self.cfg.train_modules):
-            if (source / part).exists():
-                target = building / part
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-                (shutil.copytree if (source / part).is_dir() else shutil.copy2)(source / part, target)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(building, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(building, path)
-        return path
+        with atomic_folder(path) as building:
+            model.save_pretrained(building)
+            for part in frozen_parts(self.cfg.train_modules):
+                if (source / part).exists():
+                    target = building / part
+                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+                    (shutil.copytree if (source / part).is_dir() else shutil.copy2)(source / part, target)
+        return Path(path)
 
 
 # model-folder parts written by each trainable module ("context_tokens": the two token files)
