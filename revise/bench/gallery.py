@@ -15,11 +15,13 @@ from typing import Any
 
 import jinja2
 
+from ..atomic import write_text
 from ..errors import ReviseInputError
 from ..video import write_image
-from .frames import sample_frames
 from ..vocab import DIMENSIONS, OVERALL
+from .frames import sample_frames
 from .metrics import OverallFormula
+from .report import METRICS, formatted_rows, groups_of, in_group, judge_description, table_rows, viclip_note
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RVE-Bench gallery</title>
@@ -97,8 +99,6 @@ def _score_text(s: dict[str, Any]) -> str:
 
 
 def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
-    from .report import METRICS, formatted_rows, groups_of, in_group, judge_description, table_rows, viclip_note
-
     thumbs = out / "thumbs"
     thumbs.mkdir(exist_ok=True)
 
@@ -133,8 +133,5 @@ def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
     html = env.from_string(TEMPLATE).render(
         judge=judge_description(methods), formula=formula.describe(), viclip=viclip_note(methods),
         tables=tables, metrics=METRICS, items=items)
-    path = out / "gallery.html"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    path = write_text(out / "gallery.html", html)
     return path
