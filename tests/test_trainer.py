@@ -373,3 +373,5 @@ def test_shipped_configs_load_and_flat_options_say_where_they_went(tmp_path):
         TrainConfig.from_dict({"data": "x.json", "vae": {"focus": 0.1}})
     with pytest.raises(ReviseInputError, match=r"unknown field\(s\) rwo.momentum"):
         TrainConfig.from_dict({"data": "x.json", "objective": "rwo", "rwo": {"momentum": 0.5}})
+    with pytest.raises(ReviseInputError, match="USOOptions are not the rwo objective's"):
+        dataclasses.replace(TrainConfig.load(root / "mini" / "3_uso.yaml"), objective="rwo").validate()

@@ -98,6 +98,9 @@ class TrainConfig:
         if self.objective not in REGISTRY:
             raise ReviseInputError(f"{source}: objective must be one of {', '.join(REGISTRY)}, not {self.objective!r}")
         objective = REGISTRY[self.objective]
+        if type(self.options) is not objective.Options:
+            raise ReviseInputError(f"{source}: options {type(self.options).__name__} are not the {self.objective} "
+                                   f"objective's ({objective.Options.__name__})")
         bad = [m for m in self.train_modules if m not in MODULES]
         if bad:
             raise ReviseInputError(f"{source}: unknown train_modules {', '.join(bad)} (choose from {', '.join(MODULES)})")

@@ -5,6 +5,21 @@ The trainer names no objective. Each step it loads ``batch_size`` items, repeats
 group), and asks the objective for its batch fields (:meth:`Objective.fields`, drawn from the step's
 seeded generator, so a resumed run repeats the uninterrupted one) and then for the loss
 (:meth:`Objective.loss`, run inside the trainer's module so that DDP/FSDP see every parameter used).
+
+Adding an objective is adding a file to this package:
+
+1. a dataclass of its options, with defaults (the config section ``<name>: {...}``), unless it has
+   none; a generator objective extends ``FlowMatchingOptions`` and ``FlowMatchingObjective``, whose
+   :meth:`~.flow_matching.FlowMatchingObjective.flow_loss` gets the DiT's prediction;
+2. a class decorated with :func:`register`, with ``name`` and ``Options``, that returns the loss
+   and its metrics from :meth:`Objective.loss`, draws any randomness it needs in
+   :meth:`Objective.fields`, and keeps whatever must survive a resume in :meth:`Objective.state_dict`;
+3. a config naming it (``objective: <name>``) and a test.
+
+An objective that compares several candidates of one item (e.g. weights normalised within a group)
+sets ``samples_per_item``; its batch then holds each item's copies next to each other, each with its
+own noise, and ``batch["group"]`` says which item a row is a copy of. RWO's per-sample weights come
+from :meth:`~.rwo.RWO.weights`, which a subclass can replace.
 """
 
 from __future__ import annotations
