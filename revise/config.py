@@ -53,7 +53,7 @@ def _known_fields(cls, d: dict[str, Any]):
 
 @dataclasses.dataclass
 class ContextConfig:
-    """How the mixed context is laid out (see shared/design/README.md)."""
+    """How the mixed context is laid out (see docs/design.md)."""
 
     special_token_len: int = 6      # tokens in each of the six learned special-token blocks
     max_context_len: int = 2560     # the DiT's context is truncated to and zero-padded up to this

@@ -20,8 +20,7 @@ from typing import Sequence
 import torch
 
 from .models.understanding import MEDIA_TOKEN, UnderstandingModel
-
-DIMENSIONS = ("edit_accuracy", "preservation_consistency", "generation_naturalness", "generation_realism")
+from .vocab import CRITIC_DIMENSIONS as DIMENSIONS
 
 QUESTION = (
     "The first video is the source and the second is an edit of it.\n"

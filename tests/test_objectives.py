@@ -86,3 +86,21 @@ def test_focus_l1_is_the_mean_error_of_the_worst_pixels():
     assert float(obj.focus_l1(rec, x, 1.0)) == pytest.approx(float((rec - x).abs().mean()))
     # far above the plain mean, which hides a lost small object
     assert float(obj.focus_l1(rec, x, 0.05)) > 10 * float((rec - x).abs().mean())
+
+
+@pytest.mark.parametrize("scheme", ["logit_normal", "mode", "uniform"])
+def test_sigma_sampling_draws_what_the_sd3_densities_gave_before(scheme):
+    """diffusers' compute_density_for_timestep_sampling draws, from the same seed, what the formulas
+    written out here drew before it was used (logit-normal at the default mean 0, std 1)."""
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    if scheme == "logit_normal":
+        u = torch.sigmoid(torch.randn(1000, generator=g()))
+    elif scheme == "mode":
+        u = torch.rand(1000, generator=g())
+        u = 1 - u - 1.29 * (torch.cos(math.pi * u / 2) ** 2 - 1 + u)
+    else:
+        u = torch.rand(1000, generator=g())
+    u = u.clamp(1e-5, 1 - 1e-5)
+    assert torch.equal(obj.sample_sigmas(1000, generator=g(), scheme=scheme, shift=3.0), 3 * u / (1 + 2 * u))
+    with pytest.raises(ValueError, match="unknown timestep scheme"):
+        obj.sample_sigmas(4, scheme="cosine")

@@ -1,6 +1,7 @@
 """The trainer on the tiny preset (CPU): each objective steps, USO trains the DiT but not the frozen
 critic, resume repeats the uninterrupted run exactly, corrupt samples are skipped by path."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 
 from revise.errors import ReviseInputError
 from revise.train.config import TrainConfig
+from revise.train.objectives import REGISTRY, create
 from revise.train.trainer import Trainer
 from revise.video import write_video
 
@@ -35,8 +37,13 @@ def data(tmp_path_factory) -> Path:
 
 
 def config(data: Path, out: Path, **kw) -> TrainConfig:
+    """``kw``: top-level fields, and the objective's section (e.g. ``uso={"semantic_weight": 1.0}``);
+    the generator objectives drop the condition of half the samples unless the section says otherwise."""
     base = dict(model="tiny", data=str(data), out=str(out), steps=3, num_frames=5, height=32, width=32,
-                lr=1e-3, warmup_steps=1, save_every=100, cond_dropout=0.5)
+                lr=1e-3, warmup_steps=1, save_every=100)
+    objective = kw.get("objective", "sft")
+    if "cond_dropout" in {f.name for f in dataclasses.fields(REGISTRY[objective].Options)}:
+        kw[objective] = {"cond_dropout": 0.5, **kw.get(objective, {})}
     return TrainConfig.from_dict({**base, **kw})
 
 
@@ -63,7 +70,7 @@ def test_each_objective_trains_the_dit_only(objective, data, tmp_path):
 
 def test_uso_gradient_reaches_the_dit_through_the_critic(data, tmp_path):
     """Same noise and noise level: USO's DiT gradient differs from SFT's by the semantic term's."""
-    t = Trainer(config(data, tmp_path, objective="uso", uso_lambda=1.0))
+    t = Trainer(config(data, tmp_path, objective="uso", uso={"semantic_weight": 1.0}))
     batch = t.next_batch()
     src = torch.stack([b["source"] for b in batch])
     tgt = torch.stack([b["target"] for b in batch])
@@ -75,7 +82,7 @@ def test_uso_gradient_reaches_the_dit_through_the_critic(data, tmp_path):
     loss.backward()
     g_uso = torch.cat([p.grad.flatten() for p in t.model.transformer.parameters() if p.grad is not None])
     t.optimizer.zero_grad()
-    t.cfg.objective = "sft"
+    t.step_module.objective = create(config(data, tmp_path, objective="sft"))
     loss_sft, _ = t.step_module(step)
     loss_sft.backward()
     g_sft = torch.cat([p.grad.flatten() for p in t.model.transformer.parameters() if p.grad is not None])
@@ -223,7 +230,7 @@ def test_critic_questions_per_dimension_with_balanced_classes(data, tmp_path):
     critic_json = data.parent / "critic_dims.json"
     critic_json.write_text(json.dumps(critic_items))
     t = Trainer(config(critic_json, tmp_path, objective="critic", train_modules=["lm_head"], batch_size=5))
-    assert t.class_weights == pytest.approx((0.5 / 0.4, 0.5 / 0.6))
+    assert t.objective.class_weights == pytest.approx((0.5 / 0.4, 0.5 / 0.6))
     seen = []
     real = t.step_module.critic.prompts
     t.step_module.critic.prompts = lambda ins, dim=None: seen.append(list(dim)) or real(ins, dim)
@@ -232,13 +239,13 @@ def test_critic_questions_per_dimension_with_balanced_classes(data, tmp_path):
 
 
 def test_cached_features_give_the_same_loss_as_the_clips(data, tmp_path):
-    plain = Trainer(config(data, tmp_path / "a", steps=1, cond_dropout=0.0))
-    cached = Trainer(config(data, tmp_path / "b", steps=1, cond_dropout=0.0, cache_features=True))
+    plain = Trainer(config(data, tmp_path / "a", steps=1, sft={"cond_dropout": 0.0}))
+    cached = Trainer(config(data, tmp_path / "b", steps=1, sft={"cond_dropout": 0.0}, cache_features=True))
     assert (tmp_path / "b" / "cache" / "features.safetensors").is_file()
     assert set(cached.features) >= {"source_latents", "target_latents", "vlm_hidden", "vlm_mask"}
     a, b = plain.train_step(), cached.train_step()
     assert b["loss"] == pytest.approx(a["loss"], rel=0.05)     # bf16 storage of the cached features
-    again = Trainer(config(data, tmp_path / "b", steps=1, cond_dropout=0.0, cache_features=True))
+    again = Trainer(config(data, tmp_path / "b", steps=1, sft={"cond_dropout": 0.0}, cache_features=True))
     assert all(torch.equal(again.features[k], cached.features[k]) for k in cached.features)
     # with the cache an SFT step reads no clip at all (none is even preloaded once the cache exists),
     # and RWO reads the source alone, for its critic
@@ -258,17 +265,17 @@ def test_large_feature_caches_stay_in_host_memory(data, tmp_path, monkeypatch):
 
 
 def test_vae_focus_term_is_reported_and_trains(data, tmp_path):
-    t = Trainer(config(data, tmp_path, objective="vae", train_modules=["vae"], steps=1, preload=True, vae_focus=0.05))
+    t = Trainer(config(data, tmp_path, objective="vae", train_modules=["vae"], steps=1, preload=True, vae={"focus": 0.05}))
     out = t.train()
     assert out["focus_l1"] > out["l1"] > 0
     # vae_sample: false reconstructs from the posterior mean: the posterior noise drawn no longer matters
-    mean = Trainer(config(data, tmp_path / "m", objective="vae", train_modules=["vae"], preload=True, vae_sample=False))
+    mean = Trainer(config(data, tmp_path / "m", objective="vae", train_modules=["vae"], preload=True, vae={"sample": False}))
     batch = {"source": torch.zeros(1, 3, 5, 32, 32), "target": torch.zeros(1, 3, 5, 32, 32)}
     with torch.no_grad():
         losses = [float(mean.step_module({**batch, "vae_noise": torch.randn(2, 16, 2, 4, 4) * k})[0]) for k in (0.0, 5.0)]
     assert losses[0] == losses[1]
-    with pytest.raises(Exception, match="vae_focus"):
-        config(data, tmp_path, objective="vae", train_modules=["vae"], vae_focus=1.5)
+    with pytest.raises(Exception, match=r"vae\.focus"):
+        config(data, tmp_path, objective="vae", train_modules=["vae"], vae={"focus": 1.5})
 
 
 def test_time_limit_stops_and_saves(data, tmp_path):
@@ -316,7 +323,7 @@ def test_sft_can_train_the_text_encoder_and_saves_it(data, tmp_path, tiny_model)
     with pytest.raises(ReviseInputError, match="cache_text"):
         config(data, tmp_path, train_modules=["transformer", "text_encoder"], cache_text=True)
     start = tiny_model.save_pretrained(tmp_path / "start")
-    t = Trainer(config(data, tmp_path / "run", model=str(start), steps=2, cond_dropout=0.0,
+    t = Trainer(config(data, tmp_path / "run", model=str(start), steps=2, sft={"cond_dropout": 0.0},
                        train_modules=["transformer", "text_encoder"]))
     t5_0, vlm0 = weights(t, "text_encoder"), weights(t, "understanding")
     t.train()
@@ -328,3 +335,43 @@ def test_sft_can_train_the_text_encoder_and_saves_it(data, tmp_path, tiny_model)
     saved = ReviseModel.from_pretrained(out).text_encoder.state_dict()
     trained = t.model.text_encoder.state_dict()
     assert all(torch.equal(saved[k].float(), trained[k].float()) for k in saved)
+
+
+def test_an_objective_can_train_several_candidates_per_item(data, tmp_path, monkeypatch):
+    """What a group-relative objective needs: each item repeated ``samples_per_item`` times, the copies
+    told apart by their own noise and joined by ``batch["group"]``, the weights the objective's own."""
+    from revise.train.objectives.rwo import RWO
+
+    seen = {}
+
+    class Grouped(RWO):
+        name = "grouped_for_test"
+        samples_per_item = 3
+
+        def weights(self, p_yes, batch):
+            seen["group"], seen["noise"] = batch["group"].tolist(), batch["noise"]
+            return torch.ones_like(p_yes)
+
+    monkeypatch.setitem(REGISTRY, Grouped.name, Grouped)
+    t = Trainer(config(data, tmp_path, objective=Grouped.name, batch_size=2, steps=1))
+    t.train()
+    assert seen["group"] == [0, 0, 0, 1, 1, 1]
+    assert not torch.equal(seen["noise"][0], seen["noise"][1]), "each candidate draws its own noise"
+
+
+def test_shipped_configs_load_and_flat_options_say_where_they_went(tmp_path):
+    root = Path(__file__).parent.parent / "configs"
+    for path in [*root.glob("*.yaml"), *root.glob("mini/*.yaml")]:
+        cfg = TrainConfig.load(path)
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg, path
+    uso = TrainConfig.load(root / "mini" / "3_uso.yaml").options
+    assert (uso.semantic_weight, uso.max_sigma) == (0.01, 0.5)
+    with pytest.raises(ReviseInputError, match=r"uso_lambda is now uso: \{semantic_weight: \.\.\.\}") as err:
+        TrainConfig.from_dict({"data": "x.json", "objective": "uso", "uso_lambda": 0.1, "flow_shift": 5.0})
+    assert "flow_shift is now uso: {flow_shift: ...}" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ReviseInputError, match="the vae section configures objective vae, not sft"):
+        TrainConfig.from_dict({"data": "x.json", "vae": {"focus": 0.1}})
+    with pytest.raises(ReviseInputError, match=r"unknown field\(s\) rwo.momentum"):
+        TrainConfig.from_dict({"data": "x.json", "objective": "rwo", "rwo": {"momentum": 0.5}})
+    with pytest.raises(ReviseInputError, match="USOOptions are not the rwo objective's"):
+        dataclasses.replace(TrainConfig.load(root / "mini" / "3_uso.yaml"), objective="rwo").validate()

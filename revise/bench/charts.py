@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-from .metrics import DIMENSIONS
+from ..atomic import atomic_path
+from ..vocab import DIMENSIONS, OVERALL
 
 
 def subset_chart(subset: str, rows_by_group: dict[str, list[dict[str, Any]]], path: Path) -> Path:
@@ -17,10 +17,10 @@ def subset_chart(subset: str, rows_by_group: dict[str, list[dict[str, Any]]], pa
 
     rows = rows_by_group[subset]
     methods = [r["method"] for r in rows]
-    metrics = [k for k in (*DIMENSIONS, "Overall") if any(r[k] is not None for r in rows)] \
+    metrics = [k for k in (*DIMENSIONS, OVERALL) if any(r[k] is not None for r in rows)] \
         or [k for k in ("ViCLIP_T",) if any(r[k] is not None for r in rows)]
     categories = [g.split("/", 1)[1] for g in rows_by_group if "/" in g]
-    radar = len(categories) >= 3 and any(r["Overall"] is not None for r in rows)
+    radar = len(categories) >= 3 and any(r[OVERALL] is not None for r in rows)
     fig = plt.figure(figsize=(11 if radar else 6.5, 4.6), dpi=110)
     ax = fig.add_subplot(1, 2 if radar else 1, 1)
     width = 0.8 / max(1, len(methods))
@@ -37,15 +37,16 @@ def subset_chart(subset: str, rows_by_group: dict[str, list[dict[str, Any]]], pa
         rax = fig.add_subplot(1, 2, 2, projection="polar")
         angles = [2 * math.pi * k / len(categories) for k in range(len(categories))]
         for i, method in enumerate(methods):
-            vals = [rows_by_group[f"{subset}/{c}"][i]["Overall"] or 0 for c in categories]
+            vals = [rows_by_group[f"{subset}/{c}"][i][OVERALL] or 0 for c in categories]
             rax.plot(angles + angles[:1], vals + vals[:1], label=method)
             rax.fill(angles + angles[:1], vals + vals[:1], alpha=0.1)
         rax.set_xticks(angles, categories)
         rax.set_ylim(0, 10)
         rax.set_title(f"{subset}: Overall per category")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -16,13 +16,13 @@ JUDGES = ("openai", "local", "synth")
 
 
 def add_bench_parser(sub) -> None:
-    from ..cli import _add_sampling_args, _Parser
+    from ..cli_common import Parser, add_sampling_args
 
     p = sub.add_parser("bench", help="RVE-Bench: generate with any editor, score with ViCLIP_T and judges, report",
                        description="The RVE-Bench harness: 'run' makes every item's output, 'score' judges the "
                                    "outputs, 'report' tabulates one or more runs like the paper. Each step is "
                                    "resumable: finished items are skipped.")
-    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
 
     r = acts.add_parser("run", help="make an output video for every manifest item",
                         description="Make RUN_DIR/videos/{id}.mp4 for every item of a manifest with a ReViSE model "
@@ -43,7 +43,7 @@ def add_bench_parser(sub) -> None:
     r.add_argument("--editor-timeout", type=float, default=None, help="seconds per item for --editor-cmd")
     r.add_argument("--retry-failed", action="store_true", help="try items that failed in an earlier run again")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_sampling_args(r)
+    add_sampling_args(r)
     r.set_defaults(func=cmd_run)
 
     s = acts.add_parser("score", help="judge the outputs of one or more runs",
@@ -114,14 +114,14 @@ def _add_price_args(group) -> None:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..cli import _quiet_libraries
+    from ..cli_common import quiet_libraries
     from .manifest import load_manifest
     from .run import CommandEditor, FolderImport, ModelEditor, generate
     from .rundir import RunDir
 
     items = load_manifest(args.manifest)
     if args.model is not None:
-        _quiet_libraries()
+        quiet_libraries()
         editor = ModelEditor(args.model, frames=args.frames, size=args.size, steps=args.steps,
                              guidance=args.guidance, shift=args.shift, solver=args.solver, seed=args.seed,
                              device=args.device, dtype=args.dtype)
@@ -182,9 +182,9 @@ def _judge_factory(args: argparse.Namespace):
     if args.judge == "local":
         if bool(args.local_model) == bool(args.local_vlm):
             raise ReviseInputError("--judge local needs exactly one of --local-model (critic) or --local-vlm")
-        from ..cli import _quiet_libraries
+        from ..cli_common import quiet_libraries
         from .judges.local import CriticJudge, VLMJudge
-        _quiet_libraries()
+        quiet_libraries()
         local = CriticJudge(args.local_model, args.device, args.dtype) if args.local_model \
             else VLMJudge(args.local_vlm, args.device, args.dtype, frames=args.judge_frames)
         return lambda run: (local, 1, None)
@@ -232,7 +232,7 @@ def _openai_usage(judge, args: argparse.Namespace) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .metrics import OverallFormula
-    from .report import write_report
+    from .outputs import write_report
 
     formula = OverallFormula.parse(args.overall)
     paths = write_report(args.runs, args.out, judge=args.judge, formula=formula, price_input=args.price_input,

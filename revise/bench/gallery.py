@@ -15,10 +15,13 @@ from typing import Any
 
 import jinja2
 
+from ..atomic import write_text
 from ..errors import ReviseInputError
 from ..video import write_image
+from ..vocab import DIMENSIONS, OVERALL
 from .frames import sample_frames
-from .metrics import DIMENSIONS, OverallFormula
+from .metrics import OverallFormula
+from .report import METRICS, formatted_rows, groups_of, in_group, judge_description, table_rows, viclip_note
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RVE-Bench gallery</title>
@@ -88,16 +91,14 @@ def _href(path: str | Path, start: Path) -> str:
 
 def _score_text(s: dict[str, Any]) -> str:
     parts = [f"{d} {s[d]:.1f}" for d in DIMENSIONS if d in s]
-    if "Overall" in s:
-        parts.append(f"Overall {s['Overall']:.2f}")
+    if OVERALL in s:
+        parts.append(f"{OVERALL} {s[OVERALL]:.2f}")
     if "ViCLIP_T" in s:
         parts.append(f"ViCLIP_T {s['ViCLIP_T']:.1f}")
     return " · ".join(parts)
 
 
 def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
-    from .report import METRICS, formatted_rows, groups_of, in_group, judge_description, table_rows, viclip_note
-
     thumbs = out / "thumbs"
     thumbs.mkdir(exist_ok=True)
 
@@ -132,8 +133,5 @@ def write_gallery(methods: list, out: Path, formula: OverallFormula) -> Path:
     html = env.from_string(TEMPLATE).render(
         judge=judge_description(methods), formula=formula.describe(), viclip=viclip_note(methods),
         tables=tables, metrics=METRICS, items=items)
-    path = out / "gallery.html"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    path = write_text(out / "gallery.html", html)
     return path

@@ -18,10 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from ..errors import ReviseInputError
-
-SUBSETS = ("RAVE", "ICVG")
-CATEGORIES = ("causal", "temporal", "spatial", "commonsense")
+from ..vocab import CATEGORIES, SUBSETS
 REQUIRED = ("id", "subset", "category", "source_video_path", "instruction")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")   # ids name output files
 _SHOWN_ERRORS = 5
@@ -88,11 +87,7 @@ def load_manifest(path: str | os.PathLike[str], check_files: bool = True) -> lis
 
 def write_manifest(items: list[BenchItem], path: str | os.PathLike[str]) -> Path:
     """Write items as JSONL (absolute paths), atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(it.to_record(), sort_keys=True) + "\n" for it in items), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "".join(json.dumps(it.to_record(), sort_keys=True) + "\n" for it in items))
 
 
 class _FieldError(Exception):

@@ -3,7 +3,7 @@
 Every judge scores the four dimensions of the paper on the same scale, 1 (worst) to 10 (best):
 Edit Accuracy (EA), Preservation Consistency (PC), Generation Naturalness (GN) and Generation
 Realism (GR). Overall is computed here, at report time, from the four stored scores, so the same
-formula holds for every judge and method: by default their plain mean (shared/design/paper.md);
+formula holds for every judge and method: by default their plain mean (the paper's; docs/design.md);
 ``OverallFormula.parse("EA=2,PC=1,GN=1,GR=1")`` gives a weighted mean instead.
 ViCLIP_T (text-video similarity) is reported beside them and never enters Overall.
 """
@@ -14,11 +14,9 @@ import dataclasses
 import math
 
 from ..errors import ReviseInputError
+from ..vocab import DIMENSIONS
 
-DIMENSIONS = ("EA", "PC", "GN", "GR")
 SCALE = (1.0, 10.0)
-DIMENSION_NAMES = {"EA": "Edit Accuracy", "PC": "Preservation Consistency",
-                   "GN": "Generation Naturalness", "GR": "Generation Realism"}
 
 
 @dataclasses.dataclass(frozen=True)

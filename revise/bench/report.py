@@ -5,8 +5,8 @@ run.json), each with one judge's records and its ViCLIP_T records; :func:`table_
 them per group (each subset, each subset/category, and all items): the mean of each metric over
 the items scored, with Overall made from each item's four scores by one :class:`OverallFormula`.
 Items the judge failed on, and items with no output video, are counted beside the means, never
-scored as anything. :func:`write_report` writes report.md, report.csv, a chart per subset and the
-HTML gallery.
+scored as anything. :func:`markdown_report` and :func:`csv_report` write the tables (``outputs.py``
+writes them with the charts and the gallery).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReviseInputError
+from ..vocab import CATEGORIES, DIMENSIONS, OVERALL, SUBSETS
 from .judges.openai_judge import PRICE_INPUT_PER_M, PRICE_OUTPUT_PER_M, cost_usd
-from .manifest import CATEGORIES, SUBSETS, BenchItem
-from .metrics import DIMENSIONS, OverallFormula
+from .manifest import BenchItem
+from .metrics import OverallFormula
 from .rundir import RunDir
 from .score import VICLIP_PREFIX
 
-METRICS = ("ViCLIP_T", *DIMENSIONS, "Overall")
+METRICS = ("ViCLIP_T", *DIMENSIONS, OVERALL)
 COUNTS = ("scored", "failed", "missing")
 VICLIP_PREFERENCE = ("viclip", "clip")       # a real ViCLIP over the CLIP fallback
 
@@ -56,7 +57,7 @@ class Method:
         if rec.get("status") != "ok":
             return {**out, "status": "failed", "reason": rec.get("reason", "")}
         dims = {d: float(rec[d]) for d in DIMENSIONS}
-        return {**out, **dims, "Overall": formula(dims), "status": "ok", "reason": rec.get("reason", "")}
+        return {**out, **dims, OVERALL: formula(dims), "status": "ok", "reason": rec.get("reason", "")}
 
 
 def _resolve_judge(runs: list[RunDir], judge: str | None) -> str | None:
@@ -253,34 +254,3 @@ def csv_report(methods: list[Method], formula: OverallFormula) -> str:
             writer.writerow([group, row["method"], *("" if row[k] is None else f"{row[k]:.4f}" for k in METRICS),
                              *(row[c] for c in COUNTS), m.judge or "", m.viclip or ""])
     return buf.getvalue()
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def write_report(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, judge: str | None = None,
-                 formula: OverallFormula | None = None, price_input: float = PRICE_INPUT_PER_M,
-                 price_output: float = PRICE_OUTPUT_PER_M, gallery: bool = True) -> dict[str, Any]:
-    from .charts import subset_chart
-    from .gallery import write_gallery
-
-    formula = formula or OverallFormula()
-    methods = load_methods(run_dirs, judge)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = markdown_report(methods, formula, price_input, price_output)
-    paths: dict[str, Any] = {"markdown": _write_text(out / "report.md", md),
-                             "csv": _write_text(out / "report.csv", csv_report(methods, formula)), "charts": []}
-    for subset in SUBSETS:
-        groups = [g for g in groups_of(methods[0].items) if g.startswith(subset)]
-        if groups:
-            rows = {g: table_rows(methods, g, formula) for g in groups}
-            paths["charts"].append(subset_chart(subset, rows, out / f"chart_{subset}.png"))
-    if gallery:
-        paths["gallery"] = write_gallery(methods, out, formula)
-    paths["text"] = md
-    return paths

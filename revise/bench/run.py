@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..atomic import atomic_path
 from ..errors import ReviseInputError
 from ..video import VIDEO_EXTENSIONS, count_frames, read_video, write_video
 from .frames import probe
@@ -40,10 +41,6 @@ class Editor(Protocol):
     default_method: str
 
     def __call__(self, item: BenchItem, out: Path) -> None: ...
-
-
-def _tmp_beside(out: Path) -> Path:
-    return out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
 
 
 class ModelEditor:
@@ -105,27 +102,22 @@ class CommandEditor:
         self.default_method = Path(first).name
 
     def __call__(self, item: BenchItem, out: Path) -> None:
-        tmp = _tmp_beside(out)
-        tmp.unlink(missing_ok=True)
-        values = {"source": item.source_video_path, "instruction": item.instruction, "output": str(tmp),
-                  "id": item.id, "target": item.target_video_path or "", "subset": item.subset,
-                  "category": item.category}
-        command = self.template.format(**{k: shlex.quote(v) for k, v in values.items()})
-        try:
-            proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            tmp.unlink(missing_ok=True)
-            raise GenerationError(f"editor command ran past {self.timeout:g} s") from None
-        try:
+        with atomic_path(out, out.suffix) as tmp:
+            tmp.unlink()                 # the editor creates it: a missing file is an editor that wrote nothing
+            values = {"source": item.source_video_path, "instruction": item.instruction, "output": str(tmp),
+                      "id": item.id, "target": item.target_video_path or "", "subset": item.subset,
+                      "category": item.category}
+            command = self.template.format(**{k: shlex.quote(v) for k, v in values.items()})
+            try:
+                proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                raise GenerationError(f"editor command ran past {self.timeout:g} s") from None
             if proc.returncode != 0:
                 last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or [""])[-1]
                 raise GenerationError(f"editor command exited with {proc.returncode}: {last[:300]}")
             if not tmp.is_file():
                 raise GenerationError("editor command exited 0 but wrote nothing at {output}")
             _check_readable(tmp, "editor output")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 class FolderImport:
@@ -150,12 +142,8 @@ class FolderImport:
             raise GenerationError(f"no {item.id}.mp4 (or other video, or frame folder {item.id}/) in {self.folder}")
         if src.suffix.lower() == ".mp4":
             _check_readable(src, "video")
-            tmp = _tmp_beside(out)
-            try:
+            with atomic_path(out, out.suffix) as tmp:
                 shutil.copyfile(src, tmp)
-                os.replace(tmp, out)
-            finally:
-                tmp.unlink(missing_ok=True)
             return
         try:
             n, h, w = probe(src)

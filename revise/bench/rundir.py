@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..atomic import write_text
 from ..errors import ReviseInputError
 from .manifest import BenchItem, load_manifest, write_manifest
 
@@ -78,9 +79,7 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 class RunDir:

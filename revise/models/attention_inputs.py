@@ -7,7 +7,7 @@ an H100 (`docs/performance.md`). Here
 
 - q and k come from :func:`~revise.models.norm_rope.norm_rope`: RMSNorm and RoPE in one kernel (a
   Triton kernel on CUDA, PyTorch elsewhere), token-major [B, L, heads, head_dim];
-- v stays a strided view of the fused Q/K/V projection: :func:`attend` calls PyTorch's SDPA with the
+- v stays a strided view of the fused Q/K/V projection: :func:`~revise.models.attention_ops.attend` calls PyTorch's SDPA with the
   cuDNN kernel on [B, heads, L, head_dim] views, whose last dimension is dense, and cuDNN writes its
   output in q's order, so it flattens back to [B, L, d] as a view; with any other backend it is
   diffusers' ``dispatch_attention_fn`` unchanged.
@@ -20,40 +20,10 @@ cross-attention (``context_kv.py``) prepares its query the same way.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .norm_rope import norm_rope
-
-
-def is_cudnn(backend) -> bool:
-    return getattr(backend, "value", backend) == "_native_cudnn"
-
-
-def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, backend=None) -> torch.Tensor:
-    """Attention of [B, L, heads, head_dim] inputs (any strides, dense last dimension) -> [B, L, heads, head_dim]."""
-    if is_cudnn(backend):
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
-        return out.transpose(1, 2)
-    return dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                                 backend=backend, parallel_config=None)
-
-
-def has_rms_norms(attn) -> bool:
-    """Whether ``attn`` normalises q and k with an affine RMSNorm across heads (Wan's ``qk_norm``)."""
-    return all(isinstance(n, torch.nn.RMSNorm) and n.weight is not None for n in (attn.norm_q, attn.norm_k))
-
-
-def prepare(x: torch.Tensor, norms, heads: int, rotary_emb=None) -> tuple[torch.Tensor, ...]:
-    """``x`` [B, L, G*d] holds G = len(norms) projections side by side (q, or q and k): each one
-    normed by its RMSNorm, RoPE'd when tables are given, [B, L, heads, head_dim]. The norms share
-    their eps (Wan's do)."""
-    eps = norms[0].eps if norms[0].eps is not None else torch.finfo(x.dtype).eps
-    return norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or ()))
+from .attention_ops import attend, has_rms_norms, prepare
+from .context_kv import ContextKVProcessor
 
 
 class PreparedSelfAttnProcessor(WanAttnProcessor):
@@ -76,8 +46,6 @@ class PreparedSelfAttnProcessor(WanAttnProcessor):
 def use_prepared_attention_inputs(transformer) -> None:
     """Every block's self-attention gets :class:`PreparedSelfAttnProcessor`, and its cross-attention a
     ``ContextKVProcessor`` that attends the same way (backends kept)."""
-    from .context_kv import ContextKVProcessor
-
     for block in transformer.blocks:
         for attn, cls in ((block.attn1, PreparedSelfAttnProcessor), (block.attn2, ContextKVProcessor)):
             old = attn.processor

@@ -1,6 +1,6 @@
 """The mixed context the DiT cross-attends to, and the learned tokens that frame it.
 
-Layout (shared/design/README.md)::
+Layout (docs/design.md)::
 
     <img_st> source-video tokens <img_ed> [<img_st> reference tokens <img_ed>]
     <ipl_st> VLM adapter tokens  <ipl_ed>

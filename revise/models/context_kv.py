@@ -21,7 +21,7 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .attention_inputs import attend, has_rms_norms, prepare
+from .attention_ops import attend, has_rms_norms, prepare
 
 
 class ContextKVProcessor(WanAttnProcessor):

@@ -1,7 +1,7 @@
 """``ReviseModel``: the unified model, its components, and how they turn a source clip and an
 instruction into the DiT's mixed context.
 
-Data flow of one edit (shared/design/README.md)::
+Data flow of one edit (docs/design.md)::
 
     source clip --VAE encode--> latents --VisualContextAdapter--> source tokens ----+
     source clip + instruction --UnderstandingModel--> hidden states                  |
@@ -18,9 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -30,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
+from ..atomic import atomic_folder
 from ..config import ContextConfig, SamplingConfig, load_preset
 from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
@@ -151,10 +149,7 @@ class ReviseModel(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the folder; it appears at ``path`` only once complete (an old one is replaced)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             self.transformer.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder")
@@ -168,17 +163,7 @@ class ReviseModel(nn.Module):
             config = model_config_dict(self.name, self.context_config, self.sampling_config,
                                        self.dit_position_embedding, self.prompt_style)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return path
+        return Path(path)
 
     # ---- inspection -----------------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:
@@ -274,13 +259,26 @@ class ReviseModel(nn.Module):
     def assemble_contexts(self, source_latents: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
                           text: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Both mixed contexts from the VLM tokens and text features computed already."""
-        special = self.context_tokens.special_dict()
         visual = self.source_tokens(source_latents)
-        b, max_len = visual.shape[0], self.context_config.max_context_len
-        cond = assemble_batch(special, visual, list(vlm), list(text), max_len)
-        uncond = assemble_batch(special, visual, [self.uncond_vlm_tokens()[0]] * b,
-                                [self.context_tokens.uncond_context] * b, max_len)
-        return cond.to(self.transformer.dtype), uncond.to(self.transformer.dtype)
+        b = visual.shape[0]
+        return self._mixed_context(visual, vlm, text, [False] * b), self._mixed_context(visual, vlm, text, [True] * b)
+
+    def training_context(self, source_latents: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
+                         text: Sequence[torch.Tensor], drop: Sequence[bool]) -> torch.Tensor:
+        """One mixed context per sample, the samples ``drop`` marks with the unconditional VLM and
+        text tokens (condition dropout)."""
+        return self._mixed_context(self.source_tokens(source_latents), vlm, text, drop)
+
+    def _mixed_context(self, visual: torch.Tensor, vlm: torch.Tensor | Sequence[torch.Tensor],
+                       text: Sequence[torch.Tensor], drop: Sequence[bool]) -> torch.Tensor:
+        """[B, max_context_len, text_dim]; the source-video tokens ``visual`` stay in every sample."""
+        vlm, text = list(vlm), list(text)
+        if any(drop):
+            uncond_vlm = self.uncond_vlm_tokens()[0]
+            vlm = [uncond_vlm if d else t for d, t in zip(drop, vlm)]
+            text = [self.context_tokens.uncond_context if d else t for d, t in zip(drop, text)]
+        ctx = assemble_batch(self.context_tokens.special_dict(), visual, vlm, text, self.context_config.max_context_len)
+        return ctx.to(self.transformer.dtype)
 
 
 def model_config_dict(name: str, context: ContextConfig, sampling: SamplingConfig,

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from ..critic import DIMENSIONS, Critic
+from ..vocab import OVERALL_QUESTION
 from ..errors import ReviseInputError
 from .edit import ReviseEditPipeline
 
@@ -34,7 +35,7 @@ class BestOfOutput:
 def critic_scores(critic: Critic, source: torch.Tensor, candidate: torch.Tensor, instruction: str) -> dict[str, float]:
     """P(Yes) of the overall question and of each dimension's question for one [3, F, H, W] pair."""
     pair = source.unsqueeze(0), candidate.unsqueeze(0)
-    scores = {"overall": float(critic.score(*pair, [instruction])[0])}
+    scores = {OVERALL_QUESTION: float(critic.score(*pair, [instruction])[0])}
     for dim in DIMENSIONS:
         scores[dim] = float(critic.score(*pair, [instruction], dimension=dim)[0])
     return scores
@@ -76,7 +77,7 @@ def edit_best_of(pipe: ReviseEditPipeline, video: torch.Tensor | str | Path, ins
     report(0.96, "scoring the edit on each dimension")
     scores = critic_scores(critic, source[0], best[2], instruction)
     if n == 1:
-        candidates.append({"seed": seed, "p_yes": scores["overall"]})
+        candidates.append({"seed": seed, "p_yes": scores[OVERALL_QUESTION]})
     report(1.0, "done")
     return BestOfOutput(video=best[2], source=source[0], seed=best[1], scores=scores, candidates=candidates,
                         timings=timings)

@@ -1,4 +1,11 @@
-"""The training configuration: one YAML/JSON file, every field with the released default."""
+"""The training configuration: one YAML/JSON file, every field with the released default.
+
+The loop's settings are top-level fields; the objective's own options sit in a section named after
+it (``objective: uso`` with ``uso: {semantic_weight: 0.01, max_sigma: 0.5}``), whose fields and
+defaults the objective's class declares (``revise/train/objectives/``). A config written before the
+sections (flat ``uso_lambda``, ``flow_shift``, ...) is refused with a one-line error saying where
+each such field now goes.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,8 @@ from typing import Any
 import yaml
 
 from ..errors import ReviseInputError
+from .objectives import REGISTRY
 
-OBJECTIVES = ("sft", "rwo", "uso", "critic", "qa", "vae")
 MODULES = ("transformer", "visual_context_adapter", "adapter", "vision_head", "context_tokens", "lm_head",
            "understanding", "vae", "text_encoder")
 
@@ -21,7 +28,7 @@ class TrainConfig:
     model: str = "tiny"                  # preset or model folder to start from
     data: str = ""                       # JSON list of {source_video_path, target_video_path, instruction, type}
     out: str = "runs/train"
-    objective: str = "sft"               # sft | rwo | uso | critic (Yes/No) | qa (short answers) | vae (autoencoder)
+    objective: str = "sft"               # a name in revise/train/objectives: sft | rwo | uso | critic | qa | vae
     steps: int = 100
     batch_size: int = 1
     grad_accum: int = 1
@@ -37,23 +44,10 @@ class TrainConfig:
     cache_features: bool = False         # VAE latents (and frozen-VLM hidden states) computed once (cache_dir)
     cache_dir: str = ""                  # where the feature cache lives (default: out/cache); runs may share it
     time_limit_s: float = 0.0            # stop (and save) once this much wall time has passed; 0: none
-    vae_kl_weight: float = 1.0e-6        # the KL term of VAE training
-    vae_focus: float = 0.0               # VAE training: add the mean L1 of the worst this fraction of pixels
-    vae_sample: bool = True              # VAE training: decode a posterior sample (False: the posterior mean)
-    critic_balance: bool = True          # weight Yes and No answers equally in critic training
     train_modules: list[str] = dataclasses.field(default_factory=lambda: ["transformer", "visual_context_adapter"])
     lm_head_lr: float = 1e-5             # the critic's LM head when "lm_head" trains
     lm_head_weight_decay: float = 0.0
     lm_head_grad_clip: float = 0.5
-    cond_dropout: float = 0.2            # text and VLM inputs replaced by the unconditional ones
-    timestep_scheme: str = "logit_normal"
-    timestep_mean: float = 0.0
-    timestep_std: float = 1.0
-    mode_scale: float = 1.29
-    flow_shift: float = 3.0
-    uso_lambda: float = 0.1
-    uso_max_sigma: float = 1.0           # semantic loss only where s <= this
-    rwo_baseline_momentum: float = 0.9   # running mean of P(Yes) that normalises RWO weights
     num_frames: int = 17
     height: int = 64
     width: int = 64
@@ -61,6 +55,11 @@ class TrainConfig:
     log_every: int = 1
     save_every: int = 50
     keep_checkpoints: int = 2
+    options: Any = None                  # the objective's section (its Options dataclass); YAML key: its name
+
+    def __post_init__(self) -> None:
+        if self.options is None and self.objective in REGISTRY:
+            self.options = REGISTRY[self.objective].Options()
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
@@ -75,32 +74,71 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        objective = d.get("objective", cls.objective)
+        if objective not in REGISTRY:
+            raise ReviseInputError(f"{source}: objective must be one of {', '.join(REGISTRY)}, not {objective!r}")
+        section = d.pop(objective, None) or {}
+        names = {f.name for f in dataclasses.fields(cls)} - {"options"}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ReviseInputError(f"{source}: unknown field(s) {', '.join(unknown)}")
-        cfg = cls(**d)
+            raise ReviseInputError(f"{source}: unknown field(s) {', '.join(unknown)}{_moved(unknown, objective)}")
+        Options = REGISTRY[objective].Options
+        if not isinstance(section, dict):
+            raise ReviseInputError(f"{source}: '{objective}' is the objective's section, a mapping of its options")
+        unknown = sorted(set(section) - {f.name for f in dataclasses.fields(Options)})
+        if unknown:
+            raise ReviseInputError(f"{source}: unknown field(s) {', '.join(f'{objective}.{k}' for k in unknown)} "
+                                   f"(the {objective} section holds {_field_list(Options)})")
+        cfg = cls(**d, options=Options(**section))
         cfg.validate(source)
         return cfg
 
     def validate(self, source: str = "config") -> None:
-        if self.objective not in OBJECTIVES:
-            raise ReviseInputError(f"{source}: objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.objective not in REGISTRY:
+            raise ReviseInputError(f"{source}: objective must be one of {', '.join(REGISTRY)}, not {self.objective!r}")
+        objective = REGISTRY[self.objective]
+        if type(self.options) is not objective.Options:
+            raise ReviseInputError(f"{source}: options {type(self.options).__name__} are not the {self.objective} "
+                                   f"objective's ({objective.Options.__name__})")
         bad = [m for m in self.train_modules if m not in MODULES]
         if bad:
             raise ReviseInputError(f"{source}: unknown train_modules {', '.join(bad)} (choose from {', '.join(MODULES)})")
         if not self.data:
             raise ReviseInputError(f"{source}: 'data' (a JSON list of training items) is required")
-        if self.cache_features and self.objective in ("vae", "critic", "qa"):
+        if self.cache_features and objective.cached_clip_parts is None:
             raise ReviseInputError(f"{source}: cache_features serves the generator objectives, not {self.objective}")
         if self.cache_text and "text_encoder" in self.train_modules:
             raise ReviseInputError(f"{source}: cache_text needs a frozen text encoder (its features are computed once)")
         if self.cache_features and "vae" in self.train_modules:
             raise ReviseInputError(f"{source}: cache_features needs a frozen VAE (its latents are computed once)")
-        if not 0.0 <= self.vae_focus <= 1.0:
-            raise ReviseInputError(f"{source}: vae_focus is a fraction of pixels in [0, 1], not {self.vae_focus}")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")
+        objective.check(self.options, self, source)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as ``from_dict`` reads it (the options under the objective's name)."""
+        d = dataclasses.asdict(self)
+        d[self.objective] = d.pop("options")
+        return d
+
+
+def _field_list(options: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(options)) or "no options"
+
+
+def _moved(unknown: list[str], objective: str) -> str:
+    """Where the flat option names of configs written before the objective sections now go."""
+    moved = []
+    for key in unknown:
+        for cls in sorted(REGISTRY.values(), key=lambda c: c.name != objective):   # the chosen objective first
+            fields = {f.name for f in dataclasses.fields(cls.Options)}
+            prefix = f"{cls.name}_"
+            field = cls.former_names.get(key) or (key[len(prefix):] if key.startswith(prefix) else key)
+            if field in fields:
+                moved.append(f"{key} is now {cls.name}: {{{field}: ...}}")
+                break
+        else:
+            if key in REGISTRY:
+                moved.append(f"the {key} section configures objective {key}, not {objective}")
+    return f" ({'; '.join(moved)}: an objective's options sit in a section named after it)" if moved else ""

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_path, write_text
 from ..models.revise_model import ReviseModel
 from .data import TripletData
 
@@ -110,9 +110,7 @@ def feature_cache(model: ReviseModel, data: TripletData, cache_dir: Path, model_
         data.preload(preload_workers, progress=write)
     feats = compute_features(model, data, vlm, batch_size)
     if write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".tmp-" + path.name)
-        save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp))
-        os.replace(tmp, path)
-        path.with_suffix(".json").write_text(json.dumps({"fingerprint": key, "items": len(data)}))
+        with atomic_path(path, path.suffix) as tmp:
+            save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp))
+        write_text(path.with_suffix(".json"), json.dumps({"fingerprint": key, "items": len(data)}))
     return feats

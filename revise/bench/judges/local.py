@@ -18,10 +18,9 @@ from ...errors import ReviseInputError
 from ..frames import sample_frames
 from ..manifest import BenchItem
 from ..metrics import SCALE
+from ...vocab import CRITIC_DIMENSION
 from .base import SYSTEM_PROMPT, JudgeFailure, JudgeResult, MalformedReply, judge_text, parse_reply, scores_only
 
-CRITIC_DIMENSIONS = {"EA": "edit_accuracy", "PC": "preservation_consistency",
-                     "GN": "generation_naturalness", "GR": "generation_realism"}
 
 
 def _torch_setup(device: str | None, dtype: str | None):
@@ -69,7 +68,7 @@ class CriticJudge:
         source, output = self._clip(item.source_video_path), self._clip(video_path)
         lo, hi = SCALE
         scores = {}
-        for short, dimension in CRITIC_DIMENSIONS.items():
+        for short, dimension in CRITIC_DIMENSION.items():
             p = float(self.critic.score(source, output, [item.instruction], dimension=dimension)[0])
             scores[short] = lo + (hi - lo) * p
         return JudgeResult(scores, "critic P(Yes) per dimension")
