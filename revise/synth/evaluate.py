@@ -91,8 +91,6 @@ def floors_report(json_path: str | Path, own: dict, neutral: str | Path | None =
     "own": summary of all items}, "sensitivity": EA(own) - EA(other), paired, with its interval}``;
     ``neutral`` and ``other`` are folders generated with ``revise synth generate --instructions
     neutral`` / ``other`` (left out: not reported)."""
-    from .floors import paired_difference
-
     runs = {"source": "source", "neutral": neutral, "other": other}
     results = {k: score_split(json_path, v, progress=progress, workers=workers) for k, v in runs.items() if v}
     results["own"] = own
@@ -100,3 +98,15 @@ def floors_report(json_path: str | Path, own: dict, neutral: str | Path | None =
     if "other" in results:
         out["sensitivity"] = paired_difference(results["own"]["items"], results["other"]["items"])
     return out
+
+
+def paired_difference(own: list[dict], other: list[dict], metric: str = "EA") -> dict:
+    """Mean of ``own[metric] - other[metric]`` over the items both scored (paired by id), with a 95%
+    bootstrap interval."""
+    from .run import bootstrap_interval
+
+    by_id = {r["id"]: r for r in other if not r.get("missing")}
+    diffs = [r[metric] - by_id[r["id"]][metric] for r in own if not r.get("missing") and r["id"] in by_id]
+    if not diffs:
+        raise ReviseInputError("no item was scored under both instructions")
+    return {"mean": float(np.mean(diffs)), "interval95": bootstrap_interval(diffs), "n": len(diffs)}

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import numpy as np
-
 from ..errors import ReviseInputError
 
 NEUTRAL_INSTRUCTION = "Do something."
@@ -42,15 +40,3 @@ def with_instructions(records: list[dict], mode: str) -> list[dict]:
         for k, i in enumerate(members):
             out[i] = {**records[i], "instruction": records[members[(k + 1) % len(members)]]["instruction"]}
     return out
-
-
-def paired_difference(own: list[dict], other: list[dict], metric: str = "EA") -> dict:
-    """Mean of ``own[metric] - other[metric]`` over the items both scored (paired by id), with a 95%
-    bootstrap interval."""
-    from .run import bootstrap_interval
-
-    by_id = {r["id"]: r for r in other if not r.get("missing")}
-    diffs = [r[metric] - by_id[r["id"]][metric] for r in own if not r.get("missing") and r["id"] in by_id]
-    if not diffs:
-        raise ReviseInputError("no item was scored under both instructions")
-    return {"mean": float(np.mean(diffs)), "interval95": bootstrap_interval(diffs), "n": len(diffs)}
