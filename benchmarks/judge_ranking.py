@@ -1,6 +1,6 @@
 """How often the exact RVE-Synth judge ranks target > near-miss > unedited source.
 
-Items come from the task families (test split, balanced over families). Near-misses:
+Items come from the task families (test split, the families and their subsets in turn). Near-misses:
 
 * ``half`` (default): the edit carried half way (`critic_data.half_done_states`): every object, the
   light, the puddle and the water levels half way from the source to the target; where that makes
@@ -16,10 +16,14 @@ Items come from the task families (test split, balanced over families). Near-mis
   distance from the target (:func:`distance`, from the simulator's states); the strict
   target > near-miss > source share is printed too.
 
+* ``other``: the exact target of another instruction on the same source (RVE-Synth v2 groups,
+  ``--n`` groups of the dataset's kind schedule): ranked correctly when the item's own target scores
+  above it on both EA and Overall.
+
 A near-miss whose clip equals the target's or the source's pixel for pixel is no near-miss (no
 judge can rank it) and is left out, as are items without one.
 
-    python benchmarks/judge_ranking.py [--n 200] [--seed 0] [--near half|midway|wrong_place]
+    python benchmarks/judge_ranking.py [--n 200] [--seed 0] [--near half|midway|wrong_place|other]
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ from collections import Counter
 import numpy as np
 
 from revise.synth.critic_data import critic_candidates, half_done_states
-from revise.synth.dataset import plan
+from revise.synth.dataset import KIND_SCHEDULE
 from revise.synth.render import render_clip
 from revise.synth.judge import score_item
-from revise.synth.tasks import FAMILIES, make_item
+from revise.synth.tasks import FAMILIES, generate_group, make_item
 
 
 def distance(item, states) -> float:
@@ -62,12 +66,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--near", choices=["half", "midway", "wrong_place"], default="half")
+    ap.add_argument("--near", choices=["half", "midway", "wrong_place", "other"], default="half")
     args = ap.parse_args()
+    if args.near == "other":
+        return other_targets(args.n, args.seed)
     t0 = time.perf_counter()
     ok = strict = used = 0
     fails = Counter()
-    for i, (_id, family, subset, _seed) in enumerate(plan(args.n, "test", args.seed)):
+    jobs = [(name, subset) for name in sorted(FAMILIES) for subset in FAMILIES[name].subsets]
+    for i in range(args.n):
+        family, subset = jobs[i % len(jobs)]
         rng = np.random.default_rng([args.seed, i])
         item = make_item(rng, FAMILIES[family], "test", subset)
         target, source = item.target_clip(), item.source_clip()
@@ -101,6 +109,35 @@ def main() -> None:
           f"{strict} ({100 * strict / max(used, 1):.1f}%) | {time.perf_counter() - t0:.0f} s |")
     if fails:
         print("misranked by family: " + ", ".join(f"{k} {v}" for k, v in fails.most_common()))
+
+
+def other_targets(n: int, seed: int) -> None:
+    """Each item of ``n`` v2 groups scored on its own target and on its group's other targets."""
+    t0 = time.perf_counter()
+    ok = pairs = 0
+    ea = {"source": [], "other": []}
+    fails = Counter()
+    for j in range(n):
+        items, source, targets = generate_group(np.random.default_rng([seed, j]), KIND_SCHEDULE[j % len(KIND_SCHEDULE)],
+                                                "test")
+        for a, item in enumerate(items):
+            own = score_item(item, targets[a])
+            ea["source"].append(score_item(item, source)["EA"])
+            for b, other in enumerate(targets):
+                if b != a:
+                    s = score_item(item, other)
+                    ea["other"].append(s["EA"])
+                    good = own["EA"] > s["EA"] and own["overall"] > s["overall"]
+                    ok, pairs = ok + good, pairs + 1
+                    if not good:
+                        fails[f"{item.family} vs {items[b].family}"] += 1
+    print("| near-miss | groups | pairs | own target above (EA and Overall) | EA of the other target | "
+          "EA of the source | time |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| other | {n} | {pairs} | {ok} ({100 * ok / max(pairs, 1):.1f}%) | {np.mean(ea['other']):.2f} | "
+          f"{np.mean(ea['source']):.2f} | {time.perf_counter() - t0:.0f} s |")
+    if fails:
+        print("misranked: " + ", ".join(f"{k} {v}" for k, v in fails.most_common()))
 
 
 if __name__ == "__main__":
