@@ -6,11 +6,11 @@
 # replaced by the neutral one (a model that cannot read the instruction).
 #
 #   STAGES="data shipped" bash scripts/v2_floors.sh          # the shipped model's floors on v2
-#   STAGES="sft blind floors" TIME_LIMIT=180 bash scripts/v2_floors.sh
+#   STAGES="sft blind floors" TIME_LIMIT=180 EVAL_SPLITS=test bash scripts/v2_floors.sh
 set -euo pipefail
 N_TRAIN=${N_TRAIN:-24000}; N_VAL=${N_VAL:-150}; N_TEST=${N_TEST:-300}
 WORKERS=${WORKERS:-16}; TIME_LIMIT=${TIME_LIMIT:-180}; BATCH=${BATCH:-128}
-STAGES=${STAGES:-"data shipped sft blind floors"}
+STAGES=${STAGES:-"data shipped sft blind floors"}; EVAL_SPLITS=${EVAL_SPLITS:-"test val"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -47,13 +47,12 @@ from revise.synth.floors import with_instructions
 recs = json.load(open('$DATA/train/train.json'))
 json.dump(with_instructions(recs, 'neutral'), open('$DATA/train/train_neutral.json', 'w'))"
 fi
-has shipped && floors shipped "$SHIPPED" test && floors shipped "$SHIPPED" val
+if has shipped; then for split in $EVAL_SPLITS; do floors shipped "$SHIPPED" "$split"; done; fi
 has sft && sft sft "$DATA/train/train.json"
 has blind && sft blind "$DATA/train/train_neutral.json"
 if has floors; then
     for name in sft blind; do
-        floors "$name" "$RUNS/$name/model" val
-        floors "$name" "$RUNS/$name/model" test
+        for split in $EVAL_SPLITS; do floors "$name" "$RUNS/$name/model" "$split"; done
     done
 fi
 stamp "done"
