@@ -20,9 +20,10 @@ from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
+from ..config import SamplingConfig
+from .sampling_options import SOLVERS, check_instructions, resolve_sampling
 from .step_plan import StepPlan
 
-SOLVERS = ("unipc", "euler")
 
 
 def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
@@ -37,15 +38,10 @@ def make_scheduler(solver: str, shift: float, num_train_timesteps: int = 1000):
 
 def check_edit_args(num_frames: int, height: int, width: int, num_inference_steps: int,
                     instructions: Sequence[str]) -> None:
-    """Raise ``ReviseInputError`` for arguments no edit can run with."""
-    if num_frames < 1 or (num_frames - 1) % 4:
-        raise ReviseInputError(f"frames must be 4n+1 (5, 9, 13, 17, ...), not {num_frames}")
-    if height <= 0 or width <= 0 or height % 16 or width % 16:
-        raise ReviseInputError(f"size must be a positive multiple of 16 on each side, not {width}x{height}")
-    if num_inference_steps < 1:
-        raise ReviseInputError(f"steps must be at least 1, not {num_inference_steps}")
-    if not instructions or any(not str(i).strip() for i in instructions):
-        raise ReviseInputError("the instruction is empty")
+    """Raise ``ReviseInputError`` for arguments no edit can run with (the rest of the settings at the
+    released defaults; :func:`~revise.pipelines.sampling_options.resolve_sampling` checks them all)."""
+    resolve_sampling(SamplingConfig(), frames=num_frames, height=height, width=width, steps=num_inference_steps)
+    check_instructions(instructions)
 
 
 @dataclasses.dataclass
@@ -142,16 +138,14 @@ class ReviseEditPipeline:
                  progress: bool = True, callback: Callable[[int, int], None] | None = None) -> ReviseEditOutput:
         """Edit ``video`` by ``instruction``. The starting noise is drawn from ``generator`` (or one
         seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)]."""
-        d = self.model.sampling_config
-        num_frames = d.num_frames if num_frames is None else num_frames
-        height = d.height if height is None else height
-        width = d.width if width is None else width
-        steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
-        guidance = d.guidance_scale if guidance_scale is None else guidance_scale
-        shift = d.shift if shift is None else shift
+        o = resolve_sampling(self.model.sampling_config, frames=num_frames, height=height, width=width,
+                             steps=num_inference_steps, guidance=guidance_scale, shift=shift, solver=solver,
+                             seed=0 if seed is None else seed)
+        num_frames, height, width = o.num_frames, o.height, o.width
+        steps, guidance = o.num_inference_steps, o.guidance_scale
         instructions = [instruction] if isinstance(instruction, str) else list(instruction)
-        check_edit_args(num_frames, height, width, steps, instructions)
-        scheduler = make_scheduler(solver, shift)
+        check_instructions(instructions)
+        scheduler = make_scheduler(solver, o.shift)
         source = self.prepare_video(video, num_frames, height, width)
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
