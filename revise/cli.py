@@ -22,6 +22,16 @@ EXAMPLES_DIR = ASSETS / "examples"
 # random-weight preset only in a checkout that lacks it.
 BUNDLED_MODEL = ASSETS / "models" / "mini"
 DEFAULT_MODEL = str(BUNDLED_MODEL) if (BUNDLED_MODEL / "revise_config.json").is_file() else "tiny"
+#: What ``--model`` accepts besides a folder: the short name of the embedded trained model, and the
+#: presets (``tiny``, ``mini``, ``wan2.1-1.3b``), which are seeded random weights in a model's shapes.
+DEFAULT_NAME = "default"
+MODEL_HELP = (f"model folder, '{DEFAULT_NAME}' (the embedded trained mini model), or a preset name: tiny, mini, "
+              "wan2.1-1.3b (seeded random weights in those shapes: 'mini' is NOT the trained model)")
+
+
+def _model(text: str) -> str:
+    """``--model``: the short name ``default`` is the embedded trained model's folder."""
+    return DEFAULT_MODEL if text == DEFAULT_NAME else text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,15 +52,18 @@ def _size(text: str) -> tuple[int, int]:
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling (defaults: the model's own, the released values for real models)")
     g.add_argument("--frames", type=int, help="frames to edit, 4n+1 (released: 17)")
-    g.add_argument("--size", type=_size, metavar="WxH", help="output size, multiples of 16 (released: 640x352)")
-    g.add_argument("--steps", type=int, help="denoising steps (released: 40)")
+    g.add_argument("--size", type=_size, metavar="WxH",
+                   help="output size, multiples of 16, at most 8192 a side (released: 640x352); an edit that "
+                        "needs more memory than the device has free is refused before it starts")
+    g.add_argument("--steps", type=int, help="denoising steps, 1 to 1000 (released: 40)")
     g.add_argument("--guidance", type=float,
-                   help="guidance g in the released convention cond + g*(cond - uncond), "
+                   help="guidance g >= 0 in the released convention cond + g*(cond - uncond), "
                         "i.e. usual CFG scale g+1; 0 disables it (released: 3.0)")
-    g.add_argument("--shift", type=float, help="flow time shift (released: 5.0)")
+    g.add_argument("--shift", type=float, help="flow time shift, more than 0 (released: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"], default="unipc", help="sampler (default: unipc)")
-    g.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed, 0 or more (default: 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available); a device "
+                                                  "this machine lacks is refused")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="weights and activations (default: bfloat16 on a GPU, float32 on a CPU)")
 
@@ -62,9 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("edit", help="edit a video by an instruction",
                        description="Edit a clip by an instruction that may need reasoning, write an H.264 mp4.")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="model folder, or preset name (tiny, mini, wan2.1-1.3b: random weights) "
-                        "(default: the embedded mini model)")
+    p.add_argument("--model", type=_model, default=DEFAULT_MODEL, help=MODEL_HELP + f" (default: {DEFAULT_NAME})")
     p.add_argument("--video", required=True, help="source clip: mp4, webm, gif ... or a folder of frames")
     p.add_argument("--instruction", required=True, help="what to change, e.g. 'show the scene one second later'")
     p.add_argument("--out", required=True, help="output .mp4 path")
@@ -77,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list a model's components and parameter counts",
                        description="Components, classes and parameter counts of a model folder or preset "
                                    "(folders are read from safetensors headers: no weights are loaded).")
-    p.add_argument("model", help="model folder or preset name")
+    p.add_argument("model", nargs="?", type=_model, default=DEFAULT_MODEL, help=MODEL_HELP + f" (default: {DEFAULT_NAME})")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("convert", help="convert official checkpoints to the diffusers layout",
@@ -120,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="training config (.yaml or .json)")
     p.add_argument("--steps", type=int, default=None, help="override the config's steps")
     p.add_argument("--out", default=None, help="override the config's output folder")
-    p.add_argument("--model", default=None, help="override the config's starting model (preset or model folder)")
+    p.add_argument("--model", type=_model, default=None, help="override the config's starting model: " + MODEL_HELP)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop and save once this much training time has passed (overrides the config)")
@@ -165,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Edit each item's source clip by its instruction with a model and write "
                                    "OUT/{id}.mp4 or .npy (existing outputs are kept, so a killed run resumes). "
                                    "Score them with 'revise synth score --videos OUT'.")
-    g.add_argument("--model", required=True, help="model folder or preset")
+    g.add_argument("--model", type=_model, required=True, help=MODEL_HELP)
     g.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--batch", type=int, default=32, help="items per batch (default 32)")
@@ -195,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = syn.add_parser("critic", help="measure a model's internal critic on critic data",
                        description="Ask the model's critic every question of SPLIT_critic.json (written by "
                                    "'revise synth make --critic'); print accuracy per question and candidate kind.")
-    c.add_argument("--model", required=True, help="model folder or preset")
+    c.add_argument("--model", type=_model, required=True, help=MODEL_HELP)
     c.add_argument("--data", required=True, help="SPLIT_critic.json")
     c.add_argument("--out", default=None, help="write the report to this JSON file")
     c.add_argument("--batch", type=int, default=32, help="questions per batch (default 32)")
@@ -230,9 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         if not is_storage_error(err):
             raise
         return _fail(f"{err.strerror or err}" + (f": '{err.filename}'" if err.filename else ""), 1)
+    except MemoryError:
+        return _fail("out of memory: the machine could not hold this run (a smaller --size, --frames or model "
+                     "needs less)", 1)
+    except RuntimeError as err:  # torch's allocators raise RuntimeError subclasses when memory runs out
+        if not _out_of_memory(err):
+            raise
+        return _fail(f"out of memory: {str(err).splitlines()[0][:200]}", 1)
     except KeyboardInterrupt:
         print("revise: interrupted", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text
 
 
 def _fail(message: str, code: int) -> int:
@@ -246,31 +269,39 @@ def _fail(message: str, code: int) -> int:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_edit(args: argparse.Namespace) -> int:
-    from .models.revise_model import sampling_defaults
     from .pipelines.best_of import MAX_BEST_OF
-    from .pipelines.edit import check_edit_args
+    from .pipelines.sampling_options import check_instructions, check_memory, resolve_device
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".mp4":
-        raise ReviseInputError(f"--out must be an .mp4 file, not '{out}'")
-    defaults = sampling_defaults(args.model)       # checks the model exists before anything loads
-    frames = args.frames or defaults.num_frames
-    width, height = args.size or (defaults.width, defaults.height)
-    steps = args.steps or defaults.num_inference_steps
-    check_edit_args(frames, height, width, steps, [args.instruction])
+    out = _check_out(args.out)
+    options = _sampling(args, args.model)           # checks the model exists before anything loads
+    check_instructions([args.instruction])
     if not 1 <= args.best_of <= MAX_BEST_OF:
         raise ReviseInputError(f"--best-of must be from 1 to {MAX_BEST_OF}, not {args.best_of}")
-    _edit(args.model, Path(args.video), args.instruction, out, args.device, args.dtype,
-          frames=frames, height=height, width=width, steps=steps, guidance=args.guidance,
-          shift=args.shift, solver=args.solver, seed=args.seed, fps=defaults.fps, best_of=args.best_of)
+    device, dtype = resolve_device(args.device, args.dtype)
+    check_memory(args.model, options, device, dtype, copies=min(args.best_of, 2))
+    _edit(args.model, Path(args.video), args.instruction, out, options, device, dtype, best_of=args.best_of)
     return 0
+
+
+def _check_out(out: str) -> Path:
+    from .pipelines.edit_file import check_output_path
+    return check_output_path(out)
+
+
+def _sampling(args: argparse.Namespace, model: str):
+    """The edit's checked settings: the command's arguments, else the model's defaults."""
+    from .pipelines.sampling_options import resolve_sampling
+
+    width, height = args.size or (None, None)
+    return resolve_sampling(model, frames=args.frames, height=height, width=width, steps=args.steps,
+                            guidance=args.guidance, shift=args.shift, solver=args.solver, seed=args.seed)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
     from .critic import DIMENSIONS, Critic
-    from .models.revise_model import sampling_defaults
+    from .pipelines.sampling_options import resolve_device, resolve_sampling
     from .synth.item import SynthItem
     from .synth.judge import score_item
     from .video import read_video, to_uint8
@@ -284,18 +315,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise ReviseInputError(f"no bundled example '{args.example}': "
                                    f"choose one of {', '.join(e['name'] for e in examples)}")
         example = matches[0]
-    d = sampling_defaults(DEFAULT_MODEL)
+    options = resolve_sampling(DEFAULT_MODEL)
+    device, dtype = resolve_device(args.device, None)
     out_dir = Path(args.out)
+    _check_out(out_dir / f"{example['name']}.mp4")
     print(f"demo: model '{Path(DEFAULT_MODEL).name}', example '{example['name']}' ({example['category']}): "
           f"{example['instruction']}")
     if DEFAULT_MODEL == "tiny":
         print("note: 'tiny' has seeded random weights, so its edit is noise: this shows the pipeline runs end to "
               "end, not what ReViSE can do")
-    target = read_video(EXAMPLES_DIR / example["target"], d.num_frames, d.height, d.width)
+    target = read_video(EXAMPLES_DIR / example["target"], options.num_frames, options.height, options.width)
     pipe, source, edited = _edit(DEFAULT_MODEL, EXAMPLES_DIR / example["video"], example["instruction"],
-                                 out_dir / f"{example['name']}.mp4", args.device, None, frames=d.num_frames,
-                                 height=d.height, width=d.width, steps=d.num_inference_steps, guidance=None,
-                                 shift=None, solver="unipc", seed=0, fps=d.fps,
+                                 out_dir / f"{example['name']}.mp4", options, device, dtype,
                                  comparison=out_dir / f"{example['name']}.png", reference=target)
     critic = Critic(pipe.model.understanding)
     src, ed = source[None].to(pipe.device, pipe.model.dtype), edited[None].to(pipe.device, pipe.model.dtype)
@@ -336,6 +367,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import Trainer
 
     cfg = TrainConfig.load(args.config, steps=args.steps, out=args.out, model=args.model, time_limit_s=args.time_limit)
+    check_train_numbers(cfg, args.config)
     _quiet_libraries()
     trainer = Trainer(cfg)
     if not args.no_resume and trainer.resume():
@@ -349,6 +381,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {cfg.objective} to step {trainer.step}: loss {last.get('loss', float('nan')):.4g}, "
           f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}")
     return 0
+
+
+#: Training settings that must be whole numbers at least 1, at least 0, and finite numbers above 0.
+_TRAIN_AT_LEAST_1 = ("steps", "batch_size", "grad_accum", "log_every", "save_every", "keep_checkpoints")
+_TRAIN_AT_LEAST_0 = ("warmup_steps", "preload_workers", "seed")
+_TRAIN_POSITIVE = ("lr", "grad_clip", "lm_head_lr", "lm_head_grad_clip", "timestep_std", "flow_shift")
+
+
+def check_train_numbers(cfg, source: str) -> None:
+    """The numbers of a training config that the trainer would otherwise take silently (``steps: -3``
+    trained nothing, printed ``loss nan`` and saved the untrained model), and its data file."""
+    import math
+
+    def bad(name: str, what: str) -> ReviseInputError:
+        return ReviseInputError(f"{source}: {name} must be {what}, not {getattr(cfg, name)!r}")
+
+    for name in _TRAIN_AT_LEAST_1 + _TRAIN_AT_LEAST_0:
+        value, least = getattr(cfg, name), 1 if name in _TRAIN_AT_LEAST_1 else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise bad(name, f"a whole number, at least {least}")
+    for name in _TRAIN_POSITIVE:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise bad(name, "a finite number above 0")
+    for name in ("weight_decay", "time_limit_s", "cond_dropout", "uso_lambda"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise bad(name, "a finite number, 0 or more")
+    if not Path(cfg.data).is_file():
+        raise ReviseInputError(f"{source}: training data {cfg.data} does not exist (RVE-Synth makes some: "
+                               f"revise synth make --n 64 --split train --out {Path(cfg.data).parent})")
 
 
 def cmd_synth_make(args: argparse.Namespace) -> int:
@@ -391,19 +454,17 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
 
 def cmd_synth_generate(args: argparse.Namespace) -> int:
     from .pipelines.edit import ReviseEditPipeline
+    from .pipelines.sampling_options import resolve_device
     from .synth.run import generate_split
 
     if args.batch < 1:
         raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
     if args.x0_sigma is not None and not 0.0 < args.x0_sigma < 1.0:
         raise ReviseInputError(f"--x0-sigma must be in (0, 1), not {args.x0_sigma}")
+    options = _sampling(args, args.model)
+    device, dtype = resolve_device(args.device, args.dtype)
     _quiet_libraries()
-    device, dtype = _device_dtype(args.device, args.dtype)
     pipe = ReviseEditPipeline.from_pretrained(args.model, device=device, dtype=dtype, seed=0)
-    sampling = {k: v for k, v in (("num_frames", args.frames), ("num_inference_steps", args.steps),
-                                  ("guidance_scale", args.guidance), ("shift", args.shift)) if v is not None}
-    if args.size is not None:
-        sampling["width"], sampling["height"] = args.size
     start = time.perf_counter()
     if args.x0_sigma is not None:
         from .synth.run import x0_estimate_split
@@ -411,8 +472,8 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
         out = x0_estimate_split(pipe.model, args.data, args.out, args.x0_sigma, batch_size=args.batch,
                                 seed=args.seed, clip_format=args.format)
     else:
-        out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=args.seed, solver=args.solver,
-                             clip_format=args.format, **sampling)
+        out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=options.seed,
+                             clip_format=args.format, **options.pipeline_kwargs())
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -469,10 +530,11 @@ def cmd_synth_critic(args: argparse.Namespace) -> int:
     import json
 
     from .models.revise_model import ReviseModel
+    from .pipelines.sampling_options import resolve_device
     from .synth.run import critic_report
 
+    device, dtype = resolve_device(args.device, None)
     _quiet_libraries()
-    device, dtype = _device_dtype(args.device, None)
     model = ReviseModel.load(args.model, device=device, dtype=dtype)
     report = critic_report(model, args.data, batch_size=args.batch)
     print("| question or kind | n | Yes | accuracy | balanced accuracy | mean P(Yes) |")
@@ -507,49 +569,62 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # ---- shared -----------------------------------------------------------------------------------
-def _edit(model_name: str, video_path: Path, instruction: str, out: Path, device: str | None, dtype: str | None, *,
-          frames: int, height: int, width: int, steps: int, guidance: float | None, shift: float | None,
-          solver: str, seed: int, fps: int, comparison: Path | None = None, best_of: int = 1, reference=None):
+def _edit(model_name: str, video_path: Path, instruction: str, out: Path, options, device: str, dtype, *,
+          best_of: int = 1, comparison: Path | None = None, reference=None):
     """Edit one clip (best of ``best_of`` seeds by the critic), write the mp4 (and a middle-frame PNG:
     source | edit [| reference]); return the pipeline, the source clip [3, F, H, W] and the edit."""
-    import torch
-
+    from .models.tokenizers import instruction_warnings
     from .pipelines.edit import ReviseEditPipeline
-    from .video import read_video, side_by_side, to_uint8, write_image, write_video
+    from .pipelines.edit_file import edit_to_file
+    from .video import read_video, side_by_side, to_uint8, write_image
 
     start = time.perf_counter()
-    source = read_video(video_path, frames, height, width)   # bad video fails before the model loads
-    device, torch_dtype = _device_dtype(device, dtype)
+    o = options
+    source = read_video(video_path, o.num_frames, o.height, o.width)   # bad video fails before the model loads
     _quiet_libraries()
-    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=torch_dtype)
-    sampling = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps,
-                    guidance_scale=guidance, shift=shift, solver=solver)
+    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=dtype)
+    for note in instruction_warnings(instruction, pipe.model.tokenizer, pipe.model.context_config.max_text_len):
+        _warn(note)
+    bar = _ProgressBar(f"best of {best_of}") if best_of > 1 else None
+    try:
+        result = edit_to_file(pipe, source, instruction, out, o, model=model_name, best_of=best_of,
+                              progress=bar, bar=bar is None)
+    finally:
+        if bar is not None:
+            bar.close()
     if best_of > 1:
-        from .pipelines.best_of import edit_best_of
-        best = edit_best_of(pipe, source, instruction, best_of, seed=seed, **sampling)
-        edited = best.video
-        print(f"best of {best_of}: seed {best.seed}; critic P(Yes) per seed: "
-              + ", ".join(f"{c['seed']}: {c['p_yes']:.3f}" for c in best.candidates))
-        print("kept candidate, P(Yes) per dimension: " + ", ".join(f"{k} {v:.3f}" for k, v in best.scores.items()))
-    else:
-        edited = pipe(source, instruction, seed=seed, progress=True, **sampling).video[0]
-    write_video(out, edited, fps=fps)
+        print(f"best of {best_of}: seed {result.seed}; critic P(Yes) per seed: "
+              + ", ".join(f"{c['seed']}: {c['p_yes']:.3f}" for c in result.candidates))
+        print("kept candidate, P(Yes) per dimension: " + ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items()))
     if comparison is not None:
-        clips = [to_uint8(source), to_uint8(edited.float().cpu())] + ([to_uint8(reference)] if reference is not None else [])
+        clips = [to_uint8(source), to_uint8(result.video.float().cpu())] + ([to_uint8(reference)] if reference is not None else [])
         row = side_by_side(*clips)
         write_image(comparison, row[len(row) // 2])
     took = time.perf_counter() - start
     extra = f", comparison {comparison}" if comparison is not None else ""
-    print(f"wrote {out} ({frames} frames {width}x{height}, {steps} {solver} steps, {device}) in {took:.1f} s{extra}")
-    return pipe, source, edited
+    print(f"wrote {out} ({o.num_frames} frames {o.width}x{o.height}, {o.num_inference_steps} {o.solver} steps, "
+          f"{device}) in {took:.1f} s{extra}")
+    return pipe, source, result.video
 
 
-def _device_dtype(device: str | None, dtype: str | None):
-    """The device (cuda when available) and torch dtype (bf16 on a GPU, float32 on a CPU by default)."""
-    import torch
+class _ProgressBar:
+    """A progress bar for ``progress(fraction, stage)`` callbacks (best-of's candidates and critic)."""
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return device, getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    def __init__(self, desc: str):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=1000, desc=desc, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        self.bar.n = min(1000, round(fraction * 1000))
+        self.bar.set_postfix_str(stage, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _warn(message: str) -> None:
+    print(f"revise: warning: {message}", file=sys.stderr)
 
 
 def _quiet_libraries() -> None:

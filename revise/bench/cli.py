@@ -10,13 +10,13 @@ import argparse
 import os
 import time
 
-from ..errors import ReviseInputError
+from ..errors import ReviseEnvironmentError, ReviseInputError
 
 JUDGES = ("openai", "local", "synth")
 
 
 def add_bench_parser(sub) -> None:
-    from ..cli import _add_sampling_args, _Parser
+    from ..cli import MODEL_HELP, _add_sampling_args, _model, _Parser
 
     p = sub.add_parser("bench", help="RVE-Bench: generate with any editor, score with ViCLIP_T and judges, report",
                        description="The RVE-Bench harness: 'run' makes every item's output, 'score' judges the "
@@ -33,7 +33,7 @@ def add_bench_parser(sub) -> None:
     r.add_argument("--manifest", required=True, help="items: JSONL, or a JSON list (e.g. 'revise synth make' output)")
     r.add_argument("--out", required=True, help="run folder (created, or resumed)")
     how = r.add_mutually_exclusive_group(required=True)
-    how.add_argument("--model", help="ReViSE model folder or preset name (tiny, wan2.1-1.3b: random weights)")
+    how.add_argument("--model", type=_model, help="ReViSE " + MODEL_HELP)
     how.add_argument("--editor-cmd", metavar="TEMPLATE",
                      help="shell command per item; fields {source} {instruction} {output} {id} {target} {subset} "
                           "{category} are filled in shell-quoted; it must write an mp4 to {output}")
@@ -138,6 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"of {s.shard} items in {s.seconds:.1f} s -> {run.videos}")
     if s.failed:
         print(f"failures and their reasons: {run.path / 'generation*.jsonl'}")
+    if s.failed and not s.generated and not s.skipped:
+        raise ReviseEnvironmentError(f"every item failed ({s.failed} of {s.shard}): nothing was generated; "
+                                     f"the reasons are in {run.path / 'generation*.jsonl'}")
     return 0
 
 
