@@ -111,7 +111,7 @@ def check_sampling(o: SamplingOptions) -> None:
     if _real("shift", o.shift) <= 0:
         raise ReviseInputError(f"shift must be more than 0, not {o.shift}")
     if o.solver not in SOLVERS:
-        raise ReviseInputError(f"unknown solver '{o.solver}': choose one of {', '.join(SOLVERS)}")
+        raise ReviseInputError(f"unknown solver {o.solver!r}: choose one of {', '.join(SOLVERS)}")
     seed = _whole("seed", o.seed)
     if not 0 <= seed <= MAX_SEED:
         raise ReviseInputError(f"seed must be from 0 to {MAX_SEED}, not {seed}")
@@ -150,18 +150,18 @@ def resolve_device(device: Any = None, dtype: Any = None) -> tuple[str, Any]:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ReviseInputError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
+        raise ReviseInputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ReviseInputError(f"device '{device}': this machine has no usable CUDA GPU (use --device cpu)")
+            raise ReviseInputError(f"device {device!r}: this machine has no usable CUDA GPU (use --device cpu)")
         if dev.index is not None and dev.index >= count:
-            raise ReviseInputError(f"device '{device}': this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+            raise ReviseInputError(f"device {device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ReviseInputError(f"device '{device}': MPS is not available on this machine")
+            raise ReviseInputError(f"device {device!r}: MPS is not available on this machine")
     elif dev.type != "cpu":
-        raise ReviseInputError(f"device '{device}' is not supported: use cpu, cuda or cuda:N")
+        raise ReviseInputError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
     if dtype is None:
         torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     elif isinstance(dtype, torch.dtype):
@@ -169,7 +169,7 @@ def resolve_device(device: Any = None, dtype: Any = None) -> tuple[str, Any]:
     elif dtype in DTYPES:
         torch_dtype = getattr(torch, dtype)
     else:
-        raise ReviseInputError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+        raise ReviseInputError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     return str(device), torch_dtype
 
 
