@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch
-
 from ..models.revise_model import sampling_defaults
 from ..pipelines.best_of import edit_best_of
+from ..pipelines.sampling_options import resolve_device
 from ..video import read_video, write_video
 from .jobs import Job
 
@@ -20,9 +19,7 @@ SOURCE, EDITED = "source.mp4", "edited.mp4"
 class Editor:
     def __init__(self, model: str, device: str | None = None, dtype: str | None = None, steps: int | None = None):
         self.model_name, self.steps = model, steps
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        default = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.dtype = getattr(torch, dtype) if dtype else default
+        self.device, self.dtype = resolve_device(device, dtype)   # an unknown or absent device fails now
         self.defaults = sampling_defaults(model)      # fails now, not in a thread, for an unknown model
         self.pipe = None
 
