@@ -324,3 +324,37 @@ def test_bench_run_fails_when_every_item_failed(tmp_path, capsys):
                                  capsys)
     one_line_error(code, err, 1, "every item failed (2 of 2)")
     assert "generated 0" in stdout
+
+
+# ---- help and layout --------------------------------------------------------------------------------
+def _subcommands(parser, path=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _subcommands(sub, path + (name,))
+
+
+def test_every_subcommand_and_argument_is_explained():
+    from revise.cli import build_parser
+
+    found = {" ".join(path) for path, _ in _subcommands(build_parser())}
+    assert {"edit", "demo", "info", "train", "synth make", "bench run", "convert wan", "serve"} <= found
+    for path, parser in _subcommands(build_parser()):
+        assert parser.description and len(parser.description) > 40, path
+        for action in parser._actions:
+            if action.dest != "help" and not action.__class__.__name__.startswith("_SubParsers"):
+                assert action.help, (path, action.dest)
+
+
+def test_the_cli_is_a_package_of_short_functions():
+    import ast
+
+    files = sorted((ROOT / "revise" / "cli").glob("*.py")) + [ROOT / "revise" / "bench" / "cli.py"]
+    assert {f.stem for f in files} >= {"edit", "demo", "info", "train", "synth", "convert", "common"}
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno < 80, f"{file.name}:{node.name}"
