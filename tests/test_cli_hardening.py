@@ -314,6 +314,13 @@ def test_readme_training_example_on_a_fresh_clone(tmp_path, capsys, monkeypatch)
     assert make < readme.index("revise train --config configs/train_tiny_sft.yaml")
 
 
+def test_synth_make_refuses_a_huge_size(tmp_path, capsys):
+    code, _, err = run_main(["synth", "make", "--n", "1", "--split", "train", "--out", str(tmp_path / "s"),
+                             "--size", "100000x100000"], capsys)
+    one_line_error(code, err, 2, "--size")
+    assert not (tmp_path / "s").exists()
+
+
 # ---- bench ------------------------------------------------------------------------------------------
 def test_bench_run_fails_when_every_item_failed(tmp_path, capsys):
     from bench_data import make_manifest
@@ -353,7 +360,7 @@ def test_the_cli_is_a_package_of_short_functions():
     import ast
 
     files = sorted((ROOT / "revise" / "cli").glob("*.py")) + [ROOT / "revise" / "bench" / "cli.py"]
-    assert {f.stem for f in files} >= {"edit", "demo", "info", "train", "synth", "convert", "common"}
+    assert {f.stem for f in files} >= {"edit", "demo", "info", "train", "synth", "bench", "convert", "serve", "common"}
     for file in files:
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.FunctionDef):

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import ReviseEnvironmentError, ReviseInputError, is_storage_error
-from . import convert, demo, edit, info, synth, train
+from . import bench, convert, demo, edit, info, serve, synth, train
 from .common import (BUNDLED_MODEL, DEFAULT_MODEL, DEFAULT_NAME, EXAMPLES_DIR, MODEL_HELP, _add_sampling_args, _fail,
                      _model, _out_of_memory, _Parser, _quiet_libraries, _version)
 
@@ -21,20 +21,11 @@ __all__ = ["BUNDLED_MODEL", "DEFAULT_MODEL", "DEFAULT_NAME", "EXAMPLES_DIR", "MO
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..bench.cli import add_bench_parser
-    from ..serve import add_serve_command
-
     parser = _Parser(prog="revise", description="Reason-informed video editing with a unified model (ReViSE).")
     parser.add_argument("--version", action="version", version=f"revise {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    edit.add_parser(sub)
-    info.add_parser(sub)
-    convert.add_parser(sub)
-    train.add_parser(sub)
-    synth.add_parser(sub)
-    add_bench_parser(sub)
-    demo.add_parser(sub)
-    add_serve_command(sub, DEFAULT_MODEL, EXAMPLES_DIR)
+    for command in (edit, info, convert, train, synth, bench, demo, serve):
+        command.add_parser(sub)
     return parser
 
 

@@ -11,6 +11,10 @@ from ..errors import ReviseInputError
 from ..synth.dataset import CLIP_FORMATS
 from .common import MODEL_HELP, _add_sampling_args, _model, _Parser, _quiet_libraries, _sampling, _size
 
+#: The largest RVE-Synth clip side (the scenes are drawn for 64x64; H.264 needs even sides).
+MAX_SYNTH_SIDE = 1024
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("synth", help="RVE-Synth: make reasoning edits with exact targets, score clips exactly",
                        description="RVE-Synth, a procedural 2D world whose edits need reasoning (causal, temporal, "
@@ -115,6 +119,8 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
     if args.frames < 1 or (args.frames - 1) % 4:
         raise ReviseInputError(f"--frames must be 4n+1, not {args.frames}")
     width, height = args.size
+    if not (16 <= width <= MAX_SYNTH_SIDE and 16 <= height <= MAX_SYNTH_SIDE) or width % 2 or height % 2:
+        raise ReviseInputError(f"--size must be even and from 16 to {MAX_SYNTH_SIDE} a side, not {width}x{height}")
     start = time.perf_counter()
     if args.workers is not None and args.workers < 1:
         raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
