@@ -413,7 +413,8 @@ def video_encoder() -> str:
     raise RuntimeError(f"this PyAV build has none of the video encoders {', '.join(ENCODERS)}")
 
 
-def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, fps: int = 8) -> Path:
+def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, fps: int = 8,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write a clip as an H.264 (libx264, yuv420p, CRF 18) mp4, or as a ``.npy`` array, and return its path.
 
     ``video`` is a float ``[3, F, H, W]`` tensor in ``[-1, 1]`` (clamped) or uint8 ``[F, H, W, 3]``
@@ -423,7 +424,8 @@ def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, 
     hidden temporary name and renamed onto ``path`` only once complete (for an mp4: after the
     encoder is flushed and the container closed); if anything fails the temporary file is removed
     and ``path`` is untouched. Parent folders are created. If the PyAV build lacks libx264, see
-    :func:`video_encoder`.
+    :func:`video_encoder`. ``metadata`` becomes the mp4's container tags (``title``, ``comment`` ...;
+    ``av.open(path).metadata`` reads them back); a ``.npy`` array has none.
     """
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
@@ -448,6 +450,7 @@ def write_video(path: str | os.PathLike[str], video: torch.Tensor | np.ndarray, 
     av, encoder = _av(), video_encoder()
     with atomic_path(path, ".mp4") as tmp:
         with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as out:
+            out.metadata.update(metadata or {})
             stream = out.add_stream(encoder, rate=int(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             _tag_bt601(stream.codec_context)

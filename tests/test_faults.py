@@ -164,6 +164,10 @@ class _FillsUp:
     def add_stream(self, *a, **k):
         return self.real.add_stream(*a, **k)
 
+    @property
+    def metadata(self):                  # the container tags write_video sets (the edit's instruction, seed ...)
+        return self.real.metadata
+
     def mux(self, packets):
         self.room -= 1
         if self.room < 0:

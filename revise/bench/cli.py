@@ -1,6 +1,6 @@
 """``revise bench run | score | report``: the RVE-Bench harness on the command line.
 
-``revise/cli.py`` registers it with one call to :func:`add_bench_parser`; bad input ends as one
+``revise/cli/__init__.py`` registers it with one call to :func:`add_bench_parser`; bad input ends as one
 line on stderr and exit code 2 there, like every other command.
 """
 
@@ -10,19 +10,26 @@ import argparse
 import os
 import time
 
-from ..errors import ReviseInputError
+from ..errors import ReviseEnvironmentError, ReviseInputError
 
 JUDGES = ("openai", "local", "synth")
 
 
 def add_bench_parser(sub) -> None:
-    from ..cli_common import Parser, add_sampling_args
+    from ..cli.common import _Parser
 
     p = sub.add_parser("bench", help="RVE-Bench: generate with any editor, score with ViCLIP_T and judges, report",
                        description="The RVE-Bench harness: 'run' makes every item's output, 'score' judges the "
                                    "outputs, 'report' tabulates one or more runs like the paper. Each step is "
                                    "resumable: finished items are skipped.")
-    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    _add_run_parser(acts)
+    _add_score_parser(acts)
+    _add_report_parser(acts)
+
+
+def _add_run_parser(acts) -> None:
+    from ..cli.common import MODEL_HELP, _add_sampling_args, _model
 
     r = acts.add_parser("run", help="make an output video for every manifest item",
                         description="Make RUN_DIR/videos/{id}.mp4 for every item of a manifest with a ReViSE model "
@@ -33,7 +40,7 @@ def add_bench_parser(sub) -> None:
     r.add_argument("--manifest", required=True, help="items: JSONL, or a JSON list (e.g. 'revise synth make' output)")
     r.add_argument("--out", required=True, help="run folder (created, or resumed)")
     how = r.add_mutually_exclusive_group(required=True)
-    how.add_argument("--model", help="ReViSE model folder or preset name (tiny, wan2.1-1.3b: random weights)")
+    how.add_argument("--model", type=_model, help="ReViSE " + MODEL_HELP)
     how.add_argument("--editor-cmd", metavar="TEMPLATE",
                      help="shell command per item; fields {source} {instruction} {output} {id} {target} {subset} "
                           "{category} are filled in shell-quoted; it must write an mp4 to {output}")
@@ -43,20 +50,40 @@ def add_bench_parser(sub) -> None:
     r.add_argument("--editor-timeout", type=float, default=None, help="seconds per item for --editor-cmd")
     r.add_argument("--retry-failed", action="store_true", help="try items that failed in an earlier run again")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_sampling_args(r)
+    _add_sampling_args(r)
     r.set_defaults(func=cmd_run)
 
+
+def _add_score_parser(acts) -> None:
     s = acts.add_parser("score", help="judge the outputs of one or more runs",
                         description="Score every output of each RUN_DIR with a judge (EA, PC, GN, GR on 1-10) and/or "
                                     "ViCLIP_T. Records go to RUN_DIR/scores/ item by item, so an interrupted run "
                                     "resumes; judge replies are cached, so re-scoring costs nothing.")
-    s.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by 'revise bench run'")
     s.add_argument("--judge", choices=JUDGES, default=None,
                    help="openai: GPT-4o or any OpenAI-compatible endpoint; local: --local-model (the internal critic) "
                         "or --local-vlm (a transformers VLM); synth: the exact RVE-Synth judge")
     s.add_argument("--retry-failed", action="store_true", help="judge items recorded as failed again")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    o = s.add_argument_group("openai judge")
+    _add_openai_args(s.add_argument_group("openai judge"))
+    lo = s.add_argument_group("local judge")
+    lo.add_argument("--local-model", default=None, help="ReViSE model folder or preset whose critic judges")
+    lo.add_argument("--local-vlm", default=None, help="transformers VLM folder (AutoModelForImageTextToText)")
+    lo.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if available, else cpu")
+    lo.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                    help="the local judge's weights (default: bfloat16 on a GPU, float32 on a CPU)")
+    v = s.add_argument_group("ViCLIP_T (text-video similarity)")
+    v.add_argument("--viclip", default=None, help="ViCLIP checkpoint in InternVideo's layout (.pth or .safetensors)")
+    v.add_argument("--viclip-tokenizer", default=None,
+                   help="CLIP tokenizer folder for ViCLIP (default: the checkpoint's folder)")
+    v.add_argument("--clip", default=None, help="fallback without ViCLIP: a transformers CLIPModel folder "
+                                               "(frame-averaged; the report says so)")
+    v.add_argument("--text-field", default="instruction", help="item field compared with the video (default "
+                                                               "instruction)")
+    s.set_defaults(func=cmd_score)
+
+
+def _add_openai_args(o) -> None:
     o.add_argument("--base-url", default=None, help="default: $OPENAI_BASE_URL or https://api.openai.com/v1")
     o.add_argument("--judge-model", default=None, help="default: $REVISE_JUDGE_MODEL or gpt-4o")
     o.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY (prefer the variable: flags show in ps)")
@@ -75,25 +102,13 @@ def add_bench_parser(sub) -> None:
                    help="ask the endpoint even where a reply is cached (e.g. with --retry-failed after malformed "
                         "replies); new replies replace the cached ones")
     _add_price_args(o)
-    lo = s.add_argument_group("local judge")
-    lo.add_argument("--local-model", default=None, help="ReViSE model folder or preset whose critic judges")
-    lo.add_argument("--local-vlm", default=None, help="transformers VLM folder (AutoModelForImageTextToText)")
-    lo.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if available, else cpu")
-    lo.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
-    v = s.add_argument_group("ViCLIP_T (text-video similarity)")
-    v.add_argument("--viclip", default=None, help="ViCLIP checkpoint in InternVideo's layout (.pth or .safetensors)")
-    v.add_argument("--viclip-tokenizer", default=None,
-                   help="CLIP tokenizer folder for ViCLIP (default: the checkpoint's folder)")
-    v.add_argument("--clip", default=None, help="fallback without ViCLIP: a transformers CLIPModel folder "
-                                               "(frame-averaged; the report says so)")
-    v.add_argument("--text-field", default="instruction", help="item field compared with the video (default "
-                                                               "instruction)")
-    s.set_defaults(func=cmd_score)
 
+
+def _add_report_parser(acts) -> None:
     t = acts.add_parser("report", help="tables, charts and an HTML gallery of one or more scored runs",
                         description="Write report.md and report.csv (a table per subset and category: methods x "
                                     "metrics, best in bold), chart_{subset}.png and gallery.html to --out.")
-    t.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    t.add_argument("runs", nargs="+", metavar="RUN_DIR", help="scored run folders ('revise bench score')")
     t.add_argument("--out", default="bench-report", help="report folder (default: bench-report)")
     t.add_argument("--judge", default=None, help="which judge's scores, when the runs hold several (a name or prefix)")
     t.add_argument("--overall", default="mean", metavar="mean|EA=w,PC=w,GN=w,GR=w",
@@ -114,7 +129,7 @@ def _add_price_args(group) -> None:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..cli_common import quiet_libraries
+    from ..cli.common import _quiet_libraries as quiet_libraries
     from .manifest import load_manifest
     from .run import CommandEditor, FolderImport, ModelEditor, generate
     from .rundir import RunDir
@@ -138,6 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"of {s.shard} items in {s.seconds:.1f} s -> {run.videos}")
     if s.failed:
         print(f"failures and their reasons: {run.path / 'generation*.jsonl'}")
+    if s.failed and not s.generated and not s.skipped:
+        raise ReviseEnvironmentError(f"every item failed ({s.failed} of {s.shard}): nothing was generated; "
+                                     f"the reasons are in {run.path / 'generation*.jsonl'}")
     return 0
 
 
@@ -182,7 +200,7 @@ def _judge_factory(args: argparse.Namespace):
     if args.judge == "local":
         if bool(args.local_model) == bool(args.local_vlm):
             raise ReviseInputError("--judge local needs exactly one of --local-model (critic) or --local-vlm")
-        from ..cli_common import quiet_libraries
+        from ..cli.common import _quiet_libraries as quiet_libraries
         from .judges.local import CriticJudge, VLMJudge
         quiet_libraries()
         local = CriticJudge(args.local_model, args.device, args.dtype) if args.local_model \

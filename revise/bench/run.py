@@ -47,38 +47,31 @@ class ModelEditor:
     def __init__(self, model: str, *, frames: int | None = None, size: tuple[int, int] | None = None,
                  steps: int | None = None, guidance: float | None = None, shift: float | None = None,
                  solver: str = "unipc", seed: int = 0, device: str | None = None, dtype: str | None = None):
-        from ..models.revise_model import sampling_defaults
-        from ..pipelines.edit import check_edit_args
+        from ..pipelines.sampling_options import resolve_device, resolve_sampling
 
-        d = sampling_defaults(model)                       # fails early for an unknown preset or bad folder
-        width, height = size or (d.width, d.height)
-        self.kw = dict(num_frames=frames or d.num_frames, height=height, width=width,
-                       num_inference_steps=steps or d.num_inference_steps,
-                       guidance_scale=d.guidance_scale if guidance is None else guidance,
-                       shift=d.shift if shift is None else shift, seed=seed, solver=solver)
-        check_edit_args(self.kw["num_frames"], height, width, self.kw["num_inference_steps"], ["x"])
-        self.fps = d.fps
+        width, height = size or (None, None)                # an unknown preset or bad folder fails here
+        self.options = resolve_sampling(model, frames=frames, height=height, width=width, steps=steps,
+                                        guidance=guidance, shift=shift, solver=solver, seed=seed)
+        self.kw = {**self.options.pipeline_kwargs(), "seed": self.options.seed}
         self.model = str(Path(model).resolve()) if Path(model).is_dir() else model
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype = resolve_device(device or local_device(), dtype)
         self.spec = {"kind": "model", "model": self.model, **self.kw}
         self.default_method = Path(model).name if Path(model).is_dir() else f"ReViSE-{model}"
         self._pipe = None
 
     def _pipeline(self):
         if self._pipe is None:
-            import torch
-
             from ..pipelines.edit import ReviseEditPipeline
 
-            device = self.device or local_device()
-            dtype = getattr(torch, self.dtype) if self.dtype else (
-                torch.bfloat16 if device.startswith("cuda") else torch.float32)
-            self._pipe = ReviseEditPipeline.from_pretrained(self.model, device=device, dtype=dtype)
+            self._pipe = ReviseEditPipeline.from_pretrained(self.model, device=self.device, dtype=self.dtype)
         return self._pipe
 
     def __call__(self, item: BenchItem, out: Path) -> None:
-        result = self._pipeline()(item.source_video_path, item.instruction, progress=False, **self.kw)
-        write_video(out, result.video[0], fps=self.fps)
+        from ..pipelines.edit_file import edit_to_file
+
+        o = self.options
+        source = read_video(item.source_video_path, o.num_frames, o.height, o.width)
+        edit_to_file(self._pipeline(), source, item.instruction, out, o, model=self.model)
 
 
 class CommandEditor:

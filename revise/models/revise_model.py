@@ -137,10 +137,11 @@ class ReviseModel(nn.Module):
                 dit_position_embedding=cfg.get("dit_position_embedding"),
                 prompt_style=cfg.get("prompt_style", DEFAULT_PROMPT_STYLE),
             )
-        except (OSError, ValueError, KeyError) as err:
-            if isinstance(err, ReviseInputError):
+        except Exception as err:  # a corrupt file: safetensors, diffusers and transformers raise all kinds
+            if isinstance(err, (ReviseInputError, MemoryError, torch.OutOfMemoryError)):
                 raise
-            raise ReviseInputError(f"cannot load model folder {path}: {str(err).splitlines()[0]}") from err
+            reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise ReviseInputError(f"cannot load model folder {path}: {reason}") from err
         if dtype is not None:
             model.to(dtype)
         if device is not None:
@@ -305,6 +306,22 @@ def component_dirs(path: Path, base: Path | None = None) -> dict[str, Path]:
     return dirs
 
 
+#: Weight files that are pickles: never loaded (unpickling runs code the file names).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def check_weight_files(path: Path, dirs: dict[str, Path]) -> None:
+    """Every component with weights holds safetensors and no pickle: a pickled weight file is refused
+    by name (``revise convert`` turns released pickles into safetensors without unpickling them)."""
+    for c, d in dirs.items():
+        pickles = sorted(p for p in d.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
+        if pickles:
+            raise ReviseInputError(f"model folder {path}: {pickles[0].relative_to(d.parent)} is a pickle, which revise "
+                                   "never loads (it could run code); convert the release with 'revise convert'")
+        if c != "tokenizer" and not any(d.rglob("*.safetensors")):
+            raise ReviseInputError(f"model folder {path}: {c}/ has no weights (*.safetensors)")
+
+
 def read_model_config(path: str | Path, base: str | Path | None = None) -> dict[str, Any]:
     """``revise_config.json`` of a model folder, after checking that every component is there."""
     path = Path(path)
@@ -317,6 +334,7 @@ def read_model_config(path: str | Path, base: str | Path | None = None) -> dict[
     missing += [f for f in (SPECIAL_TOKENS_FILE, UNCOND_FILE, CONFIG_FILE) if not (path / f).is_file()]
     if missing:
         raise ReviseInputError(f"model folder {path} is missing {', '.join(missing)}")
+    check_weight_files(path, dirs)
     try:
         return json.loads((path / CONFIG_FILE).read_text())
     except json.JSONDecodeError as err:

@@ -13,18 +13,28 @@ from typing import Any
 
 from safetensors import safe_open
 
+from ..errors import ReviseInputError
 from .prompt_style import DEFAULT_PROMPT_STYLE
 from .revise_model import COMPONENT_FOLDERS, ReviseModel, read_model_config
 
 
+def _shapes(file: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a safetensors header; a file that is not one is a ``ReviseInputError``."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {key: f.get_slice(key).get_shape() for key in f.keys()}
+    except Exception as err:  # SafetensorError (truncated, not safetensors) is no OSError
+        reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ReviseInputError(f"{file} is not a readable safetensors file: {reason}") from None
+
+
 def _count_file(file: Path) -> int:
     total = 0
-    with safe_open(str(file), framework="pt") as f:
-        for key in f.keys():
-            n = 1
-            for d in f.get_slice(key).get_shape():
-                n *= d
-            total += n
+    for shape in _shapes(file).values():
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
     return total
 
 
@@ -50,8 +60,7 @@ def summarize(name_or_path: str | Path) -> dict[str, Any]:
             rows.append((f"  understanding/{sub}", _class_name(path / "understanding" / sub),
                          _count_safetensors(path / "understanding" / sub)))
         for file in ("special_tokens.safetensors", "unconditioned_context.safetensors"):
-            with safe_open(str(path / file), framework="pt") as f:
-                shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+            shapes = _shapes(path / file)
             rows.append((file, ", ".join(f"{k} {list(v)}" for k, v in shapes.items()), _count_file(path / file)))
         return {"name": cfg.get("name", path.name), "source": f"folder {path}", "components": rows,
                 "prompt_style": cfg.get("prompt_style", DEFAULT_PROMPT_STYLE),

@@ -8,6 +8,8 @@ their own tokenizer folder; a saved model folder carries whichever tokenizer it 
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,50 @@ def build_tokenizer(style: str, cfg: dict[str, Any]) -> PreTrainedTokenizerFast:
 
 # Words and single punctuation marks, lower-cased (revise.synth.vocabulary splits text the same way).
 WORD_REGEX = r"\w+|[^\w\s]"
+#: The vocabulary of the ``mini`` preset and the embedded default model: RVE-Synth's words.
+SYNTH_VOCABULARY = Path(__file__).resolve().parent.parent / "presets" / "synth_vocab.txt"
+
+
+def instruction_words(text: str) -> list[str]:
+    """``text`` split as the word tokenizers split it: lower-cased words and single punctuation marks."""
+    return re.findall(WORD_REGEX, text.lower())
+
+
+@functools.lru_cache(maxsize=1)
+def _synth_vocabulary() -> frozenset[str]:
+    return frozenset(SYNTH_VOCABULARY.read_text().split())
+
+
+def unknown_words(text: str, tokenizer: Any = None) -> list[str]:
+    """The distinct words of ``text`` (in order of appearance) that ``tokenizer`` can only read as its
+    unknown token, i.e. words outside what the model knows. ``tokenizer`` None means RVE-Synth's
+    vocabulary, the one of the ``mini`` preset and the embedded default model. A byte-level tokenizer
+    reads every word, so it reports none."""
+    words = list(dict.fromkeys(instruction_words(text)))
+    if tokenizer is None:
+        vocabulary = _synth_vocabulary()
+        return [w for w in words if w not in vocabulary]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return []
+    return [w for w in words if unk in tokenizer(w, add_special_tokens=False).input_ids]
+
+
+def instruction_warnings(text: str, tokenizer: Any, max_tokens: int) -> list[str]:
+    """One line per thing the model will not see of ``text``: words it does not know (read as
+    ``<unk>``), and tokens past the ``max_tokens`` it reads (the rest is cut off)."""
+    notes = []
+    unknown = unknown_words(text, tokenizer)
+    if unknown:
+        total = len(instruction_words(text))
+        shown = ", ".join(repr(w) for w in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        notes.append(f"{len(unknown)} of {total} words of the instruction are unknown to this model "
+                     f"(read as <unk>): {shown}")
+    count = len(tokenizer.encode(text, verbose=False))
+    if count > max_tokens:
+        notes.append(f"the instruction is {count} tokens long; this model reads the first {max_tokens} and "
+                     f"ignores the rest")
+    return notes
 
 
 def build_byte_tokenizer(style: str, model_max_length: int) -> PreTrainedTokenizerFast:

@@ -22,9 +22,10 @@ from ..models.fused_ffn import fuse_ffn_gelu
 from ..models.prompt_style import RELEASE_SKIP_FRAMES
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
+from ..config import SamplingConfig
+from .sampling_options import SOLVERS, check_instructions, resolve_sampling
 from .step_plan import StepPlan
 
-SOLVERS = ("unipc", "euler")
 SIGMA_SCHEDULES = ("diffusers", "wan")
 
 
@@ -61,15 +62,10 @@ def set_timesteps(scheduler, steps: int, device: torch.device | str | None = Non
 
 def check_edit_args(num_frames: int, height: int, width: int, num_inference_steps: int,
                     instructions: Sequence[str]) -> None:
-    """Raise ``ReviseInputError`` for arguments no edit can run with."""
-    if num_frames < 1 or (num_frames - 1) % 4:
-        raise ReviseInputError(f"frames must be 4n+1 (5, 9, 13, 17, ...), not {num_frames}")
-    if height <= 0 or width <= 0 or height % 16 or width % 16:
-        raise ReviseInputError(f"size must be a positive multiple of 16 on each side, not {width}x{height}")
-    if num_inference_steps < 1:
-        raise ReviseInputError(f"steps must be at least 1, not {num_inference_steps}")
-    if not instructions or any(not str(i).strip() for i in instructions):
-        raise ReviseInputError("the instruction is empty")
+    """Raise ``ReviseInputError`` for arguments no edit can run with (the rest of the settings at the
+    released defaults; :func:`~revise.pipelines.sampling_options.resolve_sampling` checks them all)."""
+    resolve_sampling(SamplingConfig(), frames=num_frames, height=height, width=width, steps=num_inference_steps)
+    check_instructions(instructions)
 
 
 def read_source(path: str | Path, num_frames: int, height: int, width: int,
@@ -199,15 +195,13 @@ class ReviseEditPipeline:
 
         ``vlm_frames`` (uint8 [B, h, w, 3], any size) are what the VLM sees in the ``release`` prompt
         style (the file's frame 0 for a path, each clip's first frame for a tensor when not given)."""
-        d = self.model.sampling_config
-        num_frames = d.num_frames if num_frames is None else num_frames
-        height = d.height if height is None else height
-        width = d.width if width is None else width
-        steps = d.num_inference_steps if num_inference_steps is None else num_inference_steps
-        guidance = d.guidance_scale if guidance_scale is None else guidance_scale
-        shift = d.shift if shift is None else shift
+        o = resolve_sampling(self.model.sampling_config, frames=num_frames, height=height, width=width,
+                             steps=num_inference_steps, guidance=guidance_scale, shift=shift, solver=solver,
+                             seed=0 if seed is None else seed)
+        num_frames, height, width = o.num_frames, o.height, o.width
+        steps, guidance, shift = o.num_inference_steps, o.guidance_scale, o.shift
         instructions = [instruction] if isinstance(instruction, str) else list(instruction)
-        check_edit_args(num_frames, height, width, steps, instructions)
+        check_instructions(instructions)
         scheduler = make_scheduler(solver, shift)
         source, vlm_frames = self.prepare_inputs(video, num_frames, height, width, vlm_frames)
         if source.shape[0] != len(instructions):

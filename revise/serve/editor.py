@@ -8,11 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch
-
 from ..models.revise_model import sampling_defaults
 from ..pipelines.best_of import edit_best_of
 from ..pipelines.edit import read_source
+from ..pipelines.sampling_options import resolve_device
 from ..video import write_video
 from .domain import CRITIC_NOTE, clip_domain, clip_warning, knows_only_rve_synth, load_tokenizer, unknown_words
 from .jobs import Job
@@ -26,9 +25,7 @@ class Editor:
         """``domain_check``: warn about clips unlike RVE-Synth (default: for models whose tokenizer is
         RVE-Synth's word vocabulary, see :func:`.domain.knows_only_rve_synth`)."""
         self.model_name, self.steps = model, steps
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        default = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.dtype = getattr(torch, dtype) if dtype else default
+        self.device, self.dtype = resolve_device(device, dtype)   # an unknown or absent device fails now
         self.defaults = sampling_defaults(model)      # fails now, not in a thread, for an unknown model
         self.tokenizer = load_tokenizer(model)       # no weights: the instruction's words are checked at once
         self.domain_check = knows_only_rve_synth(self.tokenizer) if domain_check is None else domain_check
