@@ -167,9 +167,10 @@ def _print_floors(args: argparse.Namespace, result: dict) -> None:
     from ..synth.evaluate import floors_report
 
     result["floors"] = floors_report(args.data, result, args.neutral, args.other, workers=args.workers)
-    print("\n| instruction-blind floors (all items) | EA | Overall |\n| --- | --- | --- |")
+    print("\n| instruction-blind floors (all items) | EA [95%] | Overall [95%] |\n| --- | --- | --- |")
     for name, row in result["floors"]["rows"].items():
-        print(f"| {name} | {row['EA']:.2f} | {row['overall']:.2f} |")
+        ea, ov = row["interval95"]["EA"], row["interval95"]["overall"]
+        print(f"| {name} | {row['EA']:.2f} [{ea[0]:.2f}, {ea[1]:.2f}] | {row['overall']:.2f} [{ov[0]:.2f}, {ov[1]:.2f}] |")
     if "sensitivity" in result["floors"]:
         sens = result["floors"]["sensitivity"]
         lo, hi = sens["interval95"]

@@ -231,7 +231,7 @@ class ReviseEditPipeline:
                 generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
             latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
                                   device=generator.device).to(self.device)
-        set_timesteps(scheduler, steps, self.device, d.sigma_schedule)
+        set_timesteps(scheduler, steps, self.device, self.model.sampling_config.sigma_schedule)
         latents = self.denoise(latents, context, scheduler, guidance, progress, callback)
         timings["denoise"] = clock.lap()
         edited = model.decode_latents(latents).float()

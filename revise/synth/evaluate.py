@@ -94,10 +94,18 @@ def floors_report(json_path: str | Path, own: dict, neutral: str | Path | None =
     runs = {"source": "source", "neutral": neutral, "other": other}
     results = {k: score_split(json_path, v, progress=progress, workers=workers) for k, v in runs.items() if v}
     results["own"] = own
-    out: dict = {"rows": {k: r["summary"]["all"] for k, r in results.items()}}
+    out: dict = {"rows": {k: {**r["summary"]["all"], "interval95": _intervals(r["items"])} for k, r in results.items()},
+                 "items": {k: r["items"] for k, r in results.items() if k != "own"}}
     if "other" in results:
         out["sensitivity"] = paired_difference(results["own"]["items"], results["other"]["items"])
     return out
+
+
+def _intervals(rows: list[dict]) -> dict:
+    from .run import bootstrap_interval
+
+    scored = [r for r in rows if not r.get("missing")]
+    return {m: bootstrap_interval([r[m] for r in scored]) for m in ("EA", "overall")}
 
 
 def paired_difference(own: list[dict], other: list[dict], metric: str = "EA") -> dict:
