@@ -498,12 +498,12 @@ def natural_clips(frames: int = 17, h: int = 48, w: int = 64) -> dict[str, np.nd
 
 def test_clip_domain_tells_synthetic_from_natural_looking_clips():
     from revise.serve.domain import FLAT_SHARE_MIN, clip_domain
-    from revise.synth.dataset import plan
-    from revise.synth.tasks import make_item
+    from revise.synth.dataset import KIND_SCHEDULE
+    from revise.synth.tasks import generate_group
     from revise.video import read_video
 
-    synthetic = [make_item(np.random.default_rng(seed), family, "test", subset).source_clip()
-                 for _, family, subset, seed in plan(8, "test", 1)]
+    synthetic = [generate_group(np.random.default_rng([1, j]), kind, "test")[1]      # one source of each kind
+                 for j, kind in enumerate(sorted(set(KIND_SCHEDULE)))]
     synthetic += [read_video(e["path"], 17, 64, 64) for e in EXAMPLES]       # through H.264, as served
     for clip in synthetic:
         d = clip_domain(clip)
