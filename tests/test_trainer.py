@@ -445,3 +445,38 @@ def test_rwo_can_take_its_reward_from_the_exact_judge(synth_split, data, tmp_pat
         Trainer(config(data, tmp_path / "plain", objective="rwo", rwo={"reward": "judge"}))
     with pytest.raises(ReviseInputError, match="reward must be one of critic, judge"):
         config(data, tmp_path, objective="rwo", rwo={"reward": "oracle"})
+
+
+def test_a_critic_that_trains_under_uso_is_anchored_by_labelled_data(synth_split, data, tmp_path):
+    """The released config trains the LM head beside the DiT: -log P(Yes) alone would teach it to say
+    Yes, so such a config must name critic data, whose Yes/No cross-entropy then reaches the head."""
+    with pytest.raises(ReviseInputError, match="only by -log P\\(Yes\\)"):
+        config(data, tmp_path, objective="uso", train_modules=["transformer", "lm_head"])
+    with pytest.raises(ReviseInputError, match="anchors a critic that trains"):
+        config(data, tmp_path, objective="uso", uso={"critic_data": "c.json"})
+    released = TrainConfig.load(Path(__file__).parent.parent / "configs" / "train_released.yaml").options
+    assert released.critic_data and released.critic_weight == 1.0
+
+    critic_json = str(synth_split.parent / "train_critic.json")
+
+    def head_grad(semantic: float, anchor: float) -> tuple[torch.Tensor, dict]:
+        t = Trainer(config(synth_split, tmp_path / f"{semantic}-{anchor}", objective="uso", batch_size=2,
+                           train_modules=["transformer", "lm_head"],
+                           uso={"semantic_weight": semantic, "critic_data": critic_json, "critic_weight": anchor,
+                                "critic_batch_size": 4}))
+        samples = t.next_batch()
+        batch = {"source": torch.stack([s["source"] for s in samples]).float() / 127.5 - 1,
+                 "target": torch.stack([s["target"] for s in samples]).float() / 127.5 - 1,
+                 "instructions": [s["instruction"] for s in samples],
+                 **t.objective.fields(samples, torch.Generator().manual_seed(0), (16, 2, 4, 4), torch.device("cpu"))}
+        loss, metrics = t.step_module(batch)
+        loss.backward()
+        head = t.model.understanding.llm.get_output_embeddings().weight
+        return head.grad.clone(), metrics
+
+    anchor_only, m = head_grad(0.0, 1.0)
+    assert anchor_only.abs().sum() > 0, "the labelled cross-entropy reaches the critic's head"
+    assert np.isfinite(m["critic_ce"].item()) and 0 <= m["critic_accuracy"].item() <= 1
+    both, _ = head_grad(1.0, 1.0)
+    semantic_only = both - anchor_only          # same seeds: the two gradients add up
+    assert not torch.allclose(both, anchor_only) and semantic_only.abs().sum() > 0
