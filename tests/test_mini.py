@@ -161,3 +161,31 @@ def test_short_answer_records_and_report(tmp_path, tiny_model):
             assert r["answer"] == ("day" if items[r["id"]]["target"]["light"] >= 0.7 else "night")
     report = qa_report(tiny_model, tmp_path / "test_qa.json", limit=2)
     assert sum(v["n"] for v in report.values()) == 2 and all(0 <= v["accuracy"] <= 1 for v in report.values())
+
+
+def test_critic_drift_report_reads_the_fixed_negatives(tmp_path):
+    """The critic's mean P(Yes) on held-out negatives (non-target candidates labelled No on the
+    edit-accuracy question): the same numbers critic_report gives them, and it follows the LM head."""
+    from revise.errors import ReviseInputError
+    from revise.synth.run import critic_drift_report, critic_report, held_out_negatives
+
+    make_dataset(2, "test", 0, tmp_path / "d", progress=False, workers=1, critic=True, clip_format="npy")
+    data = tmp_path / "d" / "test_critic.json"
+    negatives = held_out_negatives(data)
+    assert negatives and all(r["kind"] != "target" and r["answer"] == "No" and r["dimension"] == "edit_accuracy"
+                             for r in negatives)
+    model = ReviseModel.from_preset("tiny", seed=0)
+    before = critic_drift_report(model, data, batch_size=8, progress=False)
+    assert before["n"] == len(negatives) and 0 < before["mean_p_yes"] < 1
+    assert sum(k["n"] for k in before["kinds"].values()) == before["n"]
+    full = critic_report(model, data, batch_size=8, progress=False)
+    source = full["edit_accuracy_kind/source"]
+    assert before["kinds"]["source"]["mean_p_yes"] == pytest.approx(source["mean_p_yes"], abs=1e-5)
+    head = model.understanding.llm.get_output_embeddings().weight
+    yes, no = model.understanding.answer_token_ids(("Yes", "No"))
+    with torch.no_grad():
+        head[yes] = head[no]                      # a critic that cannot tell: P(Yes) = 1/2 everywhere
+    after = critic_drift_report(model, data, batch_size=8, progress=False)
+    assert after["mean_p_yes"] == pytest.approx(0.5, abs=1e-4) != before["mean_p_yes"]
+    with pytest.raises(ReviseInputError, match="no negatives"):
+        critic_drift_report(model, tmp_path / "d" / "test_qa.json", progress=False)

@@ -104,3 +104,29 @@ def test_sigma_sampling_draws_what_the_sd3_densities_gave_before(scheme):
     assert torch.equal(obj.sample_sigmas(1000, generator=g(), scheme=scheme, shift=3.0), 3 * u / (1 + 2 * u))
     with pytest.raises(ValueError, match="unknown timestep scheme"):
         obj.sample_sigmas(4, scheme="cosine")
+
+
+def test_group_weights_are_normalised_within_each_group():
+    from revise.train.objectives.rwo_group import group_advantages, group_weights
+
+    r = torch.tensor([0.1, 0.5, 0.3, 0.9, 0.2, 0.2, 0.2, 0.8], requires_grad=True)   # two groups of 4
+    w = group_weights(r, 4)
+    assert not w.requires_grad and (w >= 0).all()
+    torch.testing.assert_close(w.view(2, 4).mean(1), torch.ones(2))
+    # the better candidate of a group gets the larger weight, in the rewards' order
+    assert torch.equal(w[:4].argsort(), r[:4].detach().argsort())
+    assert w[7] > 1 > w[4] and w[4] == w[5] == w[6]
+    # advantages: zero mean and unit (population) std per group
+    a = group_advantages(r, 4).view(2, 4)
+    torch.testing.assert_close(a.mean(1), torch.zeros(2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(a.std(1, unbiased=False), torch.ones(2), atol=1e-3, rtol=0)
+    # a constant added to one group's rewards (or all of them scaled) changes nothing
+    shifted = r.detach().clone()
+    shifted[:4] += 0.37
+    torch.testing.assert_close(group_weights(shifted, 4), w)
+    torch.testing.assert_close(group_weights(r.detach() * 0.5, 4), w, atol=1e-3, rtol=0)
+    # equal rewards: weight 1 each (plain flow matching); a lower temperature sharpens
+    torch.testing.assert_close(group_weights(torch.full((6,), 0.4), 3), torch.ones(6))
+    sharp = group_weights(r, 4, temperature=0.1)
+    assert sharp[3] > w[3] and sharp[3] <= 4 and sharp[0] < w[0]
+    torch.testing.assert_close(sharp.view(2, 4).mean(1), torch.ones(2))

@@ -36,3 +36,26 @@ def test_group_rows_average_all_subsets_and_categories():
     assert list(rows) == ["all", "ICVG", "ICVG/causal", "RAVE", "RAVE/causal", "RAVE/spatial"]
     assert rows["all"]["n"] == 3 and rows["all"]["EA"] == 3.0
     assert rows["RAVE"]["EA"] == 2.0 and rows["ICVG/causal"]["EA"] == 5.0
+
+
+def test_critic_agreement_ranks_a_generators_candidates_with_each_critic(tmp_path, tiny_model):
+    """benchmarks/critic_agreement.py on the tiny preset: two candidates per item, judged, ranked by
+    the critic; the agreement is the sampling sweep's pair count on the judge's EA."""
+    import json
+
+    from revise.synth.dataset import make_dataset
+
+    spec = importlib.util.spec_from_file_location(
+        "critic_agreement", Path(__file__).resolve().parents[1] / "benchmarks" / "critic_agreement.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    make_dataset(3, "test", 0, tmp_path / "d", progress=False, workers=1, critic=True, clip_format="npy")
+    data = tmp_path / "d" / "test.json"
+    folders, ea = bench.candidates(tiny_model, data, 2, tmp_path / "work", 4, 1, num_inference_steps=2)
+    assert ea.shape == (3, 2) and np.all((ea >= 1) & (ea <= 10))
+    records = json.loads(data.read_text())
+    out = bench.measure(tiny_model, records, data.parent, folders, ea, 4, tmp_path / "d" / "test_critic.json")
+    p = np.stack([sweep.critic_p_yes(tiny_model, records, data.parent, f, 4) for f in folders], 1)
+    assert out["pair_agreement"]["critic, EA"]["pairs"] == sweep.pair_agreement(p[:, :, 1], ea)[0]
+    assert out["gate"] == (out["pair_agreement"]["critic, EA"]["rate"] >= 0.75)
+    assert 0 < out["negatives"]["mean_p_yes"] < 1

@@ -375,3 +375,108 @@ def test_shipped_configs_load_and_flat_options_say_where_they_went(tmp_path):
         TrainConfig.from_dict({"data": "x.json", "objective": "rwo", "rwo": {"momentum": 0.5}})
     with pytest.raises(ReviseInputError, match="USOOptions are not the rwo objective's"):
         dataclasses.replace(TrainConfig.load(root / "mini" / "3_uso.yaml"), objective="rwo").validate()
+
+
+def test_rwo_group_trains_several_candidates_with_weights_normalised_per_item(data, tmp_path):
+    t = Trainer(config(data, tmp_path, objective="rwo_group", batch_size=2, steps=2,
+                       rwo_group={"group_size": 3, "cond_dropout": 0.5}))
+    assert t.objective.samples_per_item == 3
+    seen = {}
+    real = t.objective.weights
+
+    def spy(reward, batch):
+        w = real(reward, batch)
+        seen.update(reward=reward, w=w, sigmas=batch["sigmas"], drop=batch["drop"], noise=batch["noise"])
+        return w
+    t.objective.weights = spy
+    dit0 = weights(t, "transformer")
+    out = t.train()
+    assert np.isfinite(out["loss"]) and 0 < out["p_yes"] < 1 and changed(dit0, weights(t, "transformer"))
+    assert seen["w"].shape == (6,)
+    torch.testing.assert_close(seen["w"].view(2, 3).mean(1), torch.ones(2))
+    # a group's copies share the noise level and the dropout, and differ by their noise
+    assert all(len(set(row)) == 1 for row in seen["sigmas"].view(2, 3).tolist())
+    assert all(len(set(row)) == 1 for row in seen["drop"].view(2, 3).tolist())
+    assert not torch.equal(seen["noise"][0], seen["noise"][1])
+    with pytest.raises(ReviseInputError, match="group_size must be at least 2"):
+        config(data, tmp_path, objective="rwo_group", rwo_group={"group_size": 1})
+
+
+@pytest.fixture(scope="module")
+def synth_split(tmp_path_factory) -> Path:
+    """A tiny RVE-Synth split (5 frames, 32x32, npy clips) whose records carry their items."""
+    from revise.synth.dataset import make_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    make_dataset(4, "train", 0, root, height=32, width=32, frames=5, progress=False, workers=1, clip_format="npy",
+                 critic=True)
+    return root / "train.json"
+
+
+def test_judge_reward_ranks_the_exact_target_above_the_source(synth_split):
+    from revise.synth.item import SynthItem
+    from revise.synth.reward import JudgeReward
+    from revise.train.objectives.rwo import judge_clips
+
+    records = json.loads(synth_split.read_text())
+    judge = JudgeReward(records)
+    items = [SynthItem.from_dict(r) for r in records]
+    # through the float [-1, 1] layout the decoder gives, as the objective hands it over
+    as_float = lambda clips: torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # noqa: E731
+    target = judge(range(4), judge_clips(as_float([it.target_clip(32, 32) for it in items])))
+    source = judge(range(4), judge_clips(as_float([it.source_clip(32, 32) for it in items])))
+    assert np.all(target > source), (target, source)
+    assert np.allclose(target, 1.0, atol=0.05) and np.all(source >= 0.1)
+    # scored in worker processes: the same rewards
+    pooled = JudgeReward(records, workers=2)
+    try:
+        assert np.allclose(pooled(range(4), judge_clips(as_float([it.source_clip(32, 32) for it in items]))), source)
+    finally:
+        pooled.close()
+
+
+def test_rwo_can_take_its_reward_from_the_exact_judge(synth_split, data, tmp_path):
+    for objective in ("rwo", "rwo_group"):
+        t = Trainer(config(synth_split, tmp_path / objective, objective=objective, batch_size=2, steps=1,
+                           **{objective: {"reward": "judge"}}))
+        out = t.train()
+        assert np.isfinite(out["loss"]) and 0.1 <= out["reward"] <= 1 and "p_yes" not in out
+    with pytest.raises(ReviseInputError, match="needs RVE-Synth records"):
+        Trainer(config(data, tmp_path / "plain", objective="rwo", rwo={"reward": "judge"}))
+    with pytest.raises(ReviseInputError, match="reward must be one of critic, judge"):
+        config(data, tmp_path, objective="rwo", rwo={"reward": "oracle"})
+
+
+def test_a_critic_that_trains_under_uso_is_anchored_by_labelled_data(synth_split, data, tmp_path):
+    """The released config trains the LM head beside the DiT: -log P(Yes) alone would teach it to say
+    Yes, so such a config must name critic data, whose Yes/No cross-entropy then reaches the head."""
+    with pytest.raises(ReviseInputError, match="only by -log P\\(Yes\\)"):
+        config(data, tmp_path, objective="uso", train_modules=["transformer", "lm_head"])
+    with pytest.raises(ReviseInputError, match="anchors a critic that trains"):
+        config(data, tmp_path, objective="uso", uso={"critic_data": "c.json"})
+    released = TrainConfig.load(Path(__file__).parent.parent / "configs" / "train_released.yaml").options
+    assert released.critic_data and released.critic_weight == 1.0
+
+    critic_json = str(synth_split.parent / "train_critic.json")
+
+    def head_grad(semantic: float, anchor: float) -> tuple[torch.Tensor, dict]:
+        t = Trainer(config(synth_split, tmp_path / f"{semantic}-{anchor}", objective="uso", batch_size=2,
+                           train_modules=["transformer", "lm_head"],
+                           uso={"semantic_weight": semantic, "critic_data": critic_json, "critic_weight": anchor,
+                                "critic_batch_size": 4}))
+        samples = t.next_batch()
+        batch = {"source": torch.stack([s["source"] for s in samples]).float() / 127.5 - 1,
+                 "target": torch.stack([s["target"] for s in samples]).float() / 127.5 - 1,
+                 "instructions": [s["instruction"] for s in samples],
+                 **t.objective.fields(samples, torch.Generator().manual_seed(0), (16, 2, 4, 4), torch.device("cpu"))}
+        loss, metrics = t.step_module(batch)
+        loss.backward()
+        head = t.model.understanding.llm.get_output_embeddings().weight
+        return head.grad.clone(), metrics
+
+    anchor_only, m = head_grad(0.0, 1.0)
+    assert anchor_only.abs().sum() > 0, "the labelled cross-entropy reaches the critic's head"
+    assert np.isfinite(m["critic_ce"].item()) and 0 <= m["critic_accuracy"].item() <= 1
+    both, _ = head_grad(1.0, 1.0)
+    semantic_only = both - anchor_only          # same seeds: the two gradients add up
+    assert not torch.allclose(both, anchor_only) and semantic_only.abs().sum() > 0

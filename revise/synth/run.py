@@ -97,23 +97,7 @@ def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: 
     edit-accuracy questions, with each kind's mean P(Yes)), and the rate at which
     the exact target gets a higher overall P(Yes) than each of its item's negatives."""
     records, root = _records(json_path)
-    critic = Critic(model.understanding)
-    f, h, w = model.sampling_config.num_frames, model.sampling_config.height, model.sampling_config.width
-    cache: dict[str, torch.Tensor] = {}
-
-    def clip(rel: str) -> torch.Tensor:
-        if rel not in cache:
-            cache[rel] = read_video(root / rel, f, h, w)
-        return cache[rel]
-
-    p_yes: list[float] = []
-    for start in tqdm(range(0, len(records), batch_size), desc="critic", unit="batch", disable=not progress):
-        chunk = records[start:start + batch_size]
-        src = torch.stack([clip(r["source_video_path"]) for r in chunk]).to(model.device, model.dtype)
-        cand = torch.stack([clip(r["candidate_video_path"]) for r in chunk]).to(model.device, model.dtype)
-        p_yes += critic.p_yes(src, cand, [r["instruction"] for r in chunk], [r.get("dimension") for r in chunk]).tolist()
-        if len(cache) > 4096:
-            cache.clear()
+    p_yes = _critic_p_yes(model, records, root, batch_size, progress)
     groups: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for r, p in zip(records, p_yes):
         yes = str(r["answer"]).lower() == "yes"
@@ -131,6 +115,56 @@ def critic_report(model, json_path: str | Path, batch_size: int = 32, progress: 
     pairs = [(k["target"] > v) for k in by_item.values() if "target" in k for kind, v in k.items() if kind != "target"]
     report["target_ranked_above_negative"] = {"n": len(pairs), "rate": float(np.mean(pairs)) if pairs else float("nan")}
     return report
+
+
+@torch.no_grad()
+def _critic_p_yes(model, records: list[dict], root: Path, batch_size: int, progress: bool) -> list[float]:
+    """The critic's P(Yes) of each critic record (its own question: overall or one dimension)."""
+    critic = Critic(model.understanding)
+    f, h, w = model.sampling_config.num_frames, model.sampling_config.height, model.sampling_config.width
+    cache: dict[str, torch.Tensor] = {}
+
+    def clip(rel: str) -> torch.Tensor:
+        if rel not in cache:
+            cache[rel] = read_video(root / rel, f, h, w)
+        return cache[rel]
+
+    p_yes: list[float] = []
+    for start in tqdm(range(0, len(records), batch_size), desc="critic", unit="batch", disable=not progress):
+        chunk = records[start:start + batch_size]
+        src = torch.stack([clip(r["source_video_path"]) for r in chunk]).to(model.device, model.dtype)
+        cand = torch.stack([clip(r["candidate_video_path"]) for r in chunk]).to(model.device, model.dtype)
+        p_yes += critic.p_yes(src, cand, [r["instruction"] for r in chunk], [r.get("dimension") for r in chunk]).tolist()
+        if len(cache) > 4096:
+            cache.clear()
+    return p_yes
+
+
+def held_out_negatives(json_path: str | Path, dimension: str = "edit_accuracy", limit: int | None = None) -> list[dict]:
+    """The fixed negatives of critic data: each item's non-target candidates labelled No on
+    ``dimension``'s question (in file order; the first ``limit``)."""
+    records, _ = _records(json_path)
+    out = [r for r in records if r.get("dimension") == dimension and r.get("kind") != "target"
+           and str(r.get("answer")).lower() == "no"]
+    if not out:
+        raise ReviseInputError(f"{json_path} has no negatives on the {dimension} question (critic data, "
+                               "'revise synth make --critic')")
+    return out[:limit] if limit else out
+
+
+@torch.no_grad()
+def critic_drift_report(model, json_path: str | Path, dimension: str = "edit_accuracy", limit: int | None = None,
+                        batch_size: int = 32, progress: bool = True) -> dict:
+    """The critic's mean P(Yes) on fixed held-out negatives (:func:`held_out_negatives`), overall and per
+    candidate kind: printed before and after a run that trains beside the critic (USO with the LM head,
+    or a critic retrained on-policy), it shows whether the critic drifted toward saying Yes."""
+    records = held_out_negatives(json_path, dimension, limit)
+    p_yes = _critic_p_yes(model, records, Path(json_path).parent, batch_size, progress)
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for r, p in zip(records, p_yes):
+        kinds[r.get("kind", "?")].append(p)
+    return {"dimension": dimension, "n": len(p_yes), "mean_p_yes": float(np.mean(p_yes)),
+            "kinds": {k: {"n": len(v), "mean_p_yes": float(np.mean(v))} for k, v in sorted(kinds.items())}}
 
 
 @torch.no_grad()

@@ -1,9 +1,13 @@
-"""RWO: the per-sample flow-matching loss weighted by the critic's P(Yes) on the sample's own x0
-estimate, divided by a baseline (the batch mean, or the running mean kept here), with no gradient
-through the weight.
+"""RWO: the per-sample flow-matching loss weighted by a reward of the sample's own x0 estimate, divided
+by a baseline (the batch mean, or the running mean kept here), with no gradient through the weight.
 
-Other weightings (e.g. normalised within a group of candidates of one item) subclass :class:`RWO`
-and override :meth:`RWO.weights` (and ``samples_per_item`` for the group's size).
+The reward (``rwo: {reward: ...}``) is the frozen critic's P(Yes) of the decoded x0 estimate
+(``critic``, the method's) or, on RVE-Synth data only, the exact judge's edit accuracy / 10 of it
+against the item's exact target (``judge``: an oracle that real data cannot have, the upper bound of
+what a better critic could give; :mod:`revise.synth.reward`).
+
+Other weightings (e.g. normalised within a group of candidates of one item, :mod:`.rwo_group`)
+subclass :class:`RWO` and override :meth:`RWO.weights` (and ``samples_per_item`` for the group's size).
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from typing import Any
 
 import torch
 
+from ...errors import ReviseInputError
 from .base import register
 from .flow_matching import FlowMatchingObjective, FlowMatchingOptions, Prediction, flow_matching_per_sample
+
+REWARDS = ("critic", "judge")
 
 
 def rwo_weights(p_yes: torch.Tensor, baseline: float | torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
@@ -29,9 +36,16 @@ def rwo_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, p_yes:
     return (rwo_weights(p_yes, baseline) * flow_matching_per_sample(v_pred, x0, noise)).mean()
 
 
+def judge_clips(video: torch.Tensor):
+    """[B, 3, F, H, W] in [-1, 1] -> uint8 numpy [B, F, H, W, 3], as the judge reads clips."""
+    return ((video.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
 @dataclasses.dataclass
 class RWOOptions(FlowMatchingOptions):
-    baseline_momentum: float = 0.9       # running mean of P(Yes) that normalises the weights
+    baseline_momentum: float = 0.9       # running mean of the reward that normalises the weights
+    reward: str = "critic"               # critic: P(Yes) | judge: RVE-Synth's exact EA / 10 (an oracle)
+    judge_workers: int = 0               # processes scoring x0 estimates for reward: judge (0: this one)
 
 
 @register
@@ -39,35 +53,69 @@ class RWO(FlowMatchingObjective):
     name = "rwo"
     Options = RWOOptions
     cached_clip_parts = ("source",)      # the critic sees the source clip
-    shown = ("loss", "p_yes")
+    shown = ("loss", "reward")
 
     def __init__(self, options: RWOOptions, cfg):
         super().__init__(options, cfg)
         self.baseline: float | None = None
+        self.judge = None
 
-    def p_yes(self, step, batch: dict[str, Any], pred: Prediction) -> torch.Tensor:
-        """The frozen critic's P(Yes) of each sample's decoded x0 estimate [B], without gradient."""
+    @classmethod
+    def check(cls, options: Any, cfg, source: str) -> None:
+        super().check(options, cfg, source)
+        if options.reward not in REWARDS:
+            raise ReviseInputError(f"{source}: {cls.name}.reward must be one of {', '.join(REWARDS)}, "
+                                   f"not {options.reward!r}")
+        if options.judge_workers < 0:
+            raise ReviseInputError(f"{source}: {cls.name}.judge_workers must be 0 or more")
+
+    def setup(self, data) -> None:
+        if self.options.reward == "judge":
+            from ...synth.reward import JudgeReward
+            self.judge = JudgeReward(data.items, workers=self.options.judge_workers,
+                                     source=f"training data {self.cfg.data}")
+
+    def fields(self, samples: list[dict[str, Any]], g: torch.Generator, latent_shape: tuple[int, ...],
+               device: torch.device) -> dict[str, Any]:
+        out = super().fields(samples, g, latent_shape, device)
+        if self.options.reward == "judge":
+            out["item_index"] = [s["index"] for s in samples]     # the record the judge scores against
+        return out
+
+    def reward(self, step, batch: dict[str, Any], pred: Prediction) -> torch.Tensor:
+        """Each sample's reward [B] of its decoded x0 estimate, without gradient: the frozen critic's
+        P(Yes), or (``reward: judge``) the exact judge's EA / 10."""
         with torch.no_grad():
             edit = step.model.decode_latents(pred.x0_estimate())
-            return step.critic.p_yes(batch.get("source"), edit, batch["instructions"])
+            if self.judge is not None:
+                r = self.judge(batch["item_index"], judge_clips(edit))
+                return torch.as_tensor(r, device=pred.v.device)
+            return step.critic.p_yes(batch.get("source"), edit, batch["instructions"]).float()
 
-    def weights(self, p_yes: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+    def weights(self, reward: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Per-sample loss weights [B], without gradient."""
-        return rwo_weights(p_yes, self.baseline)
+        return rwo_weights(reward, self.baseline)
 
     def flow_loss(self, step, batch: dict[str, Any], pred: Prediction) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        p = self.p_yes(step, batch, pred)
-        loss = (self.weights(p, batch) * pred.per_sample()).mean()
-        return loss, {"p_yes": p.mean()}
+        r = self.reward(step, batch, pred)
+        loss = (self.weights(r, batch) * pred.per_sample()).mean()
+        metrics = {"reward": r.mean()}
+        if self.judge is None:
+            metrics["p_yes"] = metrics["reward"]
+        return loss, metrics
 
     def after_step(self, metrics: dict[str, float]) -> None:
-        if "p_yes" in metrics:
+        if "reward" in metrics:
             m = self.options.baseline_momentum
-            p = metrics["p_yes"]
-            self.baseline = p if self.baseline is None else m * self.baseline + (1 - m) * p
+            r = metrics["reward"]
+            self.baseline = r if self.baseline is None else m * self.baseline + (1 - m) * r
 
     def state_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.baseline = state.get("baseline")
+
+    def finish(self, trainer) -> None:
+        if self.judge is not None:
+            self.judge.close()
