@@ -339,6 +339,7 @@ def test_serve_command_bad_arguments(capsys):
                               (["--max-best-of", "99"], "--max-best-of must be from 1 to 16"),
                               (["--max-upload-mb", "0"], "--max-upload-mb must be more than 0"),
                               (["--device", "cpu,,cpu"], "--device must be device names"),
+                              (["--steps", "0"], "steps"),
                               (["--port", str(taken.getsockname()[1])], "cannot listen on 127.0.0.1:")]:
             assert main(["serve", *args]) == 2, args
             err = capsys.readouterr().err.strip().splitlines()

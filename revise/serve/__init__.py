@@ -60,7 +60,7 @@ def _port(text: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..pipelines.best_of import MAX_BEST_OF
-    from ..pipelines.edit import check_edit_args
+    from ..pipelines.sampling_options import resolve_sampling
     from .uploads import UploadLimits
 
     for name, value, low in (("--max-upload-mb", args.max_upload_mb, 0), ("--max-seconds", args.max_seconds, 0),
@@ -83,9 +83,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     devices = [d.strip() for d in args.device.split(",")] if args.device is not None else [None]
     if args.device is not None and not all(devices):
         raise ReviseInputError(f"--device must be device names separated by commas, not '{args.device}'")
-    editors = [Editor(args.model, device, args.dtype, args.steps) for device in devices]   # checks the model
+    resolve_sampling(args.model, steps=args.steps)        # the model's settings with --steps, checked
+    editors = [Editor(args.model, device, args.dtype, args.steps) for device in devices]
     d = editors[0].defaults
-    check_edit_args(d.num_frames, d.height, d.width, args.steps or d.num_inference_steps, ["x"])
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
                           max_side=args.max_side, min_frames=d.num_frames)
     settings = ServeSettings(model=str(args.model), examples=load_examples(args.examples_dir), limits=limits,
