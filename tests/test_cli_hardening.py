@@ -193,7 +193,7 @@ def test_long_and_unknown_instructions_warn_and_the_mp4_records_the_edit(source,
 
 
 def test_unknown_words_on_the_tokenizer_side(tiny_model):
-    assert unknown_words("Please turn the dog into a cat") == ["please", "turn", "dog", "cat"]
+    assert unknown_words("Please turn the dog into a cat") == ["please", "dog", "cat"]    # v2 has "turn"
     assert unknown_words("move the red circle to the left") == []
     assert unknown_words("make the ball red 🐶 让球变红") == ["🐶", "让球变红"]
     assert unknown_words("🐶 dog", tiny_model.tokenizer) == []          # a byte tokenizer reads everything
@@ -298,6 +298,10 @@ def test_training_config_with_negative_steps_is_refused(tmp_path, capsys):
     config.write_text(f"model: tiny\ndata: {data}\nout: {tmp_path / 'run'}\nlr: .nan\n")
     code, _, err = run_main(["train", "--config", str(config)], capsys)
     one_line_error(code, err, 2, "lr", "finite")
+    # a number of the objective's own section is checked there too
+    config.write_text(f"model: tiny\ndata: {data}\nout: {tmp_path / 'run'}\nsft: {{flow_shift: -1.0}}\n")
+    code, _, err = run_main(["train", "--config", str(config)], capsys)
+    one_line_error(code, err, 2, "sft.flow_shift", "above 0", "-1.0")
     code, _, err = run_main(["train", "--config", str(config), "--steps", "0"], capsys)
     one_line_error(code, err, 2, "steps")
 

@@ -48,29 +48,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 _TRAIN_AT_LEAST_1 = ("steps", "batch_size", "grad_accum", "log_every", "save_every", "keep_checkpoints")
 _TRAIN_AT_LEAST_0 = ("warmup_steps", "preload_workers", "seed")
 _TRAIN_POSITIVE = ("lr", "grad_clip", "lm_head_lr", "lm_head_grad_clip", "timestep_std", "flow_shift")
+_TRAIN_NOT_NEGATIVE = ("weight_decay", "time_limit_s", "cond_dropout", "semantic_weight", "critic_weight")
 
 
 
 def check_train_numbers(cfg, source: str) -> None:
     """The numbers of a training config that the trainer would otherwise take silently (``steps: -3``
-    trained nothing, printed ``loss nan`` and saved the untrained model), and its data file."""
+    trained nothing, printed ``loss nan`` and saved the untrained model), and its data file. A number
+    that belongs to the objective is looked up in its section (``sft: {flow_shift: ...}``)."""
     import math
 
+    def holder(name: str):
+        return cfg if hasattr(cfg, name) else cfg.options if hasattr(cfg.options, name) else None
+
     def bad(name: str, what: str) -> ReviseInputError:
-        return ReviseInputError(f"{source}: {name} must be {what}, not {getattr(cfg, name)!r}")
+        where = "" if holder(name) is cfg else f"{cfg.objective}."
+        return ReviseInputError(f"{source}: {where}{name} must be {what}, not {getattr(holder(name), name)!r}")
 
     for name in _TRAIN_AT_LEAST_1 + _TRAIN_AT_LEAST_0:
         value, least = getattr(cfg, name), 1 if name in _TRAIN_AT_LEAST_1 else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise bad(name, f"a whole number, at least {least}")
-    for name in _TRAIN_POSITIVE:
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise bad(name, "a finite number above 0")
-    for name in ("weight_decay", "time_limit_s", "cond_dropout", "uso_lambda"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise bad(name, "a finite number, 0 or more")
+    for names, above_zero in ((_TRAIN_POSITIVE, True), (_TRAIN_NOT_NEGATIVE, False)):
+        for name in names:
+            if holder(name) is None:
+                continue
+            value = getattr(holder(name), name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or (above_zero and value == 0):
+                raise bad(name, "a finite number above 0" if above_zero else "a finite number, 0 or more")
     if not Path(cfg.data).is_file():
         raise ReviseInputError(f"{source}: training data {cfg.data} does not exist (RVE-Synth makes some: "
                                f"revise synth make --n 64 --split train --out {Path(cfg.data).parent})")
