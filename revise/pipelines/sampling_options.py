@@ -276,3 +276,31 @@ def _read_kib(path: str, key: str) -> int | None:
         return None
     return None
 
+
+
+# ---- the call contract ----------------------------------------------------------------------------
+#: ``output_type`` of ``ReviseEditPipeline.__call__``: the model's own tensor, diffusers' numpy and
+#: PIL video forms, or the denoised latents undecoded.
+OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+
+
+def check_call_options(output_type: Any, callback_on_step_end: Any, tensor_inputs: Any,
+                       allowed_tensor_inputs: Sequence[str]) -> list[str]:
+    """Check the diffusers-style arguments of an edit before any work; the tensor names the step-end
+    callback is given (a diffusers ``PipelineCallback`` brings its own ``tensor_inputs``)."""
+    if output_type not in OUTPUT_TYPES:
+        raise ReviseInputError(f"unknown output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+    if callback_on_step_end is None:
+        return []
+    if not callable(callback_on_step_end):
+        raise ReviseInputError(f"callback_on_step_end must be callable, not {type(callback_on_step_end).__name__}")
+    own = getattr(callback_on_step_end, "tensor_inputs", None)
+    names = own if own is not None and tensor_inputs is None else tensor_inputs
+    names = ["latents"] if names is None else names
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ReviseInputError(f"callback_on_step_end_tensor_inputs must be a list of names, not {names!r}")
+    bad = [n for n in names if n not in allowed_tensor_inputs]
+    if bad:
+        raise ReviseInputError(f"callback_on_step_end_tensor_inputs {', '.join(map(repr, bad))} not offered: "
+                               f"choose from {', '.join(allowed_tensor_inputs)}")
+    return list(names)
