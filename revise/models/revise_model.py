@@ -33,6 +33,7 @@ from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
 from .context import ContextTokens, assemble_batch
 from .dit_position import add_position_code
+from .lora import has_lora, save_merged
 from .prompt_style import DEFAULT_PROMPT_STYLE, IMAGE_TOKEN, check_prompt_style, wan_prompt_clean
 from .tokenizers import build_tokenizer
 from .understanding import UnderstandingModel, hf_dtype_kwargs
@@ -151,7 +152,10 @@ class ReviseModel(nn.Module):
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the folder; it appears at ``path`` only once complete (an old one is replaced)."""
         with atomic_folder(path) as tmp:
-            self.transformer.save_pretrained(tmp / "transformer")
+            if has_lora(self.transformer):       # LoRA adapters merged in: a plain folder (revise/models/lora.py)
+                save_merged(self.transformer, tmp / "transformer")
+            else:
+                self.transformer.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder")
             self.tokenizer.save_pretrained(tmp / "tokenizer")

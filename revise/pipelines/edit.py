@@ -6,6 +6,7 @@ Knows the model and the sampler, nothing of training or the CLI.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,6 +22,7 @@ from ..errors import ReviseInputError
 from ..models.compiled_blocks import compile_blocks
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
+from ..models.lora import has_lora
 from ..models.prompt_style import RELEASE_SKIP_FRAMES
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
@@ -114,6 +116,8 @@ class ReviseEditPipeline:
 
     def __init__(self, model: ReviseModel):
         self.model = model
+        self._fast_path = False
+        self._lora_scales: dict[str, float] = {}      # the loaded LoRA adapters' scales, by name
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
@@ -123,6 +127,28 @@ class ReviseEditPipeline:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def load_lora_weights(self, path: str | Path, adapter_name: str | None = None,
+                          scale: float = 1.0) -> "ReviseEditPipeline":
+        """Add a LoRA adapter to the DiT from ``path``: a diffusers-format file (what ``revise train``
+        writes to ``out/lora/``, keys ``transformer.…``) or a folder holding
+        ``pytorch_lora_weights.safetensors``. Adapters loaded before stay active; each adds its update
+        times its ``scale`` (0 gives the model without it). Load adapters before ``enable_fast_path``."""
+        from ..models.lora import load_lora
+
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ReviseInputError(f"LoRA scale must be a finite number, not {scale!r}")
+        if self._fast_path:
+            raise ReviseInputError("load LoRA weights before enable_fast_path (its fused projections "
+                                   "would leave the adapter out)")
+        dit = self.model.transformer
+        loaded = dict(self._lora_scales)
+        name = adapter_name if adapter_name is not None else f"default_{len(loaded)}"
+        load_lora(dit, path, name)
+        loaded[name] = float(scale)
+        dit.set_adapters(list(loaded), weights=list(loaded.values()))
+        self._lora_scales = loaded
+        return self
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
                          fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
@@ -139,6 +165,7 @@ class ReviseEditPipeline:
           attention as a strided view (``revise/models/attention_inputs.py``): no layout copies.
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
+        - LoRA adapters loaded before are merged into the DiT's weights at their scales.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
           graph for all blocks, compiled on the first edit (10-20 s at the released shapes), with the
           LayerNorm rows reduced in one read (``revise/models/compiled_blocks.py``);
@@ -146,6 +173,10 @@ class ReviseEditPipeline:
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
         """
         dit = self.model.transformer
+        if has_lora(dit):                       # the fused projections need plain layers: adapters merged in
+            dit.fuse_lora()
+            dit.unload_lora()
+        self._fast_path = True
         if fuse_projections:
             for block in dit.blocks:
                 block.attn1.fuse_projections()
