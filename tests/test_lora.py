@@ -146,3 +146,14 @@ def test_revise_train_writes_the_model_and_the_adapter(data, tmp_path, capsys): 
     said = capsys.readouterr().out
     assert f"LoRA adapter {tmp_path / 'run' / 'lora' / 'pytorch_lora_weights.safetensors'}" in said
     ReviseModel.from_pretrained(tmp_path / "run" / "model")
+
+
+def test_the_fast_path_merges_loaded_adapters(trained):
+    _, _, _, file = trained
+    slow = ReviseEditPipeline.from_pretrained("tiny").load_lora_weights(file, scale=0.7)
+    fast = ReviseEditPipeline.from_pretrained("tiny").load_lora_weights(file, scale=0.7).enable_fast_path(compile=False)
+    assert not any(is_lora_parameter(k) for k in fast.model.transformer.state_dict())
+    torch.testing.assert_close(fast(clip(), "make it night", **EDIT).video, slow(clip(), "make it night", **EDIT).video,
+                               atol=1e-4, rtol=1e-3)
+    with pytest.raises(ReviseInputError, match="before enable_fast_path"):
+        fast.load_lora_weights(file)
