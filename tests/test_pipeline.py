@@ -234,3 +234,71 @@ def test_a_callback_that_returns_no_dict(tiny_model, clip):
 def test_bad_contexts(tiny_model, kwargs, match):
     with pytest.raises(ReviseInputError, match=match):
         ReviseEditPipeline(tiny_model)(**{**KW, "guidance_scale": 0.0, **kwargs})
+
+
+# ---- stage-by-stage placement ---------------------------------------------------------------------
+def test_offload_by_stages_gives_the_same_edit_and_moves_each_stage_in_turn(tiny_model, clip, monkeypatch):
+    """On a CPU-only machine the execution device is the CPU too, so this checks the bookkeeping: which
+    components each stage sends to the execution device and back, and that each runs while there."""
+    from revise.pipelines.stages import STAGES
+
+    want = ReviseEditPipeline(tiny_model)(clip, "make it night", seed=3, **KW).video
+    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu", offload="stages")
+    model, log = pipe.model, []
+    names = {id(getattr(model, part)): part for parts in STAGES.values() for part in parts}
+    real_to = torch.nn.Module.to
+
+    def to(module, *args, **kwargs):
+        if id(module) in names:
+            log.append(("at", names[id(module)], "device" if args[0] is pipe._execution_device else "host"))
+        return real_to(module, *args, **kwargs)
+
+    def runs(part, owner, method):
+        real = getattr(owner, method)
+
+        def spy(*args, **kwargs):
+            log.append(("run", part))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, method, spy)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    runs("vae", model.vae, "encode")
+    runs("understanding", model.understanding.llm, "forward")
+    runs("text_encoder", model.text_encoder, "forward")
+    runs("transformer", model.transformer, "forward")
+    runs("vae", model.vae, "decode")
+    got = pipe(clip, "make it night", seed=3, **KW).video
+    assert torch.equal(got, want)
+
+    where = {part: "host" for parts in STAGES.values() for part in parts}
+    ran = []
+    for event in log:
+        if event[0] == "at":
+            where[event[1]] = event[2]
+            continue
+        part = event[1]
+        ran.append(part)
+        assert where[part] == "device", f"{part} ran in host memory"
+        on_device = {p for p, w in where.items() if w == "device"}
+        stage = "denoise" if part == "transformer" else "decode" if on_device == {"vae"} else "encode"
+        assert on_device == set(STAGES[stage]), (part, on_device)
+    assert ran.index("transformer") > ran.index("text_encoder") and ran[-1] == "vae"
+    assert set(where.values()) == {"host"}, "every component back in host memory after the edit"
+
+
+def test_unknown_offload_mode(tiny_model):
+    with pytest.raises(ReviseInputError, match="unknown offload 'model'"):
+        ReviseEditPipeline.from_pretrained("tiny", offload="model")
+
+
+def test_offload_needs_the_largest_stages_weights_only():
+    from revise.pipelines.sampling_options import estimate_memory, resolve_sampling
+    from revise.models.summary import summarize
+
+    o = resolve_sampling("tiny")
+    whole, staged = estimate_memory("tiny", o, 4), estimate_memory("tiny", o, 4, offload="stages")
+    sizes = {name: n for name, _, n in summarize("tiny")["components"] if not name.startswith(" ")}
+    encode = sum(sizes[p] for p in ("vae", "understanding", "vision_head", "adapter", "text_encoder",
+                                    "visual_context_adapter", "context_tokens"))
+    assert staged["weights"] == 4 * max(encode, sizes["transformer"]) < whole["weights"]
+    assert {k: v for k, v in staged.items() if k != "weights"} == {k: v for k, v in whole.items() if k != "weights"}

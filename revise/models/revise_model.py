@@ -217,7 +217,8 @@ class ReviseModel(nn.Module):
             instructions = [wan_prompt_clean(i) for i in instructions]
         enc = self.tokenizer(list(instructions), padding=True, truncation=True,
                              max_length=self.context_config.max_text_len, return_tensors="pt")
-        ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+        dev = self.text_encoder.device
+        ids, mask = enc.input_ids.to(dev), enc.attention_mask.to(dev)
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return [h[: int(n)] for h, n in zip(hidden, mask.sum(1))]
 

@@ -5,11 +5,12 @@ Knows the model and the sampler, nothing of training or the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from ..config import SamplingConfig
 from .sampling_options import SOLVERS, check_call_options, check_instructions, resolve_sampling
+from .stages import OFFLOAD_MODES, STAGES
 from .step_plan import StepPlan
 
 SIGMA_SCHEDULES = ("diffusers", "wan")
@@ -118,15 +120,51 @@ class ReviseEditPipeline:
         self.model = model
         self._fast_path = False
         self._lora_scales: dict[str, float] = {}      # the loaded LoRA adapters' scales, by name
+        self._execution_device: torch.device | None = None   # set by enable_model_cpu_offload
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, seed: int = 0) -> "ReviseEditPipeline":
-        return cls(ReviseModel.load(name_or_path, device=device, dtype=dtype, seed=seed))
+                        dtype: torch.dtype | None = None, seed: int = 0,
+                        offload: str | None = None) -> "ReviseEditPipeline":
+        """The pipeline of a model folder or preset on ``device``; ``offload="stages"`` loads the
+        weights into host memory and runs each stage on ``device`` (:meth:`enable_model_cpu_offload`)."""
+        if offload is not None and offload not in OFFLOAD_MODES:
+            raise ReviseInputError(f"unknown offload {offload!r}: choose {', '.join(OFFLOAD_MODES)} (or none)")
+        pipe = cls(ReviseModel.load(name_or_path, device="cpu" if offload else device, dtype=dtype, seed=seed))
+        return pipe.enable_model_cpu_offload(device) if offload else pipe
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        """Where the edit runs (with offload, where each stage's components go for that stage)."""
+        return self._execution_device if self._execution_device is not None else self.model.device
+
+    def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> "ReviseEditPipeline":
+        """Stage-by-stage placement: every component waits in host memory, and each stage of an edit
+        moves only its own to ``device`` (default: cuda when there is a GPU) and back when done: the
+        VAE encoder, VLM, T5 and connectors to make the contexts, then the DiT for the denoising loop,
+        then the VAE to decode (and the VLM for best-of's critic). The GPU then holds one stage's
+        weights at a time, at the cost of copying them over PCIe on every edit. The edit is the same."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to("cpu")
+        self._execution_device = torch.device(device)
+        return self
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """With offload, ``STAGES[name]``'s components on the execution device for the block, then
+        back in host memory; without, nothing moves."""
+        if self._execution_device is None:
+            yield
+            return
+        modules = [getattr(self.model, part) for part in STAGES[name]]
+        for module in modules:
+            module.to(self._execution_device)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.to("cpu")
 
     def load_lora_weights(self, path: str | Path, adapter_name: str | None = None,
                           scale: float = 1.0) -> "ReviseEditPipeline":
@@ -244,6 +282,11 @@ class ReviseEditPipeline:
         """Both mixed contexts of clips ``source`` [B, 3, F, H, W]; seconds per stage into ``timings``."""
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
+        with self.stage("encode"):
+            return self._encode_on_device(source, instructions, vlm_frames, timings)
+
+    def _encode_on_device(self, source: torch.Tensor, instructions: list[str], vlm_frames: np.ndarray | None,
+                          timings: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
         clock = _Clock(self.device)
         source_latents = model.encode_video(source)
@@ -339,12 +382,14 @@ class ReviseEditPipeline:
                                            f"{list(getattr(new, 'shape', []))}, not {list(x.shape)}")
                 return new.to(x.device, torch.float32)
         clock = _Clock(self.device)
-        latents = self.denoise(latents, context, scheduler, guidance, progress, callback, step_end)
+        with self.stage("denoise"):
+            latents = self.denoise(latents, context, scheduler, guidance, progress, callback, step_end)
         timings["denoise"] = clock.lap()
         if output_type == "latent":
             video_out = latents
         else:
-            video_out = self.model.decode_latents(latents).float()
+            with self.stage("decode"):
+                video_out = self.model.decode_latents(latents).float()
             timings["vae_decode"] = clock.lap()
             if output_type != "pt":
                 video_out = VideoProcessor(vae_scale_factor=8).postprocess_video(video_out, output_type)

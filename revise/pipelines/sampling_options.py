@@ -189,13 +189,19 @@ def _architecture(model: str | Path) -> dict[str, Any]:
     return load_preset(model)
 
 
-def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int) -> dict[str, int]:
-    """A rough lower bound, in bytes, of what one edit holds at once: the weights, the clips, the VAE's
-    full-resolution activations and the DiT's token activations. Ignores the attention's own
-    workspace, so a refusal is certain to be right; passing is no promise."""
+def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int,
+                    offload: str | None = None) -> dict[str, int]:
+    """A rough lower bound, in bytes, of what one edit holds at once: the weights (with
+    ``offload="stages"`` those of the largest stage), the clips, the VAE's full-resolution activations
+    and the DiT's token activations. Ignores the attention's own workspace, so a refusal is certain to
+    be right; passing is no promise."""
     from ..models.summary import summarize
+    from .stages import STAGES
 
-    weights = sum(n for name, _, n in summarize(model)["components"] if not name.startswith(" "))
+    sizes = {name: n for name, _, n in summarize(model)["components"] if not name.startswith(" ")}
+    weights = sum(sizes.values())
+    if offload is not None:
+        weights = max(sum(sizes.get(part, 0) for part in parts) for parts in STAGES.values())
     arch = _architecture(model)
     dit, vae = arch.get("transformer", {}), arch.get("vae", {})
     f, h, w = options.num_frames, options.height, options.width
@@ -242,10 +248,11 @@ def available_memory(device: str) -> int | None:
     return min(limits) if limits else None
 
 
-def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype: Any, copies: int = 1) -> None:
+def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype: Any, copies: int = 1,
+                 offload: str | None = None) -> None:
     """Refuse (``ReviseInputError``) an edit whose :func:`estimate_memory` exceeds the device's free
     memory; ``copies`` candidates are held at once (best-of keeps the best so far)."""
-    need = estimate_memory(model, options, dtype.itemsize)
+    need = estimate_memory(model, options, dtype.itemsize, offload)
     total = sum(need.values()) + (copies - 1) * need["clips"]
     free = available_memory(device)
     if free is not None and total > free:
@@ -253,7 +260,7 @@ def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype
         raise ReviseInputError(
             f"{options.num_frames} frames of {options.width}x{options.height} need about {_gib(total)} on {device} "
             f"(mostly {worst}: {_gib(need[worst])}), which has {_gib(free)} free: use a smaller --size or "
-            f"--frames, or a smaller model")
+            f"--frames, {'--offload stages, ' if offload is None else ''}or a smaller model")
 
 
 def _gib(n: int) -> str:
