@@ -118,7 +118,8 @@ def test_edit_cli_takes_a_lora(trained, tmp_path, capsys):
     args = ["edit", "--model", "tiny", "--video", str(source), "--instruction", "make it night",
             "--frames", "5", "--size", "32x32", "--steps", "1"]
     assert main([*args, "--out", str(tmp_path / "a.mp4"), "--lora", str(file.parent), "--lora-scale", "0.5"]) == 0
-    assert (tmp_path / "a.mp4").is_file()
+    from revise.pipelines.edit_file import read_edit_metadata
+    assert read_edit_metadata(tmp_path / "a.mp4")["lora"] == {"default_0": {"path": str(file), "scale": 0.5}}
     assert main([*args, "--out", str(tmp_path / "b.mp4"), "--lora", str(tmp_path / "missing")]) == 2
     assert "do not exist" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "c.mp4"), "--lora-scale", "2"]) == 2

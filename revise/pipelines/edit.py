@@ -119,7 +119,7 @@ class ReviseEditPipeline:
     def __init__(self, model: ReviseModel):
         self.model = model
         self._fast_path = False
-        self._lora_scales: dict[str, float] = {}      # the loaded LoRA adapters' scales, by name
+        self.lora_adapters: dict[str, dict] = {}     # the loaded LoRA adapters by name: {"path", "scale"}
         self._execution_device: torch.device | None = None   # set by enable_model_cpu_offload
 
     @classmethod
@@ -172,7 +172,7 @@ class ReviseEditPipeline:
         writes to ``out/lora/``, keys ``transformer.…``) or a folder holding
         ``pytorch_lora_weights.safetensors``. Adapters loaded before stay active; each adds its update
         times its ``scale`` (0 gives the model without it). Load adapters before ``enable_fast_path``."""
-        from ..models.lora import load_lora
+        from ..models.lora import load_lora, lora_file
 
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
             raise ReviseInputError(f"LoRA scale must be a finite number, not {scale!r}")
@@ -180,12 +180,10 @@ class ReviseEditPipeline:
             raise ReviseInputError("load LoRA weights before enable_fast_path (its fused projections "
                                    "would leave the adapter out)")
         dit = self.model.transformer
-        loaded = dict(self._lora_scales)
-        name = adapter_name if adapter_name is not None else f"default_{len(loaded)}"
+        name = adapter_name if adapter_name is not None else f"default_{len(self.lora_adapters)}"
         load_lora(dit, path, name)
-        loaded[name] = float(scale)
-        dit.set_adapters(list(loaded), weights=list(loaded.values()))
-        self._lora_scales = loaded
+        self.lora_adapters[name] = {"path": str(lora_file(path)), "scale": float(scale)}
+        dit.set_adapters(list(self.lora_adapters), weights=[a["scale"] for a in self.lora_adapters.values()])
         return self
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
@@ -282,13 +280,13 @@ class ReviseEditPipeline:
         """Both mixed contexts of clips ``source`` [B, 3, F, H, W]; seconds per stage into ``timings``."""
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
+        clock = _Clock(self.device)                  # with offload, vae_encode includes the move to the device
         with self.stage("encode"):
-            return self._encode_on_device(source, instructions, vlm_frames, timings)
+            return self._encode_on_device(source, instructions, vlm_frames, timings, clock)
 
     def _encode_on_device(self, source: torch.Tensor, instructions: list[str], vlm_frames: np.ndarray | None,
-                          timings: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+                          timings: dict[str, float], clock: "_Clock") -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
-        clock = _Clock(self.device)
         source_latents = model.encode_video(source)
         timings["vae_encode"] = clock.lap()
         release = model.prompt_style == "release" and vlm_frames is not None
@@ -400,8 +398,8 @@ class ReviseEditPipeline:
     def _check_contexts(self, context: torch.Tensor | None, negative_context: torch.Tensor | None,
                         use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Precomputed contexts as :meth:`encode_context` gives them: [B, max_context_len, text_dim]."""
-        cfg = self.model
-        want = (cfg.context_config.max_context_len, cfg.transformer.config.text_dim)
+        m = self.model
+        want = (m.context_config.max_context_len, m.transformer.config.text_dim)
         if context is None:
             raise ReviseInputError("negative_context needs context too (both from pipe.encode_context)")
         if use_cfg and negative_context is None:
