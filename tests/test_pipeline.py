@@ -302,3 +302,24 @@ def test_offload_needs_the_largest_stages_weights_only():
                                     "visual_context_adapter", "context_tokens"))
     assert staged["weights"] == 4 * max(encode, sizes["transformer"]) < whole["weights"]
     assert {k: v for k, v in staged.items() if k != "weights"} == {k: v for k, v in whole.items() if k != "weights"}
+
+
+def test_a_diffusers_pipeline_callback_brings_its_own_tensor_inputs(tiny_model, clip):
+    from diffusers.callbacks import PipelineCallback
+
+    class ZeroLatents(PipelineCallback):
+        wants = ["latents"]
+
+        @property
+        def tensor_inputs(self):
+            return self.wants
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            return {"latents": torch.zeros_like(callback_kwargs["latents"])}
+
+    pipe = ReviseEditPipeline(tiny_model)
+    zeroed = pipe(clip, "make it night", output_type="latent", callback_on_step_end=ZeroLatents(), **KW).video
+    assert torch.equal(zeroed, torch.zeros_like(zeroed))
+    ZeroLatents.wants = ["prompt_embeds"]
+    with pytest.raises(ReviseInputError, match="'prompt_embeds' not offered"):
+        pipe(clip, "make it night", callback_on_step_end=ZeroLatents(), **KW)
