@@ -139,3 +139,13 @@ def test_bad_input_in_a_real_process(case, source, tmp_path):
     """The same through the console entry point: nothing but the one line reaches the terminal."""
     r = run_cli(*_bad(tmp_path, source, case))
     _assert_one_line_error(r.returncode, r.stderr, tmp_path, case)
+
+
+def test_edit_offloaded_by_stages_writes_the_same_edit(source, tmp_path):
+    from revise.video import read_video
+
+    args = ["edit", "--model", "tiny", "--video", str(source), "--instruction", "make it night",
+            "--frames", "5", "--size", "32x32", "--steps", "1", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.mp4"), "--offload", "stages"]) == 0
+    assert (read_video(tmp_path / "a.mp4", 5, 32, 32) == read_video(tmp_path / "b.mp4", 5, 32, 32)).all()

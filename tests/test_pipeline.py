@@ -119,3 +119,207 @@ def test_empty_instruction(tiny_model, clip):
 def test_wrong_video_shape(tiny_model, clip):
     with pytest.raises(ReviseInputError, match="expected"):
         ReviseEditPipeline(tiny_model)(clip[:, :13], "make it night", progress=False)
+
+
+# ---- the diffusers call contract ------------------------------------------------------------------
+def test_each_output_type(tiny_model, clip):
+    pipe = ReviseEditPipeline(tiny_model)
+    pt = pipe(clip, "make it night", seed=4, **KW)
+    np_video = pipe(clip, "make it night", seed=4, output_type="np", **KW).video
+    assert np_video.shape == (1, 17, 64, 64, 3) and np_video.dtype.name == "float32"
+    assert np_video.min() >= 0 and np_video.max() <= 1
+    torch.testing.assert_close(torch.from_numpy(np_video), (pt.video.permute(0, 2, 3, 4, 1) + 1) / 2)
+    pil = pipe(clip, "make it night", seed=4, output_type="pil", **KW).video
+    assert len(pil) == 1 and len(pil[0]) == 17 and pil[0][0].size == (64, 64) and pil[0][0].mode == "RGB"
+    latent = pipe(clip, "make it night", seed=4, output_type="latent", **KW)
+    assert latent.video.shape == (1, *pipe.latent_shape(17, 64, 64))
+    assert "vae_decode" not in latent.timings
+    torch.testing.assert_close(tiny_model.decode_latents(latent.video).float(), pt.video)
+
+
+def test_return_dict_false_gives_a_tuple(tiny_model, clip):
+    pipe = ReviseEditPipeline(tiny_model)
+    got = pipe(clip, "make it night", seed=4, return_dict=False, **KW)
+    assert isinstance(got, tuple) and len(got) == 1
+    assert torch.equal(got[0], pipe(clip, "make it night", seed=4, **KW).video)
+
+
+def test_callback_on_step_end_sees_each_step_and_its_latents_replace_the_loops(tiny_model, clip):
+    pipe = ReviseEditPipeline(tiny_model)
+    seen = []
+
+    def watch(p, i, t, kwargs):
+        assert p is pipe and set(kwargs) == {"latents"}
+        seen.append((i, float(t)))
+        return {}
+
+    base = pipe(clip, "make it night", seed=4, **KW).video
+    watched = pipe(clip, "make it night", seed=4, callback_on_step_end=watch, **KW).video
+    assert [i for i, _ in seen] == list(range(6)) and seen[0][1] > seen[-1][1]
+    torch.testing.assert_close(watched, base, atol=1e-5, rtol=1e-4)      # the scheduler's own steps, not the plan
+
+    def zero_last(p, i, t, kwargs):
+        return {"latents": torch.zeros_like(kwargs["latents"])} if i == 5 else kwargs
+
+    zeroed = pipe(clip, "make it night", seed=4, callback_on_step_end=zero_last,
+                  callback_on_step_end_tensor_inputs=["latents"], output_type="latent", **KW).video
+    assert torch.equal(zeroed, torch.zeros_like(zeroed))
+    changed = pipe(clip, "make it night", seed=4, callback_on_step_end=lambda p, i, t, k: {"latents": k["latents"] * 0},
+                   **KW).video
+    assert not torch.allclose(changed, base)
+
+
+def test_old_callback_and_progress_still_work(tiny_model, clip):
+    told = []
+    ReviseEditPipeline(tiny_model)(clip, "make it night", callback=lambda i, n: told.append((i, n)),
+                                   callback_on_step_end=lambda p, i, t, k: k, **KW)
+    assert told == [(i, 6) for i in range(1, 7)]
+
+
+def test_a_generator_per_clip(tiny_model, clip):
+    pipe = ReviseEditPipeline(tiny_model)
+    two = torch.stack([clip, clip.flip(-1)])
+    gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    both = pipe(two, ["make it night", "make it day"], generator=gens, **KW).video
+    first = pipe(clip, "make it night", generator=torch.Generator().manual_seed(1), **KW).video
+    second = pipe(clip.flip(-1), "make it day", generator=torch.Generator().manual_seed(2), **KW).video
+    torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ReviseInputError, match="3 generators for 2 clip"):
+        pipe(two, ["a", "b"], generator=gens + gens[:1], **KW)
+
+
+def test_precomputed_contexts_give_the_same_video(tiny_model, clip):
+    pipe = ReviseEditPipeline(tiny_model)
+    cond, uncond = pipe.encode_context(clip, "make it night")
+    assert cond.shape == uncond.shape == (1, tiny_model.context_config.max_context_len,
+                                          tiny_model.transformer.config.text_dim)
+    a = pipe(clip, "make it night", seed=5, guidance_scale=3.0, **KW)
+    b = pipe(context=cond, negative_context=uncond, seed=5, guidance_scale=3.0, **KW)
+    assert torch.equal(a.video, b.video)
+    assert b.source is None and set(b.timings) == {"denoise", "vae_decode"}
+    c = pipe(context=cond, seed=5, guidance_scale=0.0, **KW).video
+    assert torch.equal(c, pipe(clip, "make it night", seed=5, guidance_scale=0.0, **KW).video)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(output_type="mp4"), "unknown output_type 'mp4'"),
+    (dict(callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["noise_pred"]), "'noise_pred' not offered"),
+    (dict(callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs="latents"), "list of names"),
+    (dict(callback_on_step_end="latents"), "must be callable"),
+    (dict(generator="seed"), "torch.Generator"),
+    (dict(latents=torch.zeros(1, 16, 4, 8, 8)), "latents must have shape"),
+])
+def test_bad_call_arguments_are_refused_before_any_work(tiny_model, clip, kwargs, match, monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("encoded before checking the arguments")
+
+    monkeypatch.setattr(tiny_model, "encode_video", no_work)
+    with pytest.raises(ReviseInputError, match=match) as err:
+        ReviseEditPipeline(tiny_model)(clip, "make it night", **{**KW, **kwargs})
+    assert "\n" not in str(err.value)
+
+
+def test_a_callback_that_returns_no_dict(tiny_model, clip):
+    with pytest.raises(ReviseInputError, match="must return a dict, not NoneType"):
+        ReviseEditPipeline(tiny_model)(clip, "make it night", callback_on_step_end=lambda *a: None, **KW)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(context=torch.zeros(1, 3, 4)), "context must be a \\[B, "),
+    (dict(context=torch.zeros(1, 3, 4), guidance_scale=3.0), "needs negative_context"),
+    (dict(negative_context=torch.zeros(1, 3, 4)), "needs context too"),
+    (dict(video="x.mp4", context=torch.zeros(1, 3, 4)), "not both"),
+    (dict(), "needs video and instruction"),
+])
+def test_bad_contexts(tiny_model, kwargs, match):
+    with pytest.raises(ReviseInputError, match=match):
+        ReviseEditPipeline(tiny_model)(**{**KW, "guidance_scale": 0.0, **kwargs})
+
+
+# ---- stage-by-stage placement ---------------------------------------------------------------------
+def test_offload_by_stages_gives_the_same_edit_and_moves_each_stage_in_turn(tiny_model, clip, monkeypatch):
+    """On a CPU-only machine the execution device is the CPU too, so this checks the bookkeeping: which
+    components each stage sends to the execution device and back, and that each runs while there."""
+    from revise.pipelines.stages import STAGES
+
+    want = ReviseEditPipeline(tiny_model)(clip, "make it night", seed=3, **KW).video
+    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu", offload="stages")
+    model, log = pipe.model, []
+    names = {id(getattr(model, part)): part for parts in STAGES.values() for part in parts}
+    real_to = torch.nn.Module.to
+
+    def to(module, *args, **kwargs):
+        if id(module) in names:
+            log.append(("at", names[id(module)], "device" if args[0] is pipe._execution_device else "host"))
+        return real_to(module, *args, **kwargs)
+
+    def runs(part, owner, method):
+        real = getattr(owner, method)
+
+        def spy(*args, **kwargs):
+            log.append(("run", part))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, method, spy)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    runs("vae", model.vae, "encode")
+    runs("understanding", model.understanding.llm, "forward")
+    runs("text_encoder", model.text_encoder, "forward")
+    runs("transformer", model.transformer, "forward")
+    runs("vae", model.vae, "decode")
+    got = pipe(clip, "make it night", seed=3, **KW).video
+    assert torch.equal(got, want)
+
+    where = {part: "host" for parts in STAGES.values() for part in parts}
+    ran = []
+    for event in log:
+        if event[0] == "at":
+            where[event[1]] = event[2]
+            continue
+        part = event[1]
+        ran.append(part)
+        assert where[part] == "device", f"{part} ran in host memory"
+        on_device = {p for p, w in where.items() if w == "device"}
+        stage = "denoise" if part == "transformer" else "decode" if on_device == {"vae"} else "encode"
+        assert on_device == set(STAGES[stage]), (part, on_device)
+    assert ran.index("transformer") > ran.index("text_encoder") and ran[-1] == "vae"
+    assert set(where.values()) == {"host"}, "every component back in host memory after the edit"
+
+
+def test_unknown_offload_mode(tiny_model):
+    with pytest.raises(ReviseInputError, match="unknown offload 'model'"):
+        ReviseEditPipeline.from_pretrained("tiny", offload="model")
+
+
+def test_offload_needs_the_largest_stages_weights_only():
+    from revise.pipelines.sampling_options import estimate_memory, resolve_sampling
+    from revise.models.summary import summarize
+
+    o = resolve_sampling("tiny")
+    whole, staged = estimate_memory("tiny", o, 4), estimate_memory("tiny", o, 4, offload="stages")
+    sizes = {name: n for name, _, n in summarize("tiny")["components"] if not name.startswith(" ")}
+    encode = sum(sizes[p] for p in ("vae", "understanding", "vision_head", "adapter", "text_encoder",
+                                    "visual_context_adapter", "context_tokens"))
+    assert staged["weights"] == 4 * max(encode, sizes["transformer"]) < whole["weights"]
+    assert {k: v for k, v in staged.items() if k != "weights"} == {k: v for k, v in whole.items() if k != "weights"}
+
+
+def test_a_diffusers_pipeline_callback_brings_its_own_tensor_inputs(tiny_model, clip):
+    from diffusers.callbacks import PipelineCallback
+
+    class ZeroLatents(PipelineCallback):
+        wants = ["latents"]
+
+        @property
+        def tensor_inputs(self):
+            return self.wants
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            return {"latents": torch.zeros_like(callback_kwargs["latents"])}
+
+    pipe = ReviseEditPipeline(tiny_model)
+    zeroed = pipe(clip, "make it night", output_type="latent", callback_on_step_end=ZeroLatents(), **KW).video
+    assert torch.equal(zeroed, torch.zeros_like(zeroed))
+    ZeroLatents.wants = ["prompt_embeds"]
+    with pytest.raises(ReviseInputError, match="'prompt_embeds' not offered"):
+        pipe(clip, "make it night", callback_on_step_end=ZeroLatents(), **KW)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -20,6 +21,14 @@ def add_parser(sub) -> None:
     p.add_argument("--best-of", type=int, default=1, metavar="N",
                    help="make N candidates (seeds SEED .. SEED+N-1) and keep the one the model's own critic "
                         "rates highest; prints each candidate's P(Yes) (default: 1, no critic)")
+    p.add_argument("--lora", default=None, metavar="PATH",
+                   help="a LoRA adapter for the DiT: a diffusers-format .safetensors file, or a folder holding "
+                        "pytorch_lora_weights.safetensors (what 'revise train' writes to OUT/lora)")
+    p.add_argument("--lora-scale", type=float, default=1.0, metavar="S",
+                   help="the adapter's strength: 0 leaves it out, 1 as trained (default: 1)")
+    p.add_argument("--offload", choices=["stages"], default=None,
+                   help="stages: keep the weights in host memory and put each stage's (encoders, DiT, VAE "
+                        "decoder) on the device only while it runs, for GPUs too small for the whole model")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_edit)
 
@@ -33,14 +42,25 @@ def cmd_edit(args: argparse.Namespace) -> int:
     check_instructions([args.instruction])
     if not 1 <= args.best_of <= MAX_BEST_OF:
         raise ReviseInputError(f"--best-of must be from 1 to {MAX_BEST_OF}, not {args.best_of}")
+    lora = None
+    if args.lora is not None:
+        from ..models.lora import lora_file
+
+        lora = lora_file(args.lora)
+        if not math.isfinite(args.lora_scale):
+            raise ReviseInputError(f"--lora-scale must be a finite number, not {args.lora_scale}")
+    elif args.lora_scale != 1.0:
+        raise ReviseInputError("--lora-scale needs --lora")
     device, dtype = resolve_device(args.device, args.dtype)
-    check_memory(args.model, options, device, dtype, copies=min(args.best_of, 2))
-    _edit(args.model, Path(args.video), args.instruction, out, options, device, dtype, best_of=args.best_of)
+    check_memory(args.model, options, device, dtype, copies=min(args.best_of, 2), offload=args.offload)
+    _edit(args.model, Path(args.video), args.instruction, out, options, device, dtype, best_of=args.best_of,
+          lora=lora, lora_scale=args.lora_scale, offload=args.offload)
     return 0
 
 
 def _edit(model_name: str, video_path: Path, instruction: str, out: Path, options, device: str, dtype, *,
-          best_of: int = 1, comparison: Path | None = None, reference=None):
+          best_of: int = 1, comparison: Path | None = None, reference=None, lora: Path | None = None,
+          lora_scale: float = 1.0, offload: str | None = None):
     """Edit one clip (best of ``best_of`` seeds by the critic), write the mp4 (and a middle-frame PNG:
     source | edit [| reference]); return the pipeline, the source clip [3, F, H, W] and the edit."""
     from ..models.revise_model import prompt_style_of
@@ -54,7 +74,9 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, option
     # bad video fails before the model loads; read as the model's prompt style reads a file
     source, vlm_frames = read_source(video_path, o.num_frames, o.height, o.width, prompt_style_of(model_name))
     _quiet_libraries()
-    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=dtype)
+    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=dtype, offload=offload)
+    if lora is not None:
+        pipe.load_lora_weights(lora, scale=lora_scale)
     for note in instruction_warnings(instruction, pipe.model.tokenizer, pipe.model.context_config.max_text_len):
         _warn(note)
     bar = _ProgressBar(f"best of {best_of}") if best_of > 1 else None

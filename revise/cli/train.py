@@ -38,9 +38,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = trainer.save_model(Path(cfg.out) / "model")
     except Exception as err:  # a full disk: safetensors and torch do not raise OSError for it
         raise storage_error(Path(cfg.out) / "model", err, "the last checkpoint holds the trained weights") from err
+    lora = ""
+    if cfg.lora is not None:
+        try:
+            lora = f"; LoRA adapter {trainer.save_lora(Path(cfg.out) / 'lora')}"
+        except Exception as err:  # a full disk, as above
+            raise storage_error(Path(cfg.out) / "lora", err, "the model folder holds the trained weights") from err
     skipped = len(trainer.data.skipped)
     print(f"trained {cfg.objective} to step {trainer.step}: loss {last.get('loss', float('nan')):.4g}, "
-          f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}")
+          f"{trainer.nonfinite_steps} non-finite steps skipped, {skipped} unreadable samples skipped; model {final}{lora}")
     return 0
 
 

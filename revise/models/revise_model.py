@@ -33,6 +33,7 @@ from ..errors import ReviseInputError
 from .connectors import Adapter, VisionHead, VisualContextAdapter
 from .context import ContextTokens, assemble_batch
 from .dit_position import add_position_code
+from .lora import has_lora, save_merged
 from .prompt_style import DEFAULT_PROMPT_STYLE, IMAGE_TOKEN, check_prompt_style, wan_prompt_clean
 from .tokenizers import build_tokenizer
 from .understanding import UnderstandingModel, hf_dtype_kwargs
@@ -151,7 +152,10 @@ class ReviseModel(nn.Module):
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the folder; it appears at ``path`` only once complete (an old one is replaced)."""
         with atomic_folder(path) as tmp:
-            self.transformer.save_pretrained(tmp / "transformer")
+            if has_lora(self.transformer):       # LoRA adapters merged in: a plain folder (revise/models/lora.py)
+                save_merged(self.transformer, tmp / "transformer")
+            else:
+                self.transformer.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
@@ -213,7 +217,8 @@ class ReviseModel(nn.Module):
             instructions = [wan_prompt_clean(i) for i in instructions]
         enc = self.tokenizer(list(instructions), padding=True, truncation=True,
                              max_length=self.context_config.max_text_len, return_tensors="pt")
-        ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+        dev = self.text_encoder.device
+        ids, mask = enc.input_ids.to(dev), enc.attention_mask.to(dev)
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return [h[: int(n)] for h, n in zip(hidden, mask.sum(1))]
 

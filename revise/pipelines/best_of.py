@@ -69,13 +69,15 @@ def edit_best_of(pipe: ReviseEditPipeline, video: torch.Tensor | str | Path, ins
             best = (float("nan"), seed, out.video[0])
             break
         report((k + 1) / n * 0.95, f"{label}asking the critic")
-        p = float(critic.score(out.source, out.video, [instruction])[0])
+        with pipe.stage("critic"):
+            p = float(critic.score(out.source, out.video, [instruction])[0])
         candidates.append({"seed": seed + k, "p_yes": p})
         if best is None or p > best[0]:
             best = (p, seed + k, out.video[0])
     assert best is not None
     report(0.96, "scoring the edit on each dimension")
-    scores = critic_scores(critic, source[0], best[2], instruction)
+    with pipe.stage("critic"):
+        scores = critic_scores(critic, source[0], best[2], instruction)
     if n == 1:
         candidates.append({"seed": seed, "p_yes": scores[OVERALL_QUESTION]})
     report(1.0, "done")

@@ -5,25 +5,31 @@ Knows the model and the sampler, nothing of training or the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
 from tqdm.auto import tqdm
 
 from ..errors import ReviseInputError
 from ..models.compiled_blocks import compile_blocks
 from ..models.context_kv import cached_context_kv
 from ..models.fused_ffn import fuse_ffn_gelu
+from ..models.lora import has_lora
 from ..models.prompt_style import RELEASE_SKIP_FRAMES
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from ..config import SamplingConfig
-from .sampling_options import SOLVERS, check_instructions, resolve_sampling
+from .sampling_options import SOLVERS, check_call_options, check_instructions, resolve_sampling
+from .stages import OFFLOAD_MODES, STAGES
 from .step_plan import StepPlan
 
 SIGMA_SCHEDULES = ("diffusers", "wan")
@@ -87,10 +93,16 @@ def read_source(path: str | Path, num_frames: int, height: int, width: int,
     return clip, read_frames(path, [0])
 
 
+def _instruction_list(instruction: str | Sequence[str]) -> list[str]:
+    instructions = [instruction] if isinstance(instruction, str) else list(instruction)
+    check_instructions(instructions)
+    return instructions
+
+
 @dataclasses.dataclass
 class ReviseEditOutput:
-    video: torch.Tensor          # [B, 3, F, H, W] in [-1, 1]
-    source: torch.Tensor         # the source clip as the model saw it, same shape
+    video: Any                   # output_type "pt": [B, 3, F, H, W] in [-1, 1]; "np", "pil", "latent": see __call__
+    source: torch.Tensor | None  # the source clip as the model saw it [B, 3, F, H, W]; None from precomputed contexts
     timings: dict[str, float]    # seconds per stage
     vlm_frames: np.ndarray | None = None   # release prompt style: the uint8 frames the VLM saw, [B, h, w, 3]
 
@@ -106,15 +118,73 @@ class ReviseEditPipeline:
 
     def __init__(self, model: ReviseModel):
         self.model = model
+        self._fast_path = False
+        self.lora_adapters: dict[str, dict] = {}     # the loaded LoRA adapters by name: {"path", "scale"}
+        self._execution_device: torch.device | None = None   # set by enable_model_cpu_offload
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, seed: int = 0) -> "ReviseEditPipeline":
-        return cls(ReviseModel.load(name_or_path, device=device, dtype=dtype, seed=seed))
+                        dtype: torch.dtype | None = None, seed: int = 0,
+                        offload: str | None = None) -> "ReviseEditPipeline":
+        """The pipeline of a model folder or preset on ``device``; ``offload="stages"`` loads the
+        weights into host memory and runs each stage on ``device`` (:meth:`enable_model_cpu_offload`)."""
+        if offload is not None and offload not in OFFLOAD_MODES:
+            raise ReviseInputError(f"unknown offload {offload!r}: choose {', '.join(OFFLOAD_MODES)} (or none)")
+        pipe = cls(ReviseModel.load(name_or_path, device="cpu" if offload else device, dtype=dtype, seed=seed))
+        return pipe.enable_model_cpu_offload(device) if offload else pipe
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        """Where the edit runs (with offload, where each stage's components go for that stage)."""
+        return self._execution_device if self._execution_device is not None else self.model.device
+
+    def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> "ReviseEditPipeline":
+        """Stage-by-stage placement: every component waits in host memory, and each stage of an edit
+        moves only its own to ``device`` (default: cuda when there is a GPU) and back when done: the
+        VAE encoder, VLM, T5 and connectors to make the contexts, then the DiT for the denoising loop,
+        then the VAE to decode (and the VLM for best-of's critic). The GPU then holds one stage's
+        weights at a time, at the cost of copying them over PCIe on every edit. The edit is the same."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to("cpu")
+        self._execution_device = torch.device(device)
+        return self
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """With offload, ``STAGES[name]``'s components on the execution device for the block, then
+        back in host memory; without, nothing moves."""
+        if self._execution_device is None:
+            yield
+            return
+        modules = [getattr(self.model, part) for part in STAGES[name]]
+        for module in modules:
+            module.to(self._execution_device)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.to("cpu")
+
+    def load_lora_weights(self, path: str | Path, adapter_name: str | None = None,
+                          scale: float = 1.0) -> "ReviseEditPipeline":
+        """Add a LoRA adapter to the DiT from ``path``: a diffusers-format file (what ``revise train``
+        writes to ``out/lora/``, keys ``transformer.…``) or a folder holding
+        ``pytorch_lora_weights.safetensors``. Adapters loaded before stay active; each adds its update
+        times its ``scale`` (0 gives the model without it). Load adapters before ``enable_fast_path``."""
+        from ..models.lora import load_lora, lora_file
+
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ReviseInputError(f"LoRA scale must be a finite number, not {scale!r}")
+        if self._fast_path:
+            raise ReviseInputError("load LoRA weights before enable_fast_path (its fused projections "
+                                   "would leave the adapter out)")
+        dit = self.model.transformer
+        name = adapter_name if adapter_name is not None else f"default_{len(self.lora_adapters)}"
+        load_lora(dit, path, name)
+        self.lora_adapters[name] = {"path": str(lora_file(path)), "scale": float(scale)}
+        dit.set_adapters(list(self.lora_adapters), weights=[a["scale"] for a in self.lora_adapters.values()])
+        return self
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
                          fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
@@ -131,6 +201,7 @@ class ReviseEditPipeline:
           attention as a strided view (``revise/models/attention_inputs.py``): no layout copies.
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
           "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
+        - LoRA adapters loaded before are merged into the DiT's weights at their scales.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
           graph for all blocks, compiled on the first edit (10-20 s at the released shapes), with the
           LayerNorm rows reduced in one read (``revise/models/compiled_blocks.py``);
@@ -138,6 +209,10 @@ class ReviseEditPipeline:
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
         """
         dit = self.model.transformer
+        if has_lora(dit):                       # the fused projections need plain layers: adapters merged in
+            dit.fuse_lora()
+            dit.unload_lora()
+        self._fast_path = True
         if fuse_projections:
             for block in dit.blocks:
                 block.attn1.fuse_projections()
@@ -182,33 +257,36 @@ class ReviseEditPipeline:
         """The latent shape of one clip: the Wan VAE's stride is 4 in time (4n+1 -> n+1), 8 in space."""
         return (self.model.vae.config.z_dim, (num_frames - 1) // 4 + 1, height // 8, width // 8)
 
-    @torch.no_grad()
-    def __call__(self, video: torch.Tensor | str | Path, instruction: str | Sequence[str], *,
-                 num_frames: int | None = None, height: int | None = None, width: int | None = None,
-                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 shift: float | None = None, seed: int | None = 0, solver: str = "unipc",
-                 generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
-                 progress: bool = True, callback: Callable[[int, int], None] | None = None,
-                 vlm_frames: np.ndarray | None = None) -> ReviseEditOutput:
-        """Edit ``video`` by ``instruction``. The starting noise is drawn from ``generator`` (or one
-        seeded by ``seed``), or given as ``latents`` [B, *self.latent_shape(...)].
+    #: the tensors a ``callback_on_step_end`` may read and replace (diffusers' ``_callback_tensor_inputs``)
+    _callback_tensor_inputs = ["latents"]
 
-        ``vlm_frames`` (uint8 [B, h, w, 3], any size) are what the VLM sees in the ``release`` prompt
-        style (the file's frame 0 for a path, each clip's first frame for a tensor when not given)."""
-        o = resolve_sampling(self.model.sampling_config, frames=num_frames, height=height, width=width,
-                             steps=num_inference_steps, guidance=guidance_scale, shift=shift, solver=solver,
-                             seed=0 if seed is None else seed)
-        num_frames, height, width = o.num_frames, o.height, o.width
-        steps, guidance, shift = o.num_inference_steps, o.guidance_scale, o.shift
-        instructions = [instruction] if isinstance(instruction, str) else list(instruction)
-        check_instructions(instructions)
-        scheduler = make_scheduler(solver, shift)
-        source, vlm_frames = self.prepare_inputs(video, num_frames, height, width, vlm_frames)
+    @torch.no_grad()
+    def encode_context(self, video: torch.Tensor | str | Path, instruction: str | Sequence[str], *,
+                       num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                       vlm_frames: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditional and unconditional mixed contexts of an edit, each [B, max_context_len, text_dim]:
+        what ``__call__`` computes before its denoising loop (VAE encode of the source, VLM, T5).
+
+        ``pipe(context=cond, negative_context=uncond, num_frames=..., height=..., width=...)`` then edits
+        without the encoders, e.g. with other seeds or settings; give it the size the contexts were
+        encoded at (the source tokens depend on it)."""
+        o = resolve_sampling(self.model.sampling_config, frames=num_frames, height=height, width=width)
+        instructions = _instruction_list(instruction)
+        source, vlm_frames = self.prepare_inputs(video, o.num_frames, o.height, o.width, vlm_frames)
+        return self._encode(source, instructions, vlm_frames, {})
+
+    def _encode(self, source: torch.Tensor, instructions: list[str], vlm_frames: np.ndarray | None,
+                timings: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both mixed contexts of clips ``source`` [B, 3, F, H, W]; seconds per stage into ``timings``."""
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
+        clock = _Clock(self.device)                  # with offload, vae_encode includes the move to the device
+        with self.stage("encode"):
+            return self._encode_on_device(source, instructions, vlm_frames, timings, clock)
 
-        model, timings = self.model, {}
-        clock = _Clock(self.device)
+    def _encode_on_device(self, source: torch.Tensor, instructions: list[str], vlm_frames: np.ndarray | None,
+                          timings: dict[str, float], clock: "_Clock") -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
         source_latents = model.encode_video(source)
         timings["vae_encode"] = clock.lap()
         release = model.prompt_style == "release" and vlm_frames is not None
@@ -219,29 +297,149 @@ class ReviseEditPipeline:
         timings["text"] = clock.lap()
         cond, uncond = model.assemble_contexts(source_latents, vlm, text)
         timings["context"] = clock.lap()
+        return cond, uncond
 
+    @torch.no_grad()
+    def __call__(self, video: torch.Tensor | str | Path | None = None,
+                 instruction: str | Sequence[str] | None = None, *,
+                 num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 shift: float | None = None, seed: int | None = 0, solver: str = "unipc",
+                 generator: torch.Generator | list[torch.Generator] | None = None,
+                 latents: torch.Tensor | None = None,
+                 context: torch.Tensor | None = None, negative_context: torch.Tensor | None = None,
+                 output_type: str = "pt", return_dict: bool = True,
+                 callback_on_step_end: Callable[..., dict] | None = None,
+                 callback_on_step_end_tensor_inputs: list[str] | None = None,
+                 progress: bool = True, callback: Callable[[int, int], None] | None = None,
+                 vlm_frames: np.ndarray | None = None) -> ReviseEditOutput | tuple:
+        """Edit ``video`` by ``instruction``, or denoise with precomputed ``context`` and
+        ``negative_context`` (:meth:`encode_context`) instead of both. Every setting is checked before
+        any work.
+
+        - Noise: drawn from ``generator`` (one, or a list of one per clip), else one seeded by
+          ``seed``; or given as ``latents`` [B, *self.latent_shape(...)].
+        - ``output_type``: "pt" the model's own tensor [B, 3, F, H, W] in [-1, 1]; "np" diffusers'
+          float array [B, F, H, W, 3] in [0, 1]; "pil" a list per clip of PIL frames; "latent" the
+          denoised latents [B, z, f, h, w], not decoded.
+        - ``return_dict=False`` gives the tuple ``(video,)``.
+        - ``callback_on_step_end(pipe, step_index, timestep, callback_kwargs) -> dict`` runs after
+          each step with the tensors named in ``callback_on_step_end_tensor_inputs`` (default and only
+          offer: "latents"); the latents of the dict it returns replace the loop's. With it the loop
+          steps the scheduler itself (not the precomputed step plan), so a change takes effect.
+        - ``callback(i, steps)`` is told after each step (i from 1); ``progress`` shows a bar.
+        - ``vlm_frames`` (uint8 [B, h, w, 3], any size) are what the VLM sees in the ``release``
+          prompt style (the file's frame 0 for a path, each clip's first frame for a tensor when not
+          given).
+        """
+        o = resolve_sampling(self.model.sampling_config, frames=num_frames, height=height, width=width,
+                             steps=num_inference_steps, guidance=guidance_scale, shift=shift, solver=solver,
+                             seed=0 if seed is None else seed)
+        num_frames, height, width = o.num_frames, o.height, o.width
+        steps, guidance, shift = o.num_inference_steps, o.guidance_scale, o.shift
+        tensor_inputs = check_call_options(output_type, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                                           self._callback_tensor_inputs)
         use_cfg = guidance != 0
-        context = torch.cat([cond, uncond]) if use_cfg else cond
+        timings: dict[str, float] = {}
+        if context is not None or negative_context is not None:
+            if video is not None or instruction is not None:
+                raise ReviseInputError("give either video and instruction, or context (and negative_context) "
+                                       "from pipe.encode_context, not both")
+            cond, uncond = self._check_contexts(context, negative_context, use_cfg)
+            source, batch = None, cond.shape[0]
+        else:
+            if video is None or instruction is None:
+                raise ReviseInputError("an edit needs video and instruction (or context from pipe.encode_context)")
+            instructions = _instruction_list(instruction)
+            source, vlm_frames = self.prepare_inputs(video, num_frames, height, width, vlm_frames)
+            batch = source.shape[0]
+            if batch != len(instructions):
+                raise ReviseInputError(f"{batch} clips but {len(instructions)} instructions")
+        shape = (batch, *self.latent_shape(num_frames, height, width))
         if latents is not None:
-            if tuple(latents.shape) != tuple(source_latents.shape):
-                raise ReviseInputError(f"latents must have shape {list(source_latents.shape)}, not {list(latents.shape)}")
+            if tuple(latents.shape) != shape:
+                raise ReviseInputError(f"latents must have shape {list(shape)}, not {list(latents.shape)}")
             latents = latents.to(self.device, torch.float32)
         else:
-            if generator is None:
-                generator = torch.Generator("cpu").manual_seed(0 if seed is None else seed)
-            latents = torch.randn(source_latents.shape, generator=generator, dtype=torch.float32,
-                                  device=generator.device).to(self.device)
+            latents = self._noise(shape, generator, 0 if seed is None else seed)
+
+        if source is not None:
+            cond, uncond = self._encode(source, instructions, vlm_frames, timings)
+        context = torch.cat([cond, uncond]) if use_cfg else cond
+        scheduler = make_scheduler(solver, shift)
         set_timesteps(scheduler, steps, self.device, self.model.sampling_config.sigma_schedule)
-        latents = self.denoise(latents, context, scheduler, guidance, progress, callback)
+        step_end = None
+        if callback_on_step_end is not None:
+            def step_end(i: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+                returned = callback_on_step_end(self, i, t, {name: {"latents": x}[name] for name in tensor_inputs})
+                if not isinstance(returned, dict):
+                    raise ReviseInputError(f"callback_on_step_end must return a dict, not {type(returned).__name__}")
+                new = returned.get("latents", x)
+                if not isinstance(new, torch.Tensor) or new.shape != x.shape:
+                    raise ReviseInputError(f"callback_on_step_end returned latents of shape "
+                                           f"{list(getattr(new, 'shape', []))}, not {list(x.shape)}")
+                return new.to(x.device, torch.float32)
+        clock = _Clock(self.device)
+        with self.stage("denoise"):
+            latents = self.denoise(latents, context, scheduler, guidance, progress, callback, step_end)
         timings["denoise"] = clock.lap()
-        edited = model.decode_latents(latents).float()
-        timings["vae_decode"] = clock.lap()
-        return ReviseEditOutput(video=edited, source=source, timings=timings, vlm_frames=vlm_frames)
+        if output_type == "latent":
+            video_out = latents
+        else:
+            with self.stage("decode"):
+                video_out = self.model.decode_latents(latents).float()
+            timings["vae_decode"] = clock.lap()
+            if output_type != "pt":
+                video_out = VideoProcessor(vae_scale_factor=8).postprocess_video(video_out, output_type)
+        if not return_dict:
+            return (video_out,)
+        return ReviseEditOutput(video=video_out, source=source, timings=timings, vlm_frames=vlm_frames)
+
+    def _check_contexts(self, context: torch.Tensor | None, negative_context: torch.Tensor | None,
+                        use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Precomputed contexts as :meth:`encode_context` gives them: [B, max_context_len, text_dim]."""
+        m = self.model
+        want = (m.context_config.max_context_len, m.transformer.config.text_dim)
+        if context is None:
+            raise ReviseInputError("negative_context needs context too (both from pipe.encode_context)")
+        if use_cfg and negative_context is None:
+            raise ReviseInputError("guidance needs negative_context too (pipe.encode_context gives both), "
+                                   "or guidance_scale=0")
+        for name, t in (("context", context), ("negative_context", negative_context)):
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor) or t.dim() != 3 or tuple(t.shape[1:]) != want:
+                shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ReviseInputError(f"{name} must be a [B, {want[0]}, {want[1]}] tensor "
+                                       f"(pipe.encode_context), not {shape}")
+        if negative_context is not None and negative_context.shape != context.shape:
+            raise ReviseInputError(f"negative_context is {list(negative_context.shape)}, context {list(context.shape)}")
+        dtype = self.model.transformer.dtype
+        return context.to(self.device, dtype), None if negative_context is None else negative_context.to(self.device, dtype)
+
+    def _noise(self, shape: tuple[int, ...], generator, seed: int) -> torch.Tensor:
+        """Starting noise [B, ...] float32 on the pipeline's device, drawn from ``generator`` (one, or one
+        per clip; CPU or the pipeline's device) or from a CPU generator seeded by ``seed``."""
+        if generator is None:
+            generator = torch.Generator("cpu").manual_seed(seed)
+        gens = generator if isinstance(generator, list) else [generator]
+        if not gens or not all(isinstance(g, torch.Generator) for g in gens):
+            raise ReviseInputError("generator must be a torch.Generator or a list of them, one per clip")
+        if isinstance(generator, list) and len(generator) != shape[0]:
+            raise ReviseInputError(f"{len(generator)} generators for {shape[0]} clip(s): give one, or one per clip")
+        kinds = {g.device.type for g in gens}
+        if len(kinds) > 1 or not kinds <= {"cpu", self.device.type}:
+            raise ReviseInputError(f"generators on {', '.join(sorted(str(g.device) for g in gens))} cannot draw "
+                                   f"noise for a pipeline on {self.device}: use CPU generators")
+        return randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
 
     def denoise(self, latents: torch.Tensor, context: torch.Tensor, scheduler, guidance: float,
-                progress: bool = False, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                progress: bool = False, callback: Callable[[int, int], None] | None = None,
+                step_end: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """The sampling loop over ``scheduler.timesteps``: ``context`` is [cond; uncond] (2B rows) when
-        ``guidance`` is not 0, else [cond] (B rows); both branches run as one DiT call per step."""
+        ``guidance`` is not 0, else [cond] (B rows); both branches run as one DiT call per step.
+        ``step_end(i, t, latents)`` returns the latents the next step starts from; with it the
+        scheduler steps itself (the step plan's history could not take the change)."""
         dit = self.model.transformer
         context = context.to(dit.dtype)
         steps = len(scheduler.timesteps)
@@ -255,12 +453,14 @@ class ReviseEditPipeline:
                 v = v_cond + guidance * (v_cond - v_uncond)
             return v
 
-        plan = StepPlan.from_scheduler(scheduler)
+        plan = StepPlan.from_scheduler(scheduler) if step_end is None else None
         with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
             timesteps = scheduler.timesteps.to(latents.device)
             if plan is None:                          # a sampler that is not linear: its own steps
                 for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
                     latents = scheduler.step(velocity(latents, t), t, latents, return_dict=False)[0]
+                    if step_end is not None:
+                        latents = step_end(i, t, latents)
                     if callback is not None:
                         callback(i + 1, steps)
                 return latents

@@ -60,12 +60,16 @@ def check_output_path(out: str | os.PathLike[str], suffixes: tuple[str, ...] = (
     return out
 
 
-def edit_metadata(instruction: str, options: SamplingOptions, model: str, seed: int | None = None) -> dict[str, str]:
-    """The mp4 tags of an edit: ``title`` the instruction, ``comment`` JSON of how it was made."""
+def edit_metadata(instruction: str, options: SamplingOptions, model: str, seed: int | None = None,
+                  lora: dict[str, dict] | None = None) -> dict[str, str]:
+    """The mp4 tags of an edit: ``title`` the instruction, ``comment`` JSON of how it was made
+    (with ``lora``, the pipeline's LoRA adapters: name -> path and scale)."""
     from .. import __version__
 
     made = {"instruction": instruction, "model": str(model), "seed": options.seed if seed is None else seed,
             **{k: v for k, v in dataclasses.asdict(options).items() if k != "seed"}, "revise": __version__}
+    if lora:
+        made["lora"] = lora
     return {"title": instruction, "comment": json.dumps(made, ensure_ascii=False)}
 
 
@@ -112,5 +116,6 @@ def edit_to_file(pipe, source: torch.Tensor, instruction: str, out: str | os.Pat
 
     result = edit_clip(pipe, source, instruction, options, best_of=best_of, score=score, progress=progress, bar=bar,
                        vlm_frames=vlm_frames)
-    write_video(out, result.video, fps=options.fps, metadata=edit_metadata(instruction, options, model, result.seed))
+    made = edit_metadata(instruction, options, model, result.seed, getattr(pipe, "lora_adapters", None))
+    write_video(out, result.video, fps=options.fps, metadata=made)
     return result

@@ -189,13 +189,19 @@ def _architecture(model: str | Path) -> dict[str, Any]:
     return load_preset(model)
 
 
-def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int) -> dict[str, int]:
-    """A rough lower bound, in bytes, of what one edit holds at once: the weights, the clips, the VAE's
-    full-resolution activations and the DiT's token activations. Ignores the attention's own
-    workspace, so a refusal is certain to be right; passing is no promise."""
+def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int,
+                    offload: str | None = None) -> dict[str, int]:
+    """A rough lower bound, in bytes, of what one edit holds at once: the weights (with
+    ``offload="stages"`` those of the largest stage), the clips, the VAE's full-resolution activations
+    and the DiT's token activations. Ignores the attention's own workspace, so a refusal is certain to
+    be right; passing is no promise."""
     from ..models.summary import summarize
+    from .stages import STAGES
 
-    weights = sum(n for name, _, n in summarize(model)["components"] if not name.startswith(" "))
+    sizes = {name: n for name, _, n in summarize(model)["components"] if not name.startswith(" ")}
+    weights = sum(sizes.values())
+    if offload is not None:
+        weights = max(sum(sizes.get(part, 0) for part in parts) for parts in STAGES.values())
     arch = _architecture(model)
     dit, vae = arch.get("transformer", {}), arch.get("vae", {})
     f, h, w = options.num_frames, options.height, options.width
@@ -242,10 +248,11 @@ def available_memory(device: str) -> int | None:
     return min(limits) if limits else None
 
 
-def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype: Any, copies: int = 1) -> None:
+def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype: Any, copies: int = 1,
+                 offload: str | None = None) -> None:
     """Refuse (``ReviseInputError``) an edit whose :func:`estimate_memory` exceeds the device's free
     memory; ``copies`` candidates are held at once (best-of keeps the best so far)."""
-    need = estimate_memory(model, options, dtype.itemsize)
+    need = estimate_memory(model, options, dtype.itemsize, offload)
     total = sum(need.values()) + (copies - 1) * need["clips"]
     free = available_memory(device)
     if free is not None and total > free:
@@ -253,7 +260,7 @@ def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype
         raise ReviseInputError(
             f"{options.num_frames} frames of {options.width}x{options.height} need about {_gib(total)} on {device} "
             f"(mostly {worst}: {_gib(need[worst])}), which has {_gib(free)} free: use a smaller --size or "
-            f"--frames, or a smaller model")
+            f"--frames, {'--offload stages, ' if offload is None else ''}or a smaller model")
 
 
 def _gib(n: int) -> str:
@@ -276,3 +283,31 @@ def _read_kib(path: str, key: str) -> int | None:
         return None
     return None
 
+
+
+# ---- the call contract ----------------------------------------------------------------------------
+#: ``output_type`` of ``ReviseEditPipeline.__call__``: the model's own tensor, diffusers' numpy and
+#: PIL video forms, or the denoised latents undecoded.
+OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+
+
+def check_call_options(output_type: Any, callback_on_step_end: Any, tensor_inputs: Any,
+                       allowed_tensor_inputs: Sequence[str]) -> list[str]:
+    """Check the diffusers-style arguments of an edit before any work; the tensor names the step-end
+    callback is given (a diffusers ``PipelineCallback`` brings its own ``tensor_inputs``)."""
+    if output_type not in OUTPUT_TYPES:
+        raise ReviseInputError(f"unknown output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+    if callback_on_step_end is None:
+        return []
+    if not callable(callback_on_step_end):
+        raise ReviseInputError(f"callback_on_step_end must be callable, not {type(callback_on_step_end).__name__}")
+    own = getattr(callback_on_step_end, "tensor_inputs", None)
+    names = own if own is not None and tensor_inputs is None else tensor_inputs
+    names = ["latents"] if names is None else names
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ReviseInputError(f"callback_on_step_end_tensor_inputs must be a list of names, not {names!r}")
+    bad = [n for n in names if n not in allowed_tensor_inputs]
+    if bad:
+        raise ReviseInputError(f"callback_on_step_end_tensor_inputs {', '.join(map(repr, bad))} not offered: "
+                               f"choose from {', '.join(allowed_tensor_inputs)}")
+    return list(names)

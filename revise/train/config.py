@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import ReviseInputError
+from ..models.lora import LoraOptions
 from .objectives import REGISTRY
 
 MODULES = ("transformer", "visual_context_adapter", "adapter", "vision_head", "context_tokens", "lm_head",
@@ -56,6 +57,7 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     options: Any = None                  # the objective's section (its Options dataclass); YAML key: its name
+    lora: LoraOptions | None = None      # train the DiT through a LoRA adapter (rank, alpha, target_modules, dropout)
 
     def __post_init__(self) -> None:
         if self.options is None and self.objective in REGISTRY:
@@ -79,18 +81,14 @@ class TrainConfig:
         if objective not in REGISTRY:
             raise ReviseInputError(f"{source}: objective must be one of {', '.join(REGISTRY)}, not {objective!r}")
         section = d.pop(objective, None) or {}
+        if d.get("lora") is not None:
+            d["lora"] = read_section(LoraOptions, d["lora"], "lora", "the LoRA adapter's section", source)
         names = {f.name for f in dataclasses.fields(cls)} - {"options"}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ReviseInputError(f"{source}: unknown field(s) {', '.join(unknown)}{_moved(unknown, objective)}")
-        Options = REGISTRY[objective].Options
-        if not isinstance(section, dict):
-            raise ReviseInputError(f"{source}: '{objective}' is the objective's section, a mapping of its options")
-        unknown = sorted(set(section) - {f.name for f in dataclasses.fields(Options)})
-        if unknown:
-            raise ReviseInputError(f"{source}: unknown field(s) {', '.join(f'{objective}.{k}' for k in unknown)} "
-                                   f"(the {objective} section holds {_field_list(Options)})")
-        cfg = cls(**d, options=Options(**section))
+        options = read_section(REGISTRY[objective].Options, section, objective, "the objective's section", source)
+        cfg = cls(**d, options=options)
         cfg.validate(source)
         return cfg
 
@@ -112,6 +110,11 @@ class TrainConfig:
             raise ReviseInputError(f"{source}: cache_text needs a frozen text encoder (its features are computed once)")
         if self.cache_features and "vae" in self.train_modules:
             raise ReviseInputError(f"{source}: cache_features needs a frozen VAE (its latents are computed once)")
+        if self.lora is not None:
+            self.lora.check(source)
+            if "transformer" not in self.train_modules:
+                raise ReviseInputError(f"{source}: lora trains the transformer through an adapter: list "
+                                       "transformer in train_modules")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")
         objective.check(self.options, self, source)
@@ -121,6 +124,17 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d[self.objective] = d.pop("options")
         return d
+
+
+def read_section(Options: type, section: Any, name: str, what: str, source: str) -> Any:
+    """A config section (a mapping) as its ``Options`` dataclass; an unknown field is refused by name."""
+    if not isinstance(section, dict):
+        raise ReviseInputError(f"{source}: '{name}' is {what}, a mapping of its options")
+    unknown = sorted(set(section) - {f.name for f in dataclasses.fields(Options)})
+    if unknown:
+        raise ReviseInputError(f"{source}: unknown field(s) {', '.join(f'{name}.{k}' for k in unknown)} "
+                               f"(the {name} section holds {_field_list(Options)})")
+    return Options(**section)
 
 
 def _field_list(options: type) -> str:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_folder, atomic_path, replace_folder, write_text
 from ..critic import Critic
 from ..errors import storage_error
+from ..models.lora import add_lora, has_lora, is_lora_parameter, save_lora
 from ..models.revise_model import ReviseModel
 from .config import TrainConfig
 from .data import DataCursor, TripletData, clips_to_device
@@ -65,11 +66,15 @@ class TrainStep(nn.Module):
 
 
 def set_trainable(model: ReviseModel, modules: list[str]) -> list[nn.Parameter]:
-    """Freeze everything, then unfreeze the named modules; "lm_head" is the critic's answer head."""
+    """Freeze everything, then unfreeze the named modules; "lm_head" is the critic's answer head, and
+    a transformer with a LoRA adapter trains only the adapter's weights."""
     # (ReviseModel attribute names; "vae" is the autoencoder, trained by the "vae" objective)
     model.requires_grad_(False)
     for name in modules:
-        if name == "lm_head":
+        if name == "transformer" and has_lora(model.transformer):
+            for key, p in model.transformer.named_parameters():
+                p.requires_grad_(is_lora_parameter(key))
+        elif name == "lm_head":
             model.understanding.llm.get_output_embeddings().requires_grad_(True)
         else:
             getattr(model, name).requires_grad_(True)
@@ -80,6 +85,8 @@ def _load_model(cfg: TrainConfig, device: torch.device) -> ReviseModel:
     """The starting model: frozen weights in the compute dtype, trained ones as float32 master copies."""
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
     model = ReviseModel.load(cfg.model, seed=cfg.seed, device=device, dtype=low)
+    if cfg.lora is not None:              # the DiT trains through a LoRA adapter, its own weights frozen
+        add_lora(model.transformer, cfg.lora, seed=cfg.seed)
     # Frozen modules stay in eval mode (no dropout: UMT5 has some); the LM and vision tower go to
     # train mode when checkpointed, as transformers checkpoints only then (neither has dropout).
     model.eval()
@@ -316,12 +323,21 @@ class Trainer:
         self.objective.finish(self)
         return last
 
+    def save_lora(self, folder: str | Path) -> Path:
+        """The trained LoRA adapter in diffusers' format: ``folder/pytorch_lora_weights.safetensors``
+        (``ReviseEditPipeline.load_lora_weights`` and ``revise edit --lora`` read it)."""
+        model = self.acc.unwrap_model(self.step_module).model
+        with atomic_folder(folder) as building:
+            save_lora(model.transformer, building)
+        return Path(folder) / "pytorch_lora_weights.safetensors"
+
     def save_model(self, path: str | Path) -> Path:
         """The trained weights as a model folder (``ReviseModel.from_pretrained`` loads it).
 
         Components that did not train are copied byte for byte from the starting model folder (when
         it is one), not re-saved from memory: frozen modules ran in the compute dtype, and a re-save
-        would round them (and change what keys a later feature cache)."""
+        would round them (and change what keys a later feature cache). A transformer trained through
+        LoRA is saved with the adapter merged in (:meth:`save_lora` writes the adapter alone)."""
         model = self.acc.unwrap_model(self.step_module).model
         source = Path(self.cfg.model)
         if not source.is_dir():
