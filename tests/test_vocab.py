@@ -1,4 +1,4 @@
-"""The shared words (revise/vocab.py) and the copies that RVE-Synth still spells out agree."""
+"""The shared words (revise/vocab.py), and the names RVE-Synth re-exports from it."""
 
 from revise import vocab
 from revise.synth import critic_data, item, judge

@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from ..vocab import CRITIC_DIMENSION
 from .item import SynthItem
 from .render import render_clip
 from .judge import POS_TOL
@@ -261,8 +262,7 @@ def half_done_states(item: SynthItem, keep_apart: bool = True) -> list[Scene] | 
 
 
 # the exact judge's metrics -> the critic's dimension names
-JUDGE_DIMENSIONS = {"EA": "edit_accuracy", "PC": "preservation_consistency", "GN": "generation_naturalness",
-                    "GR": "generation_realism"}
+JUDGE_DIMENSIONS = CRITIC_DIMENSION
 
 
 def judged_records(split_records: list[dict], scores: list[dict], candidate_paths: dict[str, str],

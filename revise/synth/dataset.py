@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text
 from ..errors import ReviseInputError
 from ..manifest import build, read_json_list
 from ..video import write_image, write_video
@@ -181,9 +182,7 @@ def make_dataset(n: int, split: str, seed: int, out_dir: str | os.PathLike[str],
 
 
 def _write_json(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(records, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(records, indent=1))
 
 
 def _bar(n: int, split: str, progress: bool):

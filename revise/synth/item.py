@@ -8,11 +8,9 @@ from typing import Literal
 
 import numpy as np
 
+from ..vocab import CATEGORIES, SUBSETS  # noqa: F401  (re-exported: RVE-Synth's modules import them from here)
 from .render import render_clip
 from .world import Scene, simulate
-
-SUBSETS = ("RAVE", "ICVG")                 # edit the given clip / generate the scene that follows it
-CATEGORIES = ("causal", "temporal", "spatial", "commonsense")
 
 
 @dataclasses.dataclass

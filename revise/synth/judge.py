@@ -37,11 +37,10 @@ import math
 
 import numpy as np
 
+from ..vocab import DIMENSIONS
 from .item import SynthItem
 from .render import CONTAINER, GROUND, OCCLUDER, SKY, WALL, render_clip, shape_mask
 from .world import FLOOR, ICE_COLOUR, PALETTE, WATER_COLOUR, Obj, Scene, simulate
-
-DIMENSIONS = ("EA", "PC", "GN", "GR")
 
 # tolerances, world units unless said otherwise; *_TOL: preservation (PC), *_EXACT: edit accuracy (EA)
 POS_TOL, POS_SCALE = 0.06, 0.08
