@@ -120,7 +120,6 @@ class Family:
     phrasings: dict[str, tuple[str, ...]]   # subset -> templates, formatted with Draft.words
     edit: Edit
     kinds: tuple[str, ...]                  # scene kinds (scenes.KINDS) the edit applies to
-    main_shapes: tuple[str, ...] = SHAPES   # shapes the subject may have
     check_change: bool = True               # target must differ visibly from the source
 
     @property
@@ -531,7 +530,7 @@ def generate_checked(rng: np.random.Generator, family: Family | str, split: str,
     if subset is None:
         subset = family.subsets[int(rng.integers(len(family.subsets)))]
     allowed = _phrasings(family, subset, split)
-    pool = combos(combo_split, family.main_shapes)
+    pool = combos(combo_split)
     for _ in range(tries):
         phrasing = allowed[int(rng.integers(len(allowed)))]
         combo = pool[int(rng.integers(len(pool)))]

@@ -40,8 +40,6 @@ def synth_words(draws_per_phrasing: int = 6, seed: int = 0) -> list[str]:
             for p in range(len(phrasings)):
                 for k in range(draws_per_phrasing):
                     combo = combos[int(rng.integers(len(combos)))]
-                    if combo[1] not in family.main_shapes:
-                        combo = (combo[0], family.main_shapes[k % len(family.main_shapes)])
                     try:
                         texts.append(family.generate(rng, p, combo, subset).instruction)
                     except Retry:
