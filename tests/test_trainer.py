@@ -402,6 +402,31 @@ def test_rwo_group_trains_several_candidates_with_weights_normalised_per_item(da
         config(data, tmp_path, objective="rwo_group", rwo_group={"group_size": 1})
 
 
+def test_a_separate_frozen_critic_scores_rwo_samples(data, tmp_path):
+    """critic_model: another model folder's VLM, frozen, gives RWO's rewards instead of the model's own."""
+    from revise.models.revise_model import ReviseModel
+
+    folder = tmp_path / "critic"
+    ReviseModel.load("tiny", seed=7).save_pretrained(folder)
+    t = Trainer(config(data, tmp_path / "run", objective="rwo_group", batch_size=1, steps=1, critic_model=str(folder),
+                       rwo_group={"group_size": 2}))
+    critic = t.step_module.critic.vlm
+    assert critic is not t.model.understanding and not any(p.requires_grad for p in critic.parameters())
+    theirs = ReviseModel.load(str(folder)).understanding.state_dict()
+    assert all(torch.equal(v.float(), theirs[k].float()) for k, v in critic.state_dict().items())
+    assert any(not torch.equal(v, theirs[k]) for k, v in t.model.understanding.state_dict().items())
+    before = weights(t, "understanding")
+    out = t.train()
+    assert 0 < out["p_yes"] < 1 and not changed(before, weights(t, "understanding"))
+    with pytest.raises(ReviseInputError, match="reads no critic"):
+        config(data, tmp_path, objective="sft", critic_model=str(folder))
+    with pytest.raises(ReviseInputError, match="reads no critic"):
+        config(data, tmp_path, objective="rwo", critic_model=str(folder), rwo={"reward": "judge"})
+    with pytest.raises(ReviseInputError, match="frozen critic"):
+        config(data, tmp_path, objective="uso", critic_model=str(folder), train_modules=["transformer", "lm_head"],
+               uso={"critic_data": "c.json"})
+
+
 @pytest.fixture(scope="module")
 def synth_split(tmp_path_factory) -> Path:
     """A tiny RVE-Synth split (5 frames, 32x32, npy clips) whose records carry their items."""

@@ -46,6 +46,7 @@ class TrainConfig:
     cache_dir: str = ""                  # where the feature cache lives (default: out/cache); runs may share it
     time_limit_s: float = 0.0            # stop (and save) once this much wall time has passed; 0: none
     train_modules: list[str] = dataclasses.field(default_factory=lambda: ["transformer", "visual_context_adapter"])
+    critic_model: str = ""               # a model folder whose VLM is a separate frozen critic for rwo/uso
     lm_head_lr: float = 1e-5             # the critic's LM head when "lm_head" trains
     lm_head_weight_decay: float = 0.0
     lm_head_grad_clip: float = 0.5
@@ -115,6 +116,13 @@ class TrainConfig:
             if "transformer" not in self.train_modules:
                 raise ReviseInputError(f"{source}: lora trains the transformer through an adapter: list "
                                        "transformer in train_modules")
+        if self.critic_model:
+            if not objective.reads_critic(self.options):
+                raise ReviseInputError(f"{source}: critic_model is the critic that scores the generator's samples; "
+                                       f"the {self.objective} objective as configured reads no critic")
+            if {"understanding", "lm_head"} & set(self.train_modules):
+                raise ReviseInputError(f"{source}: critic_model is a frozen critic: train_modules may not list "
+                                       "understanding or lm_head with it")
         if (self.num_frames - 1) % 4 or self.height % 16 or self.width % 16:
             raise ReviseInputError(f"{source}: frames must be 4n+1 and sizes multiples of 16")
         objective.check(self.options, self, source)

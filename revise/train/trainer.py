@@ -38,10 +38,13 @@ class TrainStep(nn.Module):
     """The objective's loss as a module forward, so DDP/FSDP wrappers see every parameter used;
     also what objectives share: the model, its critic, the text features and the mixed context."""
 
-    def __init__(self, model: ReviseModel, objective: Objective, text_cache: dict[str, torch.Tensor] | None = None):
+    def __init__(self, model: ReviseModel, objective: Objective, text_cache: dict[str, torch.Tensor] | None = None,
+                 critic_vlm: nn.Module | None = None):
         super().__init__()
         self.model, self.objective = model, objective
-        self.critic = Critic(model.understanding)
+        # the model's own VLM, or (config critic_model) a separate frozen one, kept out of this
+        # module's parameters so that wrappers neither shard nor synchronise it
+        self.critic = Critic(model.understanding if critic_vlm is None else critic_vlm)
         self.text_cache = text_cache
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -102,6 +105,14 @@ def _load_model(cfg: TrainConfig, device: torch.device) -> ReviseModel:
     return model
 
 
+def _load_critic(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The VLM of the model folder ``cfg.critic_model``, frozen in eval mode, as the critic of rwo/uso."""
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
+    vlm = ReviseModel.load(cfg.critic_model, seed=cfg.seed, device=device, dtype=low).understanding
+    vlm.eval().requires_grad_(False)
+    return vlm
+
+
 def _optimizer(model: ReviseModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, list[nn.Parameter], list[nn.Parameter]]:
     """AdamW over the trained parameters, the critic's LM head in a group of its own; with the two
     groups' parameters (clipped separately)."""
@@ -140,8 +151,9 @@ class Trainer:
             self.data.preload(cfg.preload_workers, progress=self.acc.is_main_process, parts=self.clip_parts)
         self.objective.setup(self.data)
         text_cache = self._text_cache() if cfg.cache_text else None
+        critic_vlm = _load_critic(cfg, self.acc.device) if cfg.critic_model else None
         self.step_module, self.optimizer, self.scheduler = self.acc.prepare(
-            TrainStep(model, self.objective, text_cache), optimizer, scheduler)
+            TrainStep(model, self.objective, text_cache, critic_vlm), optimizer, scheduler)
         if text_cache is not None:           # prepare() moved every module to the device: send T5 back
             model.text_encoder.to("cpu")
             if torch.cuda.is_available():

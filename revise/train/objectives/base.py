@@ -67,6 +67,12 @@ class Objective:
     def check(cls, options: Any, cfg: "TrainConfig", source: str) -> None:
         """Raise ReviseInputError for options that cannot work (field types are checked already)."""
 
+    @classmethod
+    def reads_critic(cls, options: Any) -> bool:
+        """Whether these options score the generator's samples with the critic (so that a separate
+        frozen critic, the config's ``critic_model``, can stand in for the model's own)."""
+        return False
+
     def setup(self, data: "TripletData") -> None:
         """Called once the training data is open (e.g. to count its answers)."""
 

@@ -69,6 +69,10 @@ class RWO(FlowMatchingObjective):
         if options.judge_workers < 0:
             raise ReviseInputError(f"{source}: {cls.name}.judge_workers must be 0 or more")
 
+    @classmethod
+    def reads_critic(cls, options: Any) -> bool:
+        return options.reward == "critic"
+
     def setup(self, data) -> None:
         if self.options.reward == "judge":
             from ...synth.reward import JudgeReward

@@ -64,6 +64,10 @@ class USO(FlowMatchingObjective):
         self.anchor_weights: tuple[float, float] | None = None
 
     @classmethod
+    def reads_critic(cls, options: Any) -> bool:
+        return True
+
+    @classmethod
     def check(cls, options: Any, cfg, source: str) -> None:
         super().check(options, cfg, source)
         trains_critic = bool(set(CRITIC_MODULES) & set(cfg.train_modules))
