@@ -29,7 +29,8 @@ floors() {  # floors NAME MODEL SPLIT: generate with each instruction mode, then
 
 sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from the shipped model for TIME_LIMIT s
     mkdir -p "$RUNS/$1"
-    sed -e "s#data/mini/train.json#$2#" -e "s#runs/mini#$RUNS/$1#g" configs/mini/2_sft.yaml > "$RUNS/$1/config.yaml"
+    sed -e "s#data/mini/train.json#$2#" -e "s#^out: .*#out: $RUNS/$1#" -e "s#runs/mini/cache#$RUNS/$1/cache#" \
+        configs/mini/2_sft.yaml > "$RUNS/$1/config.yaml"
     stamp "train $1 on $2"
     $REVISE train --config "$RUNS/$1/config.yaml" --model "$SHIPPED" --time-limit "$TIME_LIMIT" --no-resume
 }
