@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Start a long job on the lent GPU machine as a daemon that outlives one device call, and follow it:
-#   bash scripts/device_daemon.sh start LOG CMD...   # start CMD (setsid), then follow LOG
+#   bash scripts/device_daemon.sh start LOG CMD...   # copy the tree to $JOB, start CMD there (setsid), follow LOG
 #   bash scripts/device_daemon.sh follow LOG         # follow LOG until the job is done or FOLLOW_S pass
-# It installs the carried wheels (.whl/) first. Following ends after FOLLOW_S seconds (default 540) or when
-# LOG's last line says "done"/"FAILED"; results then go to $OUT (COPY: files to copy there).
+# The job runs in its own copy of the working tree ($JOB, default /tmp/job): a later device call re-copies
+# the working tree, and a job running inside it would see its files vanish for a moment (worker processes
+# then fail to import revise). It installs the carried wheels (.whl/) first. Following ends after FOLLOW_S
+# seconds (default 540) or when LOG's last line says "done"/"FAILED". Then $OUT gets LOG, results.tgz (every
+# .json/.jsonl/.yaml/.txt under RESULTS, default runs/, clips and caches left out) and PACK (a file, e.g. a
+# model's .tgz) cut into 15 MiB parts (rejoin with cat).
 set -uo pipefail
 what=$1 log=$2; shift 2
+JOB=${JOB:-/tmp/job}
 if [ ! -d /tmp/site ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 REVISE="python3 -m revise"
+if [ "$what" = start ]; then
+    mkdir -p "$JOB"
+    tar --exclude=./.whl --exclude=./.git -cf - . | tar -xf - -C "$JOB"
+fi
+cd "$JOB" || exit 1
+export PYTHONPATH=/tmp/site:$JOB PYTHONUNBUFFERED=1 REVISE="python3 -m revise"
 mkdir -p "$(dirname "$log")"
 if [ "$what" = start ]; then
     setsid bash -c '"$@" > "$0" 2>&1 || echo FAILED >> "$0"' "$log" "$@" < /dev/null &
@@ -21,7 +31,9 @@ while [ $SECONDS -lt $end ]; do
     case "$last" in *"] done"*|FAILED*) break ;; esac
     sleep 10
 done
-grep -v "it/s\]\|batch/s\]\|item/s\]" "$log" | tail -n 60
-for f in ${COPY:-}; do [ -f "$f" ] && cp "$f" "$OUT/$(echo "$f" | tr '/' '_')"; done
+grep -v "it/s\]\|batch/s\]\|item/s\]\|s/it\]" "$log" | tail -n 80
+find "${RESULTS:-runs}" \( -name '*.json' -o -name '*.jsonl' -o -name '*.yaml' -o -name '*.txt' \) -size -4M \
+    -not -path '*/cache*' -not -path '*/checkpoint-*' 2>/dev/null | tar -czf "$OUT/results.tgz" -T - 2>/dev/null
+[ -n "${PACK:-}" ] && [ -f "$PACK" ] && split -b 15M "$PACK" "$OUT/$(basename "$PACK").part-"
 cp "$log" "$OUT/" 2>/dev/null
-nvidia-smi --query-gpu=name --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.used --format=csv,noheader

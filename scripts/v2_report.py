@@ -1,0 +1,103 @@
+"""The tables of docs/results.md's v2 sections from what scripts/v2_floors.sh and scripts/v2_reflect.sh
+wrote under RUNS (default runs/v2): the instruction-blind floors of each SFT arm, the critics' gate,
+and the stage-3 arms on test (EA with 95% intervals, paired differences against the SFT arm,
+instruction sensitivity) and val. Prints Markdown; parts whose files are missing are left out.
+
+    python scripts/v2_report.py runs/v2 > docs/results/v2/gpu_tables.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from revise.synth.evaluate import paired_difference
+from revise.synth.run import bootstrap_interval
+
+ARMS = {"sft": "SFT continued", "rwo_a": "group RWO, critic A (shipped)", "rwo_b": "group RWO, critic B (on-policy)",
+        "oracle": "group RWO, exact judge (oracle)"}
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _ci(values: list[float]) -> str:
+    lo, hi = bootstrap_interval(values)
+    return f"[{lo:.2f}, {hi:.2f}]"
+
+
+def floors(runs: Path) -> None:
+    for name in ("shipped", "sft", "blind"):
+        scores = _load(runs / f"floors_{name}_test" / "scores.json")
+        if not scores or "floors" not in scores:
+            continue
+        rows = scores["floors"]["rows"]
+        print(f"\n**{name}** (test, n={rows['own']['n']})\n\n| instruction | EA [95%] | Overall [95%] |\n| --- | --- | --- |")
+        for mode in ("source", "neutral", "other", "own"):
+            if mode in rows:
+                r = rows[mode]
+                ea, ov = r["interval95"]["EA"], r["interval95"]["overall"]
+                print(f"| {mode} | {r['EA']:.2f} [{ea[0]:.2f}, {ea[1]:.2f}] | {r['overall']:.2f} [{ov[0]:.2f}, {ov[1]:.2f}] |")
+        s = scores["floors"]["sensitivity"]
+        print(f"\ninstruction sensitivity EA(own) - EA(other): {s['mean']:.2f} [{s['interval95'][0]:.2f}, "
+              f"{s['interval95'][1]:.2f}] (n={s['n']})")
+        cats = sorted({r["category"] for r in scores["items"]})
+        by = {m: {c: [r["EA"] for r in its if r["category"] == c and not r.get("missing")]
+                  for c in cats} for m, its in {**scores["floors"]["items"], "own": scores["items"]}.items()}
+        print("\n| category | " + " | ".join(by) + " |\n| --- | " + " | ".join("---" for _ in by) + " |")
+        for c in cats:
+            print(f"| {c} | " + " | ".join(f"{sum(by[m][c]) / max(1, len(by[m][c])):.2f}" for m in by) + " |")
+
+
+def agreement(runs: Path) -> None:
+    report = _load(runs / "agreement.json")
+    if not report:
+        return
+    print(f"\n**The gate** ({report['seeds']} candidates per item of {report['data']}, judge EA "
+          f"{sum(map(sum, report['judge_ea'])) / sum(map(len, report['judge_ea'])):.2f})\n")
+    print("| critic | question | pairs | agreement | P(Yes) on held-out negatives |\n| --- | --- | --- | --- | --- |")
+    for name, r in report["critics"].items():
+        neg = f"{r['negatives']['mean_p_yes']:.3f}" if "negatives" in r else ""
+        for q, a in r["pair_agreement"].items():
+            print(f"| {name} | {q} | {a['pairs']} | {a['rate']:.3f} | {neg} |")
+
+
+def arms(runs: Path) -> None:
+    test = {a: _load(runs / f"eval_{a}" / "test_scores.json") for a in ARMS}
+    test = {a: s for a, s in test.items() if s}
+    if not test:
+        return
+    base = test.get("sft")
+    print("\n**Stage 3 on test** (own instruction; sensitivity = EA(own) - EA(other instruction, same source))\n")
+    print("| arm | EA [95%] | Overall | EA - SFT arm, paired [95%] | sensitivity [95%] | val EA |\n"
+          "| --- | --- | --- | --- | --- | --- |")
+    for a, s in test.items():
+        own = [r["EA"] for r in s["items"] if not r.get("missing")]
+        diff = "" if base is None or a == "sft" else (lambda d: f"{d['mean']:+.2f} [{d['interval95'][0]:+.2f}, "
+                                                       f"{d['interval95'][1]:+.2f}]")(
+            paired_difference(s["items"], base["items"]))
+        sens = s.get("floors", {}).get("sensitivity")
+        sens_s = f"{sens['mean']:.2f} [{sens['interval95'][0]:.2f}, {sens['interval95'][1]:.2f}]" if sens else ""
+        val = _load(runs / f"eval_{a}" / "val_scores.json")
+        val_s = f"{val['summary']['all']['EA']:.2f}" if val else ""
+        print(f"| {ARMS[a]} | {sum(own) / len(own):.2f} {_ci(own)} | {s['summary']['all']['overall']:.2f} | {diff} | "
+              f"{sens_s} | {val_s} |")
+    decision = _load(runs / "select.json")
+    if decision:
+        print(f"\nShipping rule: best val arm {decision['best']}, shipped val EA {decision['shipped_EA']:.2f}; "
+              f"{'ships' if decision['ships'] else 'the shipped model stays'}.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="?", default="runs/v2")
+    runs = Path(ap.parse_args().runs)
+    floors(runs)
+    agreement(runs)
+    arms(runs)
+
+
+if __name__ == "__main__":
+    main()
