@@ -25,15 +25,20 @@ if [ "$what" = start ]; then
     setsid bash -c '"$@" > "$0" 2>&1 || echo FAILED >> "$0"' "$log" "$@" < /dev/null &
     sleep 2
 fi
+collect() {  # results so far into $OUT (also while following: a call cut at its limit still brings them)
+    find "${RESULTS:-runs}" \( -name '*.json' -o -name '*.jsonl' -o -name '*.yaml' -o -name '*.txt' \) -size -4M \
+        -not -path '*/cache*' -not -path '*/checkpoint-*' -not -path '*/model/*' 2>/dev/null |
+        tar -czf "$OUT/results.tmp" -T - 2>/dev/null && mv "$OUT/results.tmp" "$OUT/results.tgz"
+    cp "$log" "$OUT/" 2>/dev/null
+}
 end=$((SECONDS + ${FOLLOW_S:-540}))
 while [ $SECONDS -lt $end ]; do
     last=$(grep -v '^\s*$' "$log" | tail -n 1)
     case "$last" in *"] done"*|FAILED*) break ;; esac
     sleep 10
+    [ $((SECONDS % 60)) -lt 10 ] && collect
 done
-grep -v "it/s\]\|batch/s\]\|item/s\]\|s/it\]" "$log" | tail -n 80
-find "${RESULTS:-runs}" \( -name '*.json' -o -name '*.jsonl' -o -name '*.yaml' -o -name '*.txt' \) -size -4M \
-    -not -path '*/cache*' -not -path '*/checkpoint-*' 2>/dev/null | tar -czf "$OUT/results.tgz" -T - 2>/dev/null
+grep -v "it/s\]\|batch/s\]\|item/s\]\|s/it\]\|clip/s\]" "$log" | tail -n 80
+collect
 [ -n "${PACK:-}" ] && [ -f "$PACK" ] && split -b 15M "$PACK" "$OUT/$(basename "$PACK").part-"
-cp "$log" "$OUT/" 2>/dev/null
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
