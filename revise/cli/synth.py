@@ -212,6 +212,7 @@ def cmd_synth_label(args: argparse.Namespace) -> int:
     from ..manifest import read_json_list
     from ..synth.critic_data import judged_records
     from ..synth.dataset import load_items
+    from ..synth.evaluate import find_clip
 
     if not 1.0 <= args.no_at < args.yes_at <= 10.0:
         raise ReviseInputError(f"need 1 <= --no-at < --yes-at <= 10, got {args.no_at} and {args.yes_at}")
@@ -233,7 +234,7 @@ def cmd_synth_label(args: argparse.Namespace) -> int:
 
     clips = {}
     for r in split:
-        found = next((videos / f"{r['id']}.{ext}" for ext in CLIP_FORMATS if (videos / f"{r['id']}.{ext}").is_file()), None)
+        found = find_clip(videos, r["id"])            # the clip synth score scored
         if found is not None:
             clips[r["id"]] = os.path.relpath(found, out.parent)
     split = [{**r, "source_video_path": rebase(r["source_video_path"], data.parent)} for r in split]
