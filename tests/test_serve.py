@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from revise.cli import DEFAULT_MODEL, EXAMPLES_DIR, main
 from revise.errors import ReviseInputError
+from revise.pipelines.edit_file import read_edit_metadata
 from revise.serve.app import ServeSettings, create_app, load_examples
 from revise.serve.editor import Editor
 from revise.serve.jobs import JobQueue
@@ -118,6 +119,10 @@ def test_upload_edit_watch_download_then_deleted(served):
         with av.open(str(path)) as c:
             assert c.streams.video[0].codec_context.name == "h264"
             frames = list(c.decode(video=0))
+        if url == result["edited_url"]:                # the edit records how it was made, as the CLI's do
+            made = read_edit_metadata(path)
+            assert (made["instruction"], made["seed"], made["num_inference_steps"]) == (job["instruction"],
+                                                                                      result["seed"], 2)
         path.unlink()
         assert len(frames) == 17 and (frames[0].width, frames[0].height) == (64, 64)
 

@@ -49,6 +49,9 @@ def _add_run_parser(acts) -> None:
     r.add_argument("--method", default=None, help="name in reports (default: from the model, command or folder)")
     r.add_argument("--editor-timeout", type=float, default=None, help="seconds per item for --editor-cmd")
     r.add_argument("--retry-failed", action="store_true", help="try items that failed in an earlier run again")
+    r.add_argument("--batch", type=int, default=1,
+                   help="--model: items per pipeline call (default 1); each item's noise comes from its own seed "
+                        "(SEED and its position in the manifest), so the batch changes an edit by float rounding only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_sampling_args(r)
     r.set_defaults(func=cmd_run)
@@ -134,12 +137,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import CommandEditor, FolderImport, ModelEditor, generate
     from .rundir import RunDir
 
+    if args.batch < 1:
+        raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
     items = load_manifest(args.manifest)
     if args.model is not None:
         quiet_libraries()
         editor = ModelEditor(args.model, frames=args.frames, size=args.size, steps=args.steps,
                              guidance=args.guidance, shift=args.shift, solver=args.solver, seed=args.seed,
-                             device=args.device, dtype=args.dtype)
+                             device=args.device, dtype=args.dtype, batch_size=args.batch)
     elif args.editor_cmd is not None:
         editor = CommandEditor(args.editor_cmd, args.editor_timeout)
     else:

@@ -59,29 +59,42 @@ def load_manifest(path: str | os.PathLike[str], check_files: bool = True) -> lis
     except (OSError, UnicodeDecodeError) as err:
         raise ReviseInputError(f"cannot read manifest {path}: {err}") from None
     entries = _jsonl_entries(text) if _is_jsonl(text, path) else _json_array_entries(text, path)
+    return _checked_items([(f"line {line}", value) for line, value in entries], f"manifest {path}", path.parent,
+                          check_files)
+
+
+def items_from_records(records: list[Any], root: str | os.PathLike[str], where: str,
+                       check_files: bool = True) -> list[BenchItem]:
+    """Items held in memory (e.g. a split whose instructions were replaced), checked as
+    :func:`load_manifest` checks a file's; relative paths start at ``root``, errors name ``where``."""
+    return _checked_items([(f"item {i}", value) for i, value in enumerate(records)], where, Path(root), check_files)
+
+
+def _checked_items(entries: list[tuple[str, Any]], where: str, root: Path, check_files: bool) -> list[BenchItem]:
+    """The items of ``(label, value)`` entries; a ``str`` value is a JSON syntax error at that label."""
     items: list[BenchItem] = []
     errors: list[str] = []
-    first_line: dict[str, int] = {}
-    for line, value in entries:
+    first: dict[str, str] = {}
+    for label, value in entries:
         if isinstance(value, str):                 # a JSON syntax error on that line
-            errors.append(f"line {line}: {value}")
+            errors.append(f"{label}: {value}")
             continue
         try:
-            item = _item(value, path.parent, check_files)
+            item = _item(value, root, check_files)
         except _FieldError as err:
-            errors.append(f"line {line}: {err}")
+            errors.append(f"{label}: {err}")
             continue
-        if item.id in first_line:
-            errors.append(f"line {line}: field 'id': '{item.id}' repeats the id of line {first_line[item.id]}")
+        if item.id in first:
+            errors.append(f"{label}: field 'id': '{item.id}' repeats the id of {first[item.id]}")
             continue
-        first_line[item.id] = line
+        first[item.id] = label
         items.append(item)
     if errors:
         shown = "; ".join(errors[:_SHOWN_ERRORS])
         more = f"; and {len(errors) - _SHOWN_ERRORS} more" if len(errors) > _SHOWN_ERRORS else ""
-        raise ReviseInputError(f"manifest {path} has {len(errors)} bad item(s): {shown}{more}")
+        raise ReviseInputError(f"{where} has {len(errors)} bad item(s): {shown}{more}")
     if not items:
-        raise ReviseInputError(f"manifest {path} has no items")
+        raise ReviseInputError(f"{where} has no items")
     return items
 
 

@@ -6,7 +6,9 @@ Records are appended as each item finishes (``workers`` threads for remote judge
 run keeps everything finished, and a re-run does the rest. A :class:`JudgeFatal` stops scoring
 with one message; a :class:`JudgeFailure` is recorded with its reason.
 
-ViCLIP_T scorers (``judges.viclip``) go through the same loop, logged as ``viclip_t-{kind}``.
+ViCLIP_T scorers (``judges.viclip``) go through the same loop, logged as ``viclip_t-{kind}``, and so
+does ``revise synth score`` (:func:`revise.synth.evaluate.score_split`: a flat folder of clips, no
+run folder or log): :func:`judge_each` is the one scoring loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import dataclasses
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from ..errors import ReviseInputError
 from .judges.base import JudgeFailure, JudgeFatal, JudgeResult
@@ -90,29 +92,16 @@ def score_run(run: RunDir, judge: Judge, *, workers: int = 1, retry_failed: bool
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"scoring ({judge.name})", unit="item", disable=not progress,
                position=rank, dynamic_ncols=True)
-
-    def record(item: BenchItem, outcome: JudgeResult | JudgeFailure) -> None:
-        if isinstance(outcome, JudgeFailure):
-            log.append({"id": item.id, "status": "failed", "reason": str(outcome)})
-            summary.failed += 1
-            summary.failures.append(f"{item.id}: {outcome}")
-        else:
-            log.append(outcome.record(item.id))
-            summary.scored += 1
-        bar.update(1)
-
-    def one(item: BenchItem) -> JudgeResult | JudgeFailure:
-        try:
-            return judge.score(item, run.video(item.id))
-        except JudgeFailure as err:
-            return err
-
     try:
-        if workers <= 1:
-            for item in todo:
-                record(item, one(item))
-        else:
-            _parallel(todo, one, record, workers)
+        for item, outcome in judge_each([(item, run.video(item.id)) for item in todo], judge, workers=workers):
+            if isinstance(outcome, JudgeFailure):
+                log.append({"id": item.id, "status": "failed", "reason": str(outcome)})
+                summary.failed += 1
+                summary.failures.append(f"{item.id}: {outcome}")
+            else:
+                log.append(outcome.record(item.id))
+                summary.scored += 1
+            bar.update(1)
     except JudgeFatal as err:
         raise ReviseInputError(str(err)) from None
     finally:
@@ -121,28 +110,62 @@ def score_run(run: RunDir, judge: Judge, *, workers: int = 1, retry_failed: bool
     return summary
 
 
-def _parallel(todo: list[BenchItem], one: Callable[[BenchItem], Any], record: Callable[[BenchItem, Any], None],
-              workers: int) -> None:
-    """Run ``one`` over ``todo`` in threads, recording in this thread as results come; at most
-    ``2 * workers`` items are in flight, and a fatal error stops new ones from starting."""
+def judge_each(todo: list[tuple[BenchItem, Path | None]], judge: Judge, *, workers: int = 1,
+               processes: bool = False) -> Iterator[tuple[BenchItem, JudgeResult | JudgeFailure]]:
+    """The one scoring loop: each ``(item, video)`` judged, yielded with its result or failure as it
+    comes (in ``todo``'s order with one worker or processes). ``workers`` > 1 judges that many at once:
+    in threads (remote judges, waiting on the network), or with ``processes`` in worker processes
+    (a picklable judge that computes, such as the exact RVE-Synth judge). A :class:`JudgeFatal`
+    stops it."""
+    if workers <= 1:
+        for item, video in todo:
+            yield item, _judge_one((judge, item, video))
+    elif processes:
+        yield from zip((item for item, _ in todo), _in_processes(todo, judge, workers))
+    else:
+        yield from _parallel(todo, lambda pair: _judge_one((judge, *pair)), workers)
+
+
+def _judge_one(job: tuple[Judge, BenchItem, Path | None]) -> JudgeResult | JudgeFailure:
+    judge, item, video = job
+    try:
+        return judge.score(item, video)
+    except JudgeFailure as err:
+        return err
+
+
+def _in_processes(todo: list[tuple[BenchItem, Path | None]], judge: Judge, workers: int) -> Iterator:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver, not fork: a process that has run torch (OpenMP) can deadlock in forked children
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        yield from pool.map(_judge_one, [(judge, item, video) for item, video in todo], chunksize=4)
+
+
+def _parallel(todo: list, one: Callable[[Any], Any], workers: int) -> Iterator[tuple[BenchItem, Any]]:
+    """Run ``one`` over ``todo``'s ``(item, ...)`` entries in threads, yielding ``(item, result)`` in
+    this thread as results come; at most ``2 * workers`` are in flight, and a fatal error stops new
+    ones from starting."""
     pending = iter(todo)
     with ThreadPoolExecutor(workers) as pool:
         running = {}
-        for item in pending:
-            running[pool.submit(one, item)] = item
+        for entry in pending:
+            running[pool.submit(one, entry)] = entry
             if len(running) >= 2 * workers:
                 break
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                item = running.pop(future)
+                entry = running.pop(future)
                 try:
                     outcome = future.result()
                 except JudgeFatal:
                     for f in running:
                         f.cancel()
                     raise
-                record(item, outcome)
+                yield entry[0], outcome
                 nxt = next(pending, None)
                 if nxt is not None:
                     running[pool.submit(one, nxt)] = nxt

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import ReviseInputError
 from ..synth.dataset import CLIP_FORMATS
 from ..synth.floors import INSTRUCTION_MODES
-from .common import MODEL_HELP, _add_sampling_args, _model, _Parser, _quiet_libraries, _sampling, _size
+from .common import MODEL_HELP, _add_sampling_args, _model, _Parser, _quiet_libraries, _size
 
 #: The largest RVE-Synth clip side (the scenes are drawn for 64x64; H.264 needs even sides).
 MAX_SYNTH_SIDE = 1024
@@ -179,27 +179,27 @@ def _print_floors(args: argparse.Namespace, result: dict) -> None:
 
 
 def cmd_synth_generate(args: argparse.Namespace) -> int:
-    from ..pipelines.edit import ReviseEditPipeline
-    from ..pipelines.sampling_options import resolve_device
-    from ..synth.run import generate_split
+    """The bench harness's generation (:mod:`revise.bench.run`) into a flat folder of clips."""
+    from ..bench.run import ModelEditor, generate_folder
+    from ..synth.dataset import split_items
 
     if args.batch < 1:
         raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
     if args.x0_sigma is not None and not 0.0 < args.x0_sigma < 1.0:
         raise ReviseInputError(f"--x0-sigma must be in (0, 1), not {args.x0_sigma}")
-    options = _sampling(args, args.model)
-    device, dtype = resolve_device(args.device, args.dtype)
+    editor = ModelEditor(args.model, frames=args.frames, size=args.size, steps=args.steps, guidance=args.guidance,
+                         shift=args.shift, solver=args.solver, seed=args.seed, device=args.device, dtype=args.dtype,
+                         batch_size=args.batch)
+    items = split_items(args.data, "own" if args.x0_sigma is not None else args.instructions)
     _quiet_libraries()
-    pipe = ReviseEditPipeline.from_pretrained(args.model, device=device, dtype=dtype, seed=0)
-    start = time.perf_counter()
+    pipe, desc = editor.pipeline(), "generating"
     if args.x0_sigma is not None:
-        from ..synth.run import x0_estimate_split
+        from ..synth.run import X0Editor
 
-        out = x0_estimate_split(pipe.model, args.data, args.out, args.x0_sigma, batch_size=args.batch,
-                                seed=args.seed, clip_format=args.format)
-    else:
-        out = generate_split(pipe, args.data, args.out, batch_size=args.batch, seed=options.seed,
-                             clip_format=args.format, instructions=args.instructions, **options.pipeline_kwargs())
+        desc = f"x0 estimates at sigma {args.x0_sigma}"
+        editor = X0Editor(pipe.model, args.x0_sigma, seed=args.seed, batch_size=args.batch)
+    start = time.perf_counter()
+    out = generate_folder(items, editor, args.out, clip_format=args.format, desc=desc)
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -212,6 +212,7 @@ def cmd_synth_label(args: argparse.Namespace) -> int:
     from ..manifest import read_json_list
     from ..synth.critic_data import judged_records
     from ..synth.dataset import load_items
+    from ..synth.evaluate import find_clip
 
     if not 1.0 <= args.no_at < args.yes_at <= 10.0:
         raise ReviseInputError(f"need 1 <= --no-at < --yes-at <= 10, got {args.no_at} and {args.yes_at}")
@@ -233,7 +234,7 @@ def cmd_synth_label(args: argparse.Namespace) -> int:
 
     clips = {}
     for r in split:
-        found = next((videos / f"{r['id']}.{ext}" for ext in CLIP_FORMATS if (videos / f"{r['id']}.{ext}").is_file()), None)
+        found = find_clip(videos, r["id"])            # the clip synth score scored
         if found is not None:
             clips[r["id"]] = os.path.relpath(found, out.parent)
     split = [{**r, "source_video_path": rebase(r["source_video_path"], data.parent)} for r in split]

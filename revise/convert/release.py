@@ -37,8 +37,8 @@ from ..models.revise_model import CONFIG_FILE, SPECIAL_TOKENS_FILE, UNCOND_FILE,
 from ..models.understanding import MLPDownsampleProjector
 from .safe_load import load_checkpoint
 from .shards import DEFAULT_SHARD_BYTES, ShardedWriter, check_state, safetensors_files
-from .wan import (DIT_WEIGHTS, T5_FILE, VAE_FILE, _expected_shapes, atomic_folder, convert_dit, convert_dit_state,
-                  convert_t5, convert_vae, find_tokenizer)
+from .wan import (DIT_WEIGHTS, T5_FILE, VAE_FILE, _expected_shapes, convert_dit, convert_dit_state,
+                  convert_t5, convert_vae, find_tokenizer, output_folder)
 
 LEGACY_SUFFIXES = (".bin", ".pth", ".pt", ".pkl", ".pickle")
 PARTS = ("adapter", "vision_head", "visual_context_adapter", "special_tokens", "unconditioned_context")
@@ -219,7 +219,7 @@ def convert_release(src: str | Path, dst: str | Path, *, wan: str | Path | None 
     dit_dir = _find_dit(src)
     parts = {k: sd for k, (_, sd) in find_parts(src, skip=understanding).items()}
     base_kind, base_dir = _base_source(src, base)
-    with atomic_folder(dst) as tmp:
+    with output_folder(dst) as tmp:
         convert_dit(dit_dir, tmp / "transformer", dtype=dtype)
         _base_components(base_kind, base_dir, tmp, dtype)
         convert_understanding(understanding, tmp / "understanding", dtype)
@@ -294,7 +294,7 @@ def _convert_release_layout(src: Path, dst: Path, wan: Path | None, dtype: torch
         dit_config = json.loads((paths["wan"] / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ReviseInputError(f"{paths['wan'] / 'config.json'} is not valid JSON: {err}") from None
-    with atomic_folder(dst) as tmp:
+    with output_folder(dst) as tmp:
         convert_dit_state(model_pt["transformer"], dit_config, tmp / "transformer", dtype=dtype)
         _base_components("original", paths["wan"], tmp, dtype)
         convert_understanding(paths["understanding"], tmp / "understanding", dtype)

@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic import fresh_file, write_text
 from ..errors import ReviseInputError
 
 DEFAULT_SHARD_BYTES = 2 * 1024**3
@@ -77,6 +78,9 @@ def iter_tensors(files: Iterable[Path]) -> Iterator[tuple[str, torch.Tensor]]:
 class ShardedWriter:
     """Collect tensors and write them as safetensors shards of at most ``max_shard_bytes``.
 
+    Each shard is written under a fresh hidden name and renamed to its final name by :meth:`close`
+    (the index last, atomically), so a reader never finds a half-written shard under a final name.
+
     Shards are named as diffusers and transformers expect (``name-00001-of-00003.safetensors``
     with ``name.index.json``; a single shard keeps the plain name).
     """
@@ -105,7 +109,8 @@ class ShardedWriter:
         self.total_bytes += size
 
     def _flush(self) -> None:
-        path = self.folder / f".shard-{len(self._shards):05d}.safetensors"
+        # under a fresh hidden name until close() knows how many shards there are and names them
+        path = fresh_file(self.folder, f".shard-{len(self._shards):05d}-", ".safetensors")
         save_file(self._buffer, str(path), metadata={"format": "pt"})
         for tensor in self._buffer.values():
             release_pages(tensor)
@@ -128,7 +133,7 @@ class ShardedWriter:
             final.append(self.folder / name)
             weight_map.update({k: name for k in names})
         index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
-        (self.folder / f"{self.weights_name}.index.json").write_text(json.dumps(index, indent=2) + "\n")
+        write_text(self.folder / f"{self.weights_name}.index.json", json.dumps(index, indent=2) + "\n")
         return final
 
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -22,6 +19,7 @@ from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffu
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
+from ..atomic import atomic_folder
 from ..errors import ReviseInputError
 from .safe_load import load_checkpoint
 from .shards import DEFAULT_SHARD_BYTES, ShardedWriter, check_state, iter_tensors, read_shapes, safetensors_files
@@ -266,21 +264,16 @@ def convert_wan(src: str | Path, dst: str | Path, *, dtype: torch.dtype | None =
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise ReviseInputError(f"Wan2.1 folder {src} does not exist")
-    with atomic_folder(dst) as tmp:
+    with output_folder(dst) as tmp:
         convert_wan_parts(src, tmp, dtype=dtype, max_shard_bytes=max_shard_bytes)
     return dst
 
 
 @contextlib.contextmanager
-def atomic_folder(dst: Path) -> Iterator[Path]:
-    """A temporary sibling folder that becomes ``dst`` only if the block completes."""
+def output_folder(dst: Path) -> Iterator[Path]:
+    """A conversion's output: ``dst`` must not exist yet; :func:`revise.atomic.atomic_folder` gives
+    the temporary sibling folder that becomes ``dst`` only if the block completes."""
     if dst.exists():
         raise ReviseInputError(f"output {dst} already exists: remove it or choose another path")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
+    with atomic_folder(dst) as tmp:
         yield tmp
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

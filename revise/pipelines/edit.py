@@ -368,32 +368,42 @@ class ReviseEditPipeline:
         context = torch.cat([cond, uncond]) if use_cfg else cond
         scheduler = make_scheduler(solver, shift)
         set_timesteps(scheduler, steps, self.device, self.model.sampling_config.sigma_schedule)
-        step_end = None
-        if callback_on_step_end is not None:
-            def step_end(i: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-                returned = callback_on_step_end(self, i, t, {name: {"latents": x}[name] for name in tensor_inputs})
-                if not isinstance(returned, dict):
-                    raise ReviseInputError(f"callback_on_step_end must return a dict, not {type(returned).__name__}")
-                new = returned.get("latents", x)
-                if not isinstance(new, torch.Tensor) or new.shape != x.shape:
-                    raise ReviseInputError(f"callback_on_step_end returned latents of shape "
-                                           f"{list(getattr(new, 'shape', []))}, not {list(x.shape)}")
-                return new.to(x.device, torch.float32)
+        step_end = None if callback_on_step_end is None else self._step_end(callback_on_step_end, tensor_inputs)
         clock = _Clock(self.device)
         with self.stage("denoise"):
             latents = self.denoise(latents, context, scheduler, guidance, progress, callback, step_end)
         timings["denoise"] = clock.lap()
-        if output_type == "latent":
-            video_out = latents
-        else:
-            with self.stage("decode"):
-                video_out = self.model.decode_latents(latents).float()
-            timings["vae_decode"] = clock.lap()
-            if output_type != "pt":
-                video_out = VideoProcessor(vae_scale_factor=8).postprocess_video(video_out, output_type)
+        video_out = self._output(latents, output_type, clock, timings)
         if not return_dict:
             return (video_out,)
         return ReviseEditOutput(video=video_out, source=source, timings=timings, vlm_frames=vlm_frames)
+
+    def _step_end(self, callback_on_step_end: Callable[..., dict],
+                  tensor_inputs: list[str]) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The denoising loop's per-step hook around a diffusers-style ``callback_on_step_end``: its
+        returned latents (checked) replace the loop's."""
+        def step_end(i: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            returned = callback_on_step_end(self, i, t, {name: {"latents": x}[name] for name in tensor_inputs})
+            if not isinstance(returned, dict):
+                raise ReviseInputError(f"callback_on_step_end must return a dict, not {type(returned).__name__}")
+            new = returned.get("latents", x)
+            if not isinstance(new, torch.Tensor) or new.shape != x.shape:
+                raise ReviseInputError(f"callback_on_step_end returned latents of shape "
+                                       f"{list(getattr(new, 'shape', []))}, not {list(x.shape)}")
+            return new.to(x.device, torch.float32)
+        return step_end
+
+    def _output(self, latents: torch.Tensor, output_type: str, clock: "_Clock", timings: dict[str, float]):
+        """The denoised latents as ``output_type`` asks: themselves, or decoded (timed) as a tensor,
+        numpy array or PIL frames."""
+        if output_type == "latent":
+            return latents
+        with self.stage("decode"):
+            video = self.model.decode_latents(latents).float()
+        timings["vae_decode"] = clock.lap()
+        if output_type != "pt":
+            video = VideoProcessor(vae_scale_factor=8).postprocess_video(video, output_type)
+        return video
 
     def _check_contexts(self, context: torch.Tensor | None, negative_context: torch.Tensor | None,
                         use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

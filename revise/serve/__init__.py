@@ -60,7 +60,6 @@ def _port(text: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..pipelines.best_of import MAX_BEST_OF
-    from ..pipelines.sampling_options import resolve_sampling
     from .uploads import UploadLimits
 
     for name, value, low in (("--max-upload-mb", args.max_upload_mb, 0), ("--max-seconds", args.max_seconds, 0),
@@ -83,11 +82,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     devices = [d.strip() for d in args.device.split(",")] if args.device is not None else [None]
     if args.device is not None and not all(devices):
         raise ReviseInputError(f"--device must be device names separated by commas, not '{args.device}'")
-    resolve_sampling(args.model, steps=args.steps)        # the model's settings with --steps, checked
+    # each resolves the model's settings with --steps (checked) and its device, loading no weights yet
     editors = [Editor(args.model, device, args.dtype, args.steps) for device in devices]
-    d = editors[0].defaults
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
-                          max_side=args.max_side, min_frames=d.num_frames)
+                          max_side=args.max_side, min_frames=editors[0].options.num_frames)
     settings = ServeSettings(model=str(args.model), examples=load_examples(args.examples_dir), limits=limits,
                              max_best_of=args.max_best_of, unknown_words=editors[0].unknown_words)
     sock = listen(args.host, args.port)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..atomic import fresh_file
+from ..atomic import atomic_folder, fresh_file
 from ..errors import ReviseEnvironmentError, ReviseInputError, is_storage_error
 
 log = logging.getLogger("revise.serve")
@@ -178,9 +178,7 @@ class JobQueue:
             else:
                 raise ReviseInputError("choose a clip: upload one or pick an example")
             job_id = secrets.token_urlsafe(16)
-            folder = self.jobs_dir / job_id
-            folder.mkdir(mode=0o700)
-            job = Job(job_id, instruction, best_of, input_path, owns, folder, cancel=self._closing,
+            job = Job(job_id, instruction, best_of, input_path, owns, self.jobs_dir / job_id, cancel=self._closing,
                       warnings=list(warnings or []))
             self._jobs[job_id] = job
         self._pending.put(job)
@@ -257,7 +255,7 @@ class JobQueue:
         try:
             if runner is None:
                 raise ReviseEnvironmentError(self.load_errors[-1])
-            result = runner.run(job)
+            result = self._run_in_folder(runner, job)
             state = "done"
         except JobCancelled:
             error = "the server stopped before this job finished"
@@ -274,7 +272,18 @@ class JobQueue:
             job.files = {name: job.folder / name for name in result.pop("files")}
             job.result, job.progress, job.stage = result, 1.0, "done"
         else:
-            shutil.rmtree(job.folder, ignore_errors=True)     # nothing half-written stays
             job.error, job.stage = error, "failed"
         job.finished = time.monotonic()
         job.state = state                                      # last: pollers see a finished job only now
+
+    @staticmethod
+    def _run_in_folder(runner: Runner, job: Job) -> dict[str, Any]:
+        """``runner.run(job)`` writing into a private temporary folder (:func:`~revise.atomic.atomic_folder`,
+        mode 0700) that becomes the job's folder only if the job succeeds: nothing half-written stays."""
+        final = job.folder
+        try:
+            with atomic_folder(final) as tmp:
+                job.folder = tmp
+                return runner.run(job)
+        finally:
+            job.folder = final

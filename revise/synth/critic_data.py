@@ -93,83 +93,102 @@ def critic_candidates(item: SynthItem, rng: np.random.Generator, height: int = 6
     "answer"}."""
     h, w = height, width
     target = item.target_states()
-    out = [_cand("target", render_clip(target, h, w)),
-           ]
+    out = [_cand("target", render_clip(target, h, w))]
     kept = _preserved(item, item.source_states(), target)
     if kept is not None:
         out.append(_cand("source", item.source_clip(h, w), edit_accuracy=False, preservation=kept))
     names = [o.name for o in item.target.objects]
     edited = [n for n in item.edited if n in names]
+    # in this order: each draws from ``rng``
+    negatives = (_wrong_family(item, rng, names, target, h, w), _wrong_place(item, rng, edited, target, h, w),
+                 _wrong_object(item, rng, names, edited, target, h, w), _flicker(item, rng, names, edited, target, h, w))
+    return out + [c for c in negatives if c is not None]
 
-    # a different edit of the same source
+
+def _wrong_family(item: SynthItem, rng: np.random.Generator, names: list[str], target: list[Scene],
+                  h: int, w: int) -> dict | None:
+    """A different edit of the same source: the light changed, or for light edits an object pushed."""
     if "light" not in item.scene_edit:
         s = item.source.copy()
         s.light = 0.45 if s.light >= 0.7 else 1.0
-        out.append(_cand("wrong_family", render_clip(_sim(item, s, item.source_start), h, w),
-                         edit_accuracy=False, preservation=False))
-    elif names:
+        return _cand("wrong_family", render_clip(_sim(item, s, item.source_start), h, w),
+                     edit_accuracy=False, preservation=False)
+    if names:
         s = item.source.copy()
         o = s.objects[int(rng.integers(len(s.objects)))]
         o.x = _shifted(o.x, o.size)
         states = _sim(item, s, item.source_start)
         kept = _preserved(item, states, target)
         if kept is not None:
-            out.append(_cand("wrong_family", render_clip(states, h, w), edit_accuracy=False, preservation=kept))
+            return _cand("wrong_family", render_clip(states, h, w), edit_accuracy=False, preservation=kept)
+    return None
 
-    # the right object at the wrong place (its target track shifted sideways), or a scene edit by
-    # the wrong amount
+
+def _wrong_place(item: SynthItem, rng: np.random.Generator, edited: list[str], target: list[Scene],
+                 h: int, w: int) -> dict | None:
+    """The right object at the wrong place (its target track shifted sideways), or a scene edit by
+    the wrong amount."""
     visible = [n for n in edited if sum(s.obj(n).present for s in target) > len(target) // 2]
     if visible:
         name = visible[int(rng.integers(len(visible)))]
         states = _shift_track(target, name)
-        if states is not None:
-            out.append(_cand("wrong_place", render_clip(states, h, w), states, edit_accuracy=False))
-    elif "light" in item.scene_edit:
+        return None if states is None else _cand("wrong_place", render_clip(states, h, w), states,
+                                                  edit_accuracy=False)
+    if "light" in item.scene_edit:
         s = item.target.copy()
         s.light = float(np.clip(s.light + (0.3 if s.light < 0.7 else -0.3), 0.25, 1.0))
         states = _sim(item, s, item.target_start)
-        out.append(_cand("wrong_place", render_clip(states, h, w), states, edit_accuracy=False))
+        return _cand("wrong_place", render_clip(states, h, w), states, edit_accuracy=False)
+    return None
 
-    # the edit applied to a preserved object instead
+
+def _wrong_object(item: SynthItem, rng: np.random.Generator, names: list[str], edited: list[str],
+                  target: list[Scene], h: int, w: int) -> dict | None:
+    """The edit applied to a preserved object instead (None where that changes nothing visible)."""
     preserved = [n for n in item.preserve if n in names and n not in edited]
-    if edited and preserved:
-        e, p = edited[0], preserved[int(rng.integers(len(preserved)))]
-        src, tgt = item.source.obj(e), item.target.obj(e)
-        delta = {k: getattr(tgt, k) - getattr(src, k) for k in ("x", "y", "vx", "vy", "size")}
-        if any(abs(v) > 1e-6 for v in delta.values()) or src.present != tgt.present:
-            s = item.target.copy()
-            se = s.obj(e)
-            for k in ("x", "y", "vx", "vy", "size", "present", "material"):
-                setattr(se, k, getattr(src, k))
-            sp = s.obj(p)
-            for k, v in delta.items():
-                setattr(sp, k, getattr(sp, k) + v)
-            sp.size = max(sp.size, 0.02)
-            sp.x = min(max(sp.x, sp.size), 1 - sp.size)
-            sp.y = max(sp.y, sp.size + 0.15)
-            if src.present != tgt.present:
-                sp.present = tgt.present
-            states = _sim(item, s, item.target_start)
-            if _preserved(item, states, target) is False:
-                out.append(_cand("wrong_object", render_clip(states, h, w), states, edit_accuracy=False,
-                                 preservation=False))
+    if not (edited and preserved):
+        return None
+    e, p = edited[0], preserved[int(rng.integers(len(preserved)))]
+    src, tgt = item.source.obj(e), item.target.obj(e)
+    delta = {k: getattr(tgt, k) - getattr(src, k) for k in ("x", "y", "vx", "vy", "size")}
+    if not any(abs(v) > 1e-6 for v in delta.values()) and src.present == tgt.present:
+        return None
+    s = item.target.copy()
+    se = s.obj(e)
+    for k in ("x", "y", "vx", "vy", "size", "present", "material"):
+        setattr(se, k, getattr(src, k))
+    sp = s.obj(p)
+    for k, v in delta.items():
+        setattr(sp, k, getattr(sp, k) + v)
+    sp.size = max(sp.size, 0.02)
+    sp.x = min(max(sp.x, sp.size), 1 - sp.size)
+    sp.y = max(sp.y, sp.size + 0.15)
+    if src.present != tgt.present:
+        sp.present = tgt.present
+    states = _sim(item, s, item.target_start)
+    if _preserved(item, states, target) is False:
+        return _cand("wrong_object", render_clip(states, h, w), states, edit_accuracy=False, preservation=False)
+    return None
 
-    # flicker: frames dropped and duplicated, or (in a still scene) an object blinking out
-    clip = render_clip(target, h, w)
+
+def _flicker(item: SynthItem, rng: np.random.Generator, names: list[str], edited: list[str], target: list[Scene],
+             h: int, w: int) -> dict | None:
+    """The target with frames dropped and duplicated, or (in a still scene) an object blinking out."""
     f = item.frames
     if _moves(target, w) and f >= 6:
+        clip = render_clip(target, h, w)
         idx = np.arange(f)
         for k in range(2 + int(rng.integers(2)), f - 1, 4):
             idx[k] = idx[k - 1]            # a duplicated frame
             idx[k + 1] = min(k + 2, f - 1)  # then a dropped one
-        out.append(_cand("flicker", clip[idx], naturalness=False))
-    elif names and f >= 6:
+        return _cand("flicker", clip[idx], naturalness=False)
+    if names and f >= 6:
         states = [s.copy() for s in target]
         name = (edited or names)[0]
         for k in (f // 3, 2 * f // 3):
             states[k].obj(name).present = False
-        out.append(_cand("flicker", render_clip(states, h, w), naturalness=False))
-    return out
+        return _cand("flicker", render_clip(states, h, w), naturalness=False)
+    return None
 
 
 def _shift_track(target: list[Scene], name: str) -> list[Scene] | None:

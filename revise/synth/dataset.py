@@ -197,6 +197,17 @@ def load_items(json_path: str | os.PathLike[str]) -> list[SynthItem]:
     return [build(SynthItem.from_dict, d, f"RVE-Synth split {json_path}, item {i}") for i, d in enumerate(records)]
 
 
+def split_items(json_path: str | os.PathLike[str], instructions: str = "own", check_files: bool = True) -> list:
+    """A split's items as the bench harness takes them (:class:`~revise.bench.manifest.BenchItem`,
+    absolute paths), their instructions replaced as ``instructions`` says
+    (:func:`~revise.synth.floors.with_instructions`)."""
+    from ..bench.manifest import items_from_records
+    from .floors import with_instructions
+
+    records = with_instructions(read_json_list(json_path, "RVE-Synth split"), instructions)
+    return items_from_records(records, Path(json_path).parent, f"RVE-Synth split {json_path}", check_files)
+
+
 def contact_sheet_png(items: list[SynthItem | dict], out_path: str | os.PathLike[str], max_items: int = 24,
                       height: int = 64, width: int = 64) -> Path:
     """A PNG for people: one row per item, its source clip then its target clip (every 4th frame)."""

@@ -13,20 +13,24 @@ from tqdm.auto import tqdm
 
 from ..errors import ReviseInputError
 from ..manifest import read_json_list
-from ..video import read_video, to_uint8
-from .dataset import CLIP_FORMATS, load_items
-from .judge import overall, score_item
+from .dataset import CLIP_FORMATS, load_items, split_items
+from .judge import overall
 
 METRICS = ("EA", "PC", "GN", "GR", "overall")
 
 
 def score_split(json_path: str | Path, videos: str | Path, progress: bool = True, workers: int = 1) -> dict:
     """``{"items": [{id, subset, category, family, EA, PC, GN, GR, overall} | {id, missing}], "summary": ...}``.
-    ``workers`` > 1 scores items in that many processes (same result)."""
+    ``workers`` > 1 scores items in that many processes (same result). The bench harness's scoring
+    loop (:func:`revise.bench.score.judge_each`) and synth judge do the work (``revise synth score``)."""
+    from ..bench.judges.base import JudgeFailure
+    from ..bench.judges.synth import RenderedSynthJudge, SynthJudge
+    from ..bench.score import judge_each
+
     json_path = Path(json_path)
     if not json_path.is_file():
         raise ReviseInputError(f"RVE-Synth split {json_path} does not exist")
-    items = load_items(json_path)
+    load_items(json_path)                              # a malformed item is named before any scoring
     records = read_json_list(json_path, "RVE-Synth split")
     for i, rec in enumerate(records):
         if not all(type(rec.get(k, 64)) is int and 0 < rec.get(k, 64) <= 4096 for k in ("height", "width")):
@@ -35,41 +39,31 @@ def score_split(json_path: str | Path, videos: str | Path, progress: bool = True
     folder = None if str(videos) in ("source", "target") else Path(videos)
     if folder is not None and not folder.is_dir():
         raise ReviseInputError(f"video folder {folder} does not exist")
-    jobs = [(item, rec, folder, str(videos)) for item, rec in zip(items, records)]
-    bar = tqdm(total=len(jobs), desc="scoring", unit="item", disable=not progress)
-    rows = []
-    if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # forkserver, not fork: a process that has run torch (OpenMP) can deadlock in forked children
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                          else None)
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for row in pool.map(_score_one, jobs, chunksize=4):
-                rows.append(row)
-                bar.update(1)
-    else:
-        for job in jobs:
-            rows.append(_score_one(job))
+    items = split_items(json_path, check_files=False)
+    clips = {it.id: None if folder is None else find_clip(folder, it.id) for it in items}
+    todo = [(it, clips[it.id]) for it in items if folder is None or clips[it.id] is not None]
+    judge = SynthJudge() if folder is not None else RenderedSynthJudge(str(videos))
+    scores = {}
+    with tqdm(total=len(todo), desc="scoring", unit="item", disable=not progress) as bar:
+        for item, outcome in judge_each(todo, judge, workers=workers, processes=True):
+            if isinstance(outcome, JudgeFailure):
+                raise ReviseInputError(f"item {item.id}: {outcome}")
+            scores[item.id] = outcome.scores
             bar.update(1)
-    bar.close()
+    rows = [_row(it, scores.get(it.id)) for it in items]
     return {"items": rows, "summary": summarize(rows)}
 
 
-def _score_one(job) -> dict:
-    item, rec, folder, videos = job
-    h, w = rec.get("height", 64), rec.get("width", 64)
-    base = {"id": item.id, "subset": item.subset, "category": item.category, "family": item.family}
-    if folder is None:
-        clip = item.source_clip(h, w) if videos == "source" else item.target_clip(h, w)
-    else:
-        path = next((p for p in (folder / f"{item.id}.{ext}" for ext in CLIP_FORMATS) if p.is_file()), None)
-        if path is None:
-            return {**base, "missing": True}
-        clip = to_uint8(read_video(path, item.frames, h, w))
-    scores = score_item(item, clip)
-    return {**base, **{m: float(scores[m]) for m in METRICS}}
+def find_clip(folder: Path, item_id: str) -> Path | None:
+    """``folder/{item_id}.mp4``, else its ``.npy``, else None."""
+    return next((p for p in (folder / f"{item_id}.{ext}" for ext in CLIP_FORMATS) if p.is_file()), None)
+
+
+def _row(item, scores: dict | None) -> dict:
+    base = {"id": item.id, "subset": item.subset, "category": item.category, "family": item.record["family"]}
+    if scores is None:
+        return {**base, "missing": True}
+    return {**base, **scores, "overall": overall(scores)}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -647,30 +647,84 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     if video.dtype != np.uint8:
         video = np.clip(np.asarray(video, np.float32), 0, 255).round().astype(np.uint8)
     if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
-        bad = {k: 1.0 for k in DIMENSIONS}
-        bad["overall"] = 1.0
-        bad["diagnostics"] = {"reason": f"not a uint8 [F, H, W, 3] clip: shape {list(video.shape)}"}
-        return bad
+        return _all_ones({"reason": f"not a uint8 [F, H, W, 3] clip: shape {list(video.shape)}"})
     diag: dict = {}
     if len(video) != item.frames:
         diag["resampled"] = f"{len(video)} frames resampled evenly to {item.frames}"
         video = _resample(video, item.frames)
-    h, w = video.shape[1:3]
-    tstates, ref, sstates, sref = _references(item, h, w)
     cand = [parse(f) for f in video]
     lights = [p.light for p in cand]
     diag["light"] = [None if l is None else round(l, 3) for l in lights]
-
     if all(l is None or l < MIN_LIGHT for l in lights):
-        out = {k: 1.0 for k in DIMENSIONS}
-        out["overall"] = 1.0
         diag["reason"] = "no RVE-Synth world found: no floor or sky at any light level"
-        out["diagnostics"] = diag
-        return out
+        return _all_ones(diag)
+    m = _match(item, video, cand)
+    obj_diag: dict = {}
+    scene_diag: dict = {}
+    ea, edited = _edit_accuracy(m, obj_diag, scene_diag)
+    pc = _preservation(m, edited, obj_diag, scene_diag, diag)
+    gn = _naturalness(m, diag)
+    gr = _realism(m, diag)
+    diag["objects"] = obj_diag
+    diag["scene"] = scene_diag
+    out = {"EA": _to10(ea), "PC": _to10(pc), "GN": _to10(gn), "GR": _to10(gr)}
+    out["overall"] = overall(out)
+    out["diagnostics"] = diag
+    return out
 
-    names = [o.name for o in tstates[0].objects]
-    # cmatch: the candidate's objects near where the target has them (preservation); ctrack and
-    # strack: the candidate's and the source's objects wherever they are (edit accuracy, naturalness)
+
+def _all_ones(diag: dict) -> dict:
+    """The scores of a clip the judge cannot read at all: 1 everywhere."""
+    out = {k: 1.0 for k in DIMENSIONS}
+    out["overall"] = 1.0
+    out["diagnostics"] = diag
+    return out
+
+
+@dataclasses.dataclass
+class _Match:
+    """A candidate clip parsed and matched against the item's target and source renders."""
+    item: SynthItem
+    video: np.ndarray                                  # uint8 [F, H, W, 3], the item's frame count
+    tstates: list[Scene]
+    ref: _Reference                                    # the target, rendered and parsed at the clip's size
+    sstates: list[Scene]
+    sref: _Reference                                   # the source, likewise
+    cand: list[ParsedFrame]
+    lights: list[float | None]
+    names: list[str]                                   # the scene's objects
+    cmatch: list[dict[str, Detection | None]]          # the candidate's objects near where the target has them
+    ctrack: list[dict[str, Detection | None]]          # the candidate's objects wherever they are
+    strack: list[dict[str, Detection | None]]          # the source's objects wherever they are
+    spurious: list[int]                                # per frame: detections no object claims, beyond the target's
+    world: list[dict[str, tuple[float, float]]]        # per frame: the target's objects' world positions
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.video.shape[1], self.video.shape[2]
+
+    def object_group(self, name: str) -> tuple[float, list]:
+        qs, errs = [], []
+        for t in range(self.item.frames):
+            q, e = _object_check(self.ref.expect[t].get(name), self.cmatch[t].get(name))
+            qs.append(q)
+            errs.append(e)
+        return float(np.mean(qs)), errs
+
+    def edit_errors(self, name: str, match: list[dict[str, Detection | None]], parsed: list[ParsedFrame]) -> list[float]:
+        return [_edit_err(self.ref.expect[t].get(name), match[t].get(name), self.world[t].get(name), parsed[t])
+                for t in range(self.item.frames)]
+
+    def scene_errors(self, prop: str, parsed: list[ParsedFrame], light: list[float | None],
+                     match: list[dict[str, Detection | None]]) -> list[float]:
+        return [_scene_err(prop, self.ref.parsed[t], parsed[t], self.tstates[t], light[t], match[t],
+                           self.ref.expect[t]) for t in range(self.item.frames)]
+
+
+def _match(item: SynthItem, video: np.ndarray, cand: list[ParsedFrame]) -> _Match:
+    """Match the objects of ``video`` (parsed: ``cand``) and the source's to the target's, frame by frame."""
+    h, w = video.shape[1:3]
+    tstates, ref, sstates, sref = _references(item, h, w)
     cmatch, ctrack, strack, spurious = [], [], [], []
     for t, (s, p) in enumerate(zip(tstates, cand)):
         exp = {n: (d.x, d.cy) if d is not None else None for n, d in ref.expect[t].items()}
@@ -681,100 +735,103 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
         # detections no scene object claims, beyond those of the target itself
         spurious.append(max(0, len(extra) - len(_assign(s.objects, exp, ref.parsed[t].detections, gate=None)[1])))
     world = [{o.name: (o.x, o.y) for o in s.objects if o.present} for s in tstates]
+    return _Match(item, video, tstates, ref, sstates, sref, cand, [p.light for p in cand],
+                  [o.name for o in tstates[0].objects], cmatch, ctrack, strack, spurious, world)
 
-    def object_group(name: str) -> tuple[float, list]:
-        qs, errs = [], []
-        for t in range(item.frames):
-            q, e = _object_check(ref.expect[t].get(name), cmatch[t].get(name))
-            qs.append(q)
-            errs.append(e)
-        return float(np.mean(qs)), errs
 
-    def edit_errors(name: str, match: list[dict[str, Detection | None]], parsed: list[ParsedFrame]) -> list[float]:
-        return [_edit_err(ref.expect[t].get(name), match[t].get(name), world[t].get(name), parsed[t])
-                for t in range(item.frames)]
-
-    def scene_errors(prop: str, parsed: list[ParsedFrame], light: list[float | None],
-                     match: list[dict[str, Detection | None]]) -> list[float]:
-        return [_scene_err(prop, ref.parsed[t], parsed[t], tstates[t], light[t], match[t], ref.expect[t])
-                for t in range(item.frames)]
-
-    obj_diag: dict = {}
-    # ---- EA: closeness to the target and progress from the source, per edited object and property
-    exact = EXACT_PX / min(h, w)
+def _edit_accuracy(m: _Match, obj_diag: dict, scene_diag: dict) -> tuple[float, list[str]]:
+    """EA: closeness to the target and progress from the source, per edited object and property;
+    also the objects taken as edited."""
+    item = m.item
+    exact = EXACT_PX / min(m.size)
     ea_groups = []
-    edited = [n for n in item.edited if n in names]
+    edited = [n for n in item.edited if n in m.names]
     if not edited and not item.scene_edit:
-        edited = names
+        edited = m.names
     for n in edited:
-        errs = edit_errors(n, ctrack, cand)
-        q, parts = _edit_quality(errs, edit_errors(n, strack, sref.parsed), exact, POS_SCALE)
+        errs = m.edit_errors(n, m.ctrack, m.cand)
+        q, parts = _edit_quality(errs, m.edit_errors(n, m.strack, m.sref.parsed), exact, POS_SCALE)
         ea_groups.append(q)
         obj_diag[n] = {"role": "edited", "score": round(q, 3), **parts, "err": [round(e, 4) for e in errs]}
-    scene_diag = {}
     for prop in item.scene_edit:
         _, scale, tol = _scene_tols(prop, exact)
-        q, parts = _edit_quality(scene_errors(prop, cand, lights, ctrack),
-                                 scene_errors(prop, sref.parsed, [p.light for p in sref.parsed], strack), tol, scale)
+        q, parts = _edit_quality(m.scene_errors(prop, m.cand, m.lights, m.ctrack),
+                                 m.scene_errors(prop, m.sref.parsed, [p.light for p in m.sref.parsed], m.strack),
+                                 tol, scale)
         ea_groups.append(q)
         scene_diag[prop] = {"score": round(q, 3), **parts}
-    ea = _aggregate(ea_groups)
+    return _aggregate(ea_groups), edited
 
-    # ---- PC
+
+def _preservation(m: _Match, edited: list[str], obj_diag: dict, scene_diag: dict, diag: dict) -> float:
+    """PC: the preserved objects, the scene properties not edited, no spurious objects, and the
+    background's pixel classes."""
+    item = m.item
+    exact = EXACT_PX / min(m.size)
     pc_groups = []
     for n in item.preserve:
-        if n in names and n not in edited:
-            q, e = object_group(n)
+        if n in m.names and n not in edited:
+            q, e = m.object_group(n)
             pc_groups.append(q)
             obj_diag[n] = {"role": "preserved", "score": round(q, 3), "frames": e}
     kept_props = [p for p in ("light", "temperature", "walls", "containers", "occluders")
                   if not _edits(item.scene_edit, p)]
     for prop in kept_props:
         tol, scale, _ = _scene_tols(prop, exact)
-        qs = [_soft(e, tol, scale) for e in scene_errors(prop, cand, lights, cmatch)]
+        qs = [_soft(e, tol, scale) for e in m.scene_errors(prop, m.cand, m.lights, m.cmatch)]
         pc_groups.append(float(np.mean(qs)))
         scene_diag["kept:" + prop] = round(float(np.mean(qs)), 3)
-    pc_groups.append(float(np.mean([1.0 / (1 + n) for n in spurious])))
-    diag["spurious"] = spurious
+    pc_groups.append(float(np.mean([1.0 / (1 + n) for n in m.spurious])))
+    diag["spurious"] = m.spurious
+    bg = _background_agreement(m, set(item.preserve) - set(edited))
+    diag["background_agreement"] = round(bg, 4)
+    pc_groups.append(_soft(1 - bg, 0.04, 0.05))
+    return _aggregate(pc_groups)
+
+
+def _background_agreement(m: _Match, preserved: set[str]) -> float:
+    """The share of pixels away from the objects (the preserved ones apart) and from edited scene
+    parts whose class is the target's, over all frames."""
+    h, w = m.size
     agree = []
-    preserved = set(item.preserve) - set(edited)
-    for t in range(item.frames):
+    for t in range(m.item.frames):
         keep = np.ones((h, w), bool)
-        for m in (ref.expect[t], cmatch[t]):
-            for n, d in m.items():
+        for match in (m.ref.expect[t], m.cmatch[t]):
+            for n, d in match.items():
                 if d is not None and n not in preserved:
                     r0, r1, c0, c1 = d.bbox
                     keep[max(0, r0 - 2):r1 + 3, max(0, c0 - 2):c1 + 3] = False
-        lab_r, lab_c = ref.parsed[t].labels, cand[t].labels
+        lab_r, lab_c = m.ref.parsed[t].labels, m.cand[t].labels
         for prop, cls in (("temperature", ("water", "ice")), ("walls", ("wall",)),
                           ("containers", ("container", "water")), ("occluders", ("occluder",))):
-            if _edits(item.scene_edit, prop):
+            if _edits(m.item.scene_edit, prop):
                 for c in cls:
                     keep &= (lab_r != _CLS[c]) & (lab_c != _CLS[c])
         if keep.any():
             agree.append(float((lab_r[keep] == lab_c[keep]).mean()))
-    bg = float(np.mean(agree)) if agree else 1.0
-    diag["background_agreement"] = round(bg, 4)
-    pc_groups.append(_soft(1 - bg, 0.04, 0.05))
-    pc = _aggregate(pc_groups)
+    return float(np.mean(agree)) if agree else 1.0
 
-    # ---- GN
+
+def _naturalness(m: _Match, diag: dict) -> float:
+    """GN: no jumps, accelerations, flicker or shape changes beyond the item's own clips', no stutter."""
+    h, w = m.size
+    names = m.names
     allowed_v = allowed_a = 0.0
     allowed_toggles = 0
-    for r in (ref, sref):
+    for r in (m.ref, m.sref):
         v, a, tg = _motion_stats(_tracks(r.expect, names))
         allowed_v, allowed_a, allowed_toggles = max(allowed_v, v), max(allowed_a, a), max(allowed_toggles, tg)
     px = 1.5 / min(h, w)
-    cv, ca, ctg = _motion_stats(_tracks(ctrack, names))
+    cv, ca, ctg = _motion_stats(_tracks(m.ctrack, names))
     q_jump = _soft(cv - (allowed_v * 1.25 + px), 0.0, 0.05)
     q_acc = _soft(ca - (allowed_a * 1.25 + 2 * px), 0.0, 0.05)
     q_flicker = 1.0 / (1 + max(0, ctg - allowed_toggles))
-    instab = _instability(_tracks(ctrack, names))
-    ref_instab = max(_instability(_tracks(r.expect, names)) for r in (ref, sref))
+    instab = _instability(_tracks(m.ctrack, names))
+    ref_instab = max(_instability(_tracks(r.expect, names)) for r in (m.ref, m.sref))
     q_shape = 1.0 / (1 + 0.5 * max(0, instab - ref_instab))
-    ch_c = _frame_change(video, [l if l is not None else 1.0 for l in lights])
-    ch_t = _frame_change(render_clip(tstates, h, w), [s.light for s in tstates])
-    ch_s = _frame_change(render_clip(sstates, h, w), [s.light for s in sstates])
+    ch_c = _frame_change(m.video, [l if l is not None else 1.0 for l in m.lights])
+    ch_t = _frame_change(render_clip(m.tstates, h, w), [s.light for s in m.tstates])
+    ch_s = _frame_change(render_clip(m.sstates, h, w), [s.light for s in m.sstates])
     ch_ref = np.maximum(ch_t, ch_s)
     mean_ref = float(ch_ref.mean()) if len(ch_ref) else 0.0
     q_change = _soft(float(ch_c.mean()) - (1.5 * mean_ref + 1.0) if len(ch_c) else 0.0, 0.0, max(mean_ref, 1.0))
@@ -782,31 +839,26 @@ def score_item(item: SynthItem, video_uint8: np.ndarray) -> dict:
     q_frozen = 1.0 / (1 + frozen)
     gn_parts = {"jump": q_jump, "accel": q_acc, "flicker": q_flicker, "shape": q_shape,
                 "change": q_change, "frozen": q_frozen}
-    gn = float(np.prod(list(gn_parts.values())) ** (1 / len(gn_parts)) * 0.5 + 0.5 * min(gn_parts.values()))
     diag["naturalness"] = {k: round(v, 3) for k, v in gn_parts.items()}
     diag["motion"] = {"max_step": round(cv, 4), "allowed_step": round(allowed_v, 4), "max_accel": round(ca, 4),
                       "allowed_accel": round(allowed_a, 4), "toggles": ctg, "allowed_toggles": allowed_toggles,
                       "frozen_frames": frozen}
+    return float(np.prod(list(gn_parts.values())) ** (1 / len(gn_parts)) * 0.5 + 0.5 * min(gn_parts.values()))
 
-    # ---- GR
-    known = float(np.mean([(p.labels != UNKNOWN).mean() for p in cand]))
-    ref_known = float(np.mean([(p.labels != UNKNOWN).mean() for p in ref.parsed]))
+
+def _realism(m: _Match, diag: dict) -> float:
+    """GR: pixels of known world colours (as many as the target has), little noise, lit frames."""
+    known = float(np.mean([(p.labels != UNKNOWN).mean() for p in m.cand]))
+    ref_known = float(np.mean([(p.labels != UNKNOWN).mean() for p in m.ref.parsed]))
     noise = float(np.mean([np.median(p.residual[p.labels != UNKNOWN]) if (p.labels != UNKNOWN).any() else 99
-                           for p in cand]))
-    lit = float(np.mean([l is not None and l >= MIN_LIGHT for l in lights]))
+                           for p in m.cand]))
+    lit = float(np.mean([l is not None and l >= MIN_LIGHT for l in m.lights]))
     q_known = _soft(ref_known - known, 0.03, 0.05)
     q_noise = _soft(noise, 6.0, 4.0)
     gr_parts = {"known_colours": q_known, "noise": q_noise, "lit": lit}
-    gr = float(np.mean(list(gr_parts.values())))
     diag["realism"] = {"known_fraction": round(known, 4), "target_known_fraction": round(ref_known, 4),
                        "median_residual": round(noise, 2), "lit_frames": lit}
-
-    diag["objects"] = obj_diag
-    diag["scene"] = scene_diag
-    out = {"EA": _to10(ea), "PC": _to10(pc), "GN": _to10(gn), "GR": _to10(gr)}
-    out["overall"] = overall(out)
-    out["diagnostics"] = diag
-    return out
+    return float(np.mean(list(gr_parts.values())))
 
 
 def _edits(scene_edit: list[str], prop: str) -> bool:

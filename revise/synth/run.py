@@ -1,11 +1,13 @@
-"""Running a model on RVE-Synth: generate a split's edits in batches, and measure the internal
-critic on critic data. Scores of generated clips come from :mod:`revise.synth.evaluate`."""
+"""Running a model on RVE-Synth: generate a split's edits in batches (through the bench harness,
+:mod:`revise.bench.run`), and measure the internal critic on critic data. Scores of generated clips
+come from :mod:`revise.synth.evaluate`."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,8 +16,10 @@ from tqdm.auto import tqdm
 from ..critic import QA_PROMPT, Critic
 from ..errors import ReviseInputError
 from ..video import read_video, write_video
-from .dataset import check_clip_format
-from .floors import with_instructions
+from .dataset import check_clip_format, split_items
+
+if TYPE_CHECKING:
+    from ..pipelines.sampling_options import SamplingOptions
 
 
 def _records(json_path: str | Path) -> tuple[list[dict], Path]:
@@ -31,63 +35,75 @@ def generate_split(pipe, json_path: str | Path, out_dir: str | Path, batch_size:
     ``"npy"``: ``{id}.npy`` arrays, no codec). Items whose output exists already are skipped, so a
     killed run resumes. Each item's noise is seeded by (``seed``, its position in the split), so the
     result depends on ``batch_size`` only by float rounding. ``instructions`` ``"neutral"`` or
-    ``"other"`` edits with an instruction-blind floor's instructions instead (:mod:`revise.synth.floors`)."""
+    ``"other"`` edits with an instruction-blind floor's instructions instead (:mod:`revise.synth.floors`).
+    ``sampling``: the pipeline's settings (``num_inference_steps``, ``guidance_scale`` ...), the rest
+    the model's own. The bench harness's :class:`~revise.bench.run.ModelEditor` and
+    :func:`~revise.bench.run.generate_folder` do the work (``revise synth generate``)."""
+    from ..bench.run import ModelEditor, generate_folder
+
     check_clip_format(clip_format)
-    records, root = _records(json_path)
-    records = with_instructions(records, instructions)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.{clip_format}").is_file()]
-    d = pipe.model.sampling_config
-    f, h, w = sampling.pop("num_frames", d.num_frames), sampling.pop("height", d.height), sampling.pop("width", d.width)
-    for start in tqdm(range(0, len(todo), batch_size), desc="generating", unit="batch", disable=not progress):
-        chunk = todo[start:start + batch_size]
-        clips = torch.stack([read_video(root / r["source_video_path"], f, h, w) for _, r in chunk])
-        noise = torch.stack([torch.randn(pipe.latent_shape(f, h, w), generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
-                             for i, _ in chunk])
-        out = pipe(video=clips, instruction=[r["instruction"] for _, r in chunk], num_frames=f, height=h, width=w,
-                   latents=noise, progress=False, **sampling)
-        for (_, r), clip in zip(chunk, out.video.cpu()):
-            write_video(out_dir / f"{r['id']}.{clip_format}", clip, fps=d.fps)
-    return out_dir
+    items = split_items(json_path, instructions)
+    editor = ModelEditor.of_pipeline(pipe, pipeline_options(pipe, seed, **sampling), batch_size=batch_size)
+    return generate_folder(items, editor, out_dir, clip_format=clip_format, progress=progress)
 
 
-@torch.no_grad()
-def x0_estimate_split(model, json_path: str | Path, out_dir: str | Path, sigma: float, batch_size: int = 32,
-                      seed: int = 0, progress: bool = True, clip_format: str = "npy") -> Path:
-    """The clips RWO and USO show the critic during training, for every item of a split: its target's
-    latents noised to ``sigma`` (``(1 - sigma) z + sigma * noise``, the noise seeded by (``seed``, the
-    item's position)), the DiT's velocity given the item's conditional context, the one-step estimate
-    ``x0 = x_t - sigma * v`` decoded; written as ``out_dir/{id}.{clip_format}`` (existing ones kept).
-    Judged and labelled (``revise synth label``), they teach the critic the clips it must rate there."""
-    from ..train.objectives import add_noise, x0_estimate
+def pipeline_options(pipe, seed: int = 0, *, num_frames: int | None = None, height: int | None = None,
+                     width: int | None = None, num_inference_steps: int | None = None,
+                     guidance_scale: float | None = None, shift: float | None = None,
+                     solver: str | None = None) -> SamplingOptions:
+    """The checked settings of ``pipe``'s edits from its call's keyword arguments (the rest: its model's)."""
+    from ..pipelines.sampling_options import resolve_sampling
 
-    if not 0.0 < sigma < 1.0:
-        raise ReviseInputError(f"the noise level of x0 estimates must be in (0, 1), not {sigma}")
-    check_clip_format(clip_format)
-    records, root = _records(json_path)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(i, r) for i, r in enumerate(records) if not (out_dir / f"{r['id']}.{clip_format}").is_file()]
-    d = model.sampling_config
-    f, h, w = d.num_frames, d.height, d.width
-    dit = model.transformer
-    for start in tqdm(range(0, len(todo), batch_size), desc=f"x0 estimates at sigma {sigma}", unit="batch",
-                      disable=not progress):
-        chunk = todo[start:start + batch_size]
-        clips = {k: torch.stack([read_video(root / r[f"{k}_video_path"], f, h, w) for _, r in chunk])
+    return resolve_sampling(pipe.model.sampling_config, frames=num_frames, height=height, width=width,
+                            steps=num_inference_steps, guidance=guidance_scale, shift=shift, solver=solver, seed=seed)
+
+
+class X0Editor:
+    """The clips RWO and USO show the critic during training, as a bench editor: each item's target
+    latents noised to ``sigma`` (``(1 - sigma) z + sigma * noise``, the item's own noise,
+    :func:`~revise.bench.run.item_noise`), the DiT's velocity given the item's conditional context,
+    the one-step estimate ``x0 = x_t - sigma * v`` decoded."""
+
+    def __init__(self, model, sigma: float, seed: int = 0, batch_size: int = 32):
+        if not 0.0 < sigma < 1.0:
+            raise ReviseInputError(f"the noise level of x0 estimates must be in (0, 1), not {sigma}")
+        self.model, self.sigma, self.seed, self.batch_size = model, sigma, seed, batch_size
+        self.spec = {"kind": "x0-estimate", "sigma": sigma, "seed": seed}
+        self.default_method = f"x0-sigma-{sigma:g}"
+
+    @torch.no_grad()
+    def edit_batch(self, jobs) -> list:
+        from ..bench.run import item_noise
+        from ..train.objectives import add_noise, x0_estimate
+
+        model, d = self.model, self.model.sampling_config
+        f, h, w = d.num_frames, d.height, d.width
+        clips = {k: torch.stack([read_video(getattr(job.item, f"{k}_video_path"), f, h, w) for job in jobs])
                  .to(model.device, model.dtype) for k in ("source", "target")}
         source_latents, z = model.encode_video(clips["source"]), model.encode_video(clips["target"]).float()
-        context, _ = model.build_context(source_latents, clips["source"], [r["instruction"] for _, r in chunk])
-        noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
-                             for i, _ in chunk]).to(z.device)
-        sigmas = torch.full((len(chunk),), sigma, device=z.device)
+        context, _ = model.build_context(source_latents, clips["source"], [job.item.instruction for job in jobs])
+        noise = torch.stack([item_noise(z.shape[1:], self.seed, job.position) for job in jobs]).to(z.device)
+        sigmas = torch.full((len(jobs),), self.sigma, device=z.device)
         x_t = add_noise(z, noise, sigmas)
+        dit = model.transformer
         v = dit(x_t.to(dit.dtype), sigmas * 1000, context, return_dict=False)[0].float()
         out = model.decode_latents(x0_estimate(x_t, v, sigmas).to(model.dtype)).float().cpu()
-        for (_, r), clip in zip(chunk, out):
-            write_video(out_dir / f"{r['id']}.{clip_format}", clip, fps=d.fps)
-    return out_dir
+        for job, clip in zip(jobs, out):
+            write_video(job.out, clip, fps=d.fps)
+        return [None] * len(jobs)
+
+
+def x0_estimate_split(model, json_path: str | Path, out_dir: str | Path, sigma: float, batch_size: int = 32,
+                      seed: int = 0, progress: bool = True, clip_format: str = "npy") -> Path:
+    """:class:`X0Editor`'s clips for every item of a split, written as ``out_dir/{id}.{clip_format}``
+    (existing ones kept). Judged and labelled (``revise synth label``), they teach the critic the
+    clips it must rate there."""
+    from ..bench.run import generate_folder
+
+    editor = X0Editor(model, sigma, seed, batch_size)
+    check_clip_format(clip_format)
+    return generate_folder(split_items(json_path), editor, out_dir, clip_format=clip_format, progress=progress,
+                           desc=f"x0 estimates at sigma {sigma}")
 
 
 @torch.no_grad()
