@@ -139,7 +139,7 @@ class ReviseEditPipeline:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, seed: int = 0, offload: str | None = "auto",
+                        dtype: torch.dtype | None = None, seed: int = 0, offload: Any = "auto",
                         quantize: str | None = None, encoder_weights: str | None = None) -> "ReviseEditPipeline":
         """The pipeline of a model folder or preset on ``device``.
 
@@ -147,18 +147,21 @@ class ReviseEditPipeline:
           memory at the model's own sampling settings, else runs stage by stage keeping what fits
           (:func:`~revise.pipelines.sampling_options.plan_offload`); "stages" loads the weights into
           host memory and runs each stage on ``device`` (:meth:`enable_model_cpu_offload`); None or
-          "none" keeps everything on the device.
+          "none" keeps everything on the device; or a ``sampling_options.OffloadPlan``.
         - ``quantize="fp8"``: the DiT's block linears in FP8 (:meth:`enable_fp8`).
         - ``encoder_weights="int8"``: the VLM's and T5's linears with 8-bit weights (:meth:`quantize_encoders`).
         """
-        from .sampling_options import plan_offload, resolve_device, resolve_sampling
+        from .sampling_options import OffloadPlan, plan_offload, resolve_device, resolve_sampling
 
         check_quantize_options(quantize, encoder_weights)
-        if offload is not None and offload not in OFFLOAD_CHOICES:
-            raise ReviseInputError(f"unknown offload {offload!r}: choose {', '.join(OFFLOAD_MODES)}, auto or none")
         dev, torch_dtype = resolve_device(device, dtype)
-        plan = plan_offload(name_or_path, resolve_sampling(name_or_path), dev, torch_dtype, offload,
-                            encoder_weights=encoder_weights)
+        if isinstance(offload, OffloadPlan):        # planned already (the command line, for its memory check)
+            plan = offload
+        else:
+            if offload is not None and offload not in OFFLOAD_CHOICES:
+                raise ReviseInputError(f"unknown offload {offload!r}: choose {', '.join(OFFLOAD_MODES)}, auto or none")
+            plan = plan_offload(name_or_path, resolve_sampling(name_or_path), dev, torch_dtype, offload,
+                                encoder_weights=encoder_weights)
         staged = plan.offload is not None
         direct = not staged and encoder_weights is None
         pipe = cls(ReviseModel.load(name_or_path, device=device if direct else "cpu", dtype=dtype, seed=seed))
@@ -272,9 +275,14 @@ class ReviseEditPipeline:
 
         check_quantize_options(None, weights)
         for name in INT8_COMPONENTS:
+            if self._placement is None:
+                int8_weights(getattr(self.model, name))
+                continue
+            self._placement.onload([name])          # quantized where the arithmetic is fast
             int8_weights(getattr(self.model, name))
-            if self._placement is not None:
-                self._placement.refresh(name)
+            self._placement.refresh(name)
+            if name not in self.offload_keep:
+                self._placement.offload([name])
         self.quantized["encoders"] = weights
         return self
 

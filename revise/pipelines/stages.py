@@ -127,9 +127,9 @@ class Placement:
             return
         pairs = []
         for t in tensors:
-            host = t.data.to("cpu")
-            if self.pin and not host.is_pinned():
-                host = host.pin_memory()
+            host = t.data
+            if host.device.type != "cpu" or (self.pin and not host.is_pinned()):
+                host = torch.empty(host.shape, dtype=host.dtype, device="cpu", pin_memory=self.pin).copy_(host)
             t.data = host
             pairs.append((t, host))
         self._host[name] = pairs
