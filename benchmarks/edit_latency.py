@@ -17,8 +17,17 @@ each row's edit is compared with the previous row's (same seed). `--profile` add
 denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
 other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 
+#24 (24 GB cards): ``--offload`` adds stage-offload rows after the first (every stage moved; the
+components kept that fit ``--offload-budget-gib``; the same with 8-bit VLM and T5 weights), each
+under ``--memory-cap-gib`` (``torch.cuda.set_per_process_memory_fraction``: a smaller card), with a
+table of what each kept, moved and peaked at against the goal; ``--fp8`` adds FP8 linears to the last
+resident row, and every row's relative error of one velocity and of the final latents against the
+first row's (same noise). Every row shows its total time over the first row's.
+
     python benchmarks/edit_latency.py [--compile] [--profile] [--compile-mode MODE] [--repeats 3] [--json FILE]
-    python benchmarks/edit_latency.py --preset tiny --frames 5 --height 64 --width 64   # CPU smoke run
+    python benchmarks/edit_latency.py --compile --fast-path-only --no-stock --offload --memory-cap-gib 24 --fp8
+    python benchmarks/edit_latency.py --preset tiny --frames 5 --height 64 --width 64 --steps 2 \
+        --offload --fp8 --no-stock                                                    # CPU smoke run
 """
 
 from __future__ import annotations
