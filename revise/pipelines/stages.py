@@ -140,6 +140,9 @@ class Placement:
         was = name in self.on_device
         self.on_device.discard(name)
         self._register(name)
+        release = getattr(torch._C, "_host_emptyCache", None)     # CUDA builds: the old copies' pinned pages
+        if self.pin and release is not None:
+            release()
         if was:
             self.onload([name])
 
