@@ -17,8 +17,17 @@ each row's edit is compared with the previous row's (same seed). `--profile` add
 denoising steps of the last fast-path row by kernel kind (matmuls, attention, fused elementwise,
 other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 
+#24 (24 GB cards): ``--offload`` adds stage-offload rows after the first (every stage moved; the
+components kept that fit ``--offload-budget-gib``; the same with 8-bit VLM and T5 weights), each
+under ``--memory-cap-gib`` (``torch.cuda.set_per_process_memory_fraction``: a smaller card), with a
+table of what each kept, moved and peaked at against the goal; ``--fp8`` adds FP8 linears to the last
+resident row, and every row's relative error of one velocity and of the final latents against the
+first row's (same noise). Every row shows its total time over the first row's.
+
     python benchmarks/edit_latency.py [--compile] [--profile] [--compile-mode MODE] [--repeats 3] [--json FILE]
-    python benchmarks/edit_latency.py --preset tiny --frames 5 --height 64 --width 64   # CPU smoke run
+    python benchmarks/edit_latency.py --compile --fast-path-only --no-stock --offload --memory-cap-gib 24 --fp8
+    python benchmarks/edit_latency.py --preset tiny --frames 5 --height 64 --width 64 --steps 2 \
+        --offload --fp8 --no-stock                                                    # CPU smoke run
 """
 
 from __future__ import annotations
@@ -147,6 +156,154 @@ def profile_loop(pipe, latents, context, scheduler_factory, guidance: float, ste
         print(f"  {us / 1e6:.3f} s  {kernel_kind(name):>10}  {name[:110]}")
 
 
+GIB = 2**30
+
+
+def encoders_note(pipe) -> str:
+    return " (int8 encoders)" if pipe.quantized.get("encoders") else ""
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+class Accuracy:
+    """Each row's numbers against the first row's (the bf16 DiT, eager): the relative error (L2 norm
+    of the difference over the reference's) of one velocity, a DiT forward of both branches at
+    timestep 500 on fixed noise, and of the final latents after the whole loop from that noise, with
+    the contexts of the benchmark's clip computed once."""
+
+    def __init__(self, pipe, video, instruction, kw: dict):
+        self.kw = {k: v for k, v in kw.items()}
+        self.video, self.instruction = video, instruction
+        self.size = dict(num_frames=kw["num_frames"], height=kw["height"], width=kw["width"])
+        cond, uncond = pipe.encode_context(video, instruction, **self.size)
+        self.cond, self.uncond = cond.cpu(), uncond.cpu()
+        shape = (1, *pipe.latent_shape(kw["num_frames"], kw["height"], kw["width"]))
+        self.noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(1234))
+        self.reference = self.outputs(pipe)
+
+    @torch.no_grad()
+    def outputs(self, pipe) -> tuple[torch.Tensor, torch.Tensor]:
+        from revise.models.context_kv import cached_context_kv
+
+        with pipe.stage("denoise"):
+            dit = pipe.model.transformer
+            ctx = torch.cat([self.cond, self.uncond]).to(pipe.device, dit.dtype)
+            x = self.noise.to(pipe.device, dit.dtype)
+            t = torch.full((2,), 500.0, device=pipe.device)
+            with cached_context_kv(dit, ctx):
+                velocity = dit(torch.cat([x, x]), t, ctx, return_dict=False)[0].float().cpu()
+        latents = pipe(context=self.cond, negative_context=self.uncond, latents=self.noise, output_type="latent",
+                       **self.kw).video.float().cpu()
+        return velocity, latents
+
+    def context_error(self, pipe) -> float:
+        """The conditional context's relative error now (e.g. with 8-bit encoders) against the first."""
+        cond, _ = pipe.encode_context(self.video, self.instruction, **self.size)
+        err = rel_error(cond.cpu(), self.cond)
+        print(f"conditional context (VLM, T5, connectors) with{encoders_note(pipe)} vs the first row's: "
+              f"relative error {err:.2e}", flush=True)
+        return err
+
+    def measure(self, pipe) -> dict[str, float]:
+        velocity, latents = self.outputs(pipe)
+        return {"velocity_rel_err": rel_error(velocity, self.reference[0]),
+                "latents_rel_err": rel_error(latents, self.reference[1])}
+
+    @staticmethod
+    def print_table(rows: list[dict]) -> None:
+        print(f"\n| pipeline | velocity rel. error vs the first row (one DiT forward) | final latents rel. error "
+              f"(whole loop, same noise) |")
+        print("| --- | --- | --- |")
+        for r in rows:
+            if "velocity_rel_err" in r:
+                print(f"| {r['label']} | {r['velocity_rel_err']:.2e} | {r['latents_rel_err']:.2e} |")
+
+
+def set_memory_cap(device: torch.device, gib: float | None) -> None:
+    """Cap this process's GPU memory at ``gib`` (None: no cap), as a smaller card would."""
+    if device.type != "cuda":
+        return
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(1.0 if gib is None else min(1.0, gib * GIB / total), device)
+
+
+def offload_rows(pipe, run_ours, args, device: torch.device, accuracy: "Accuracy | None") -> list[dict]:
+    """Stage offload beside the resident row, each under ``--memory-cap-gib``: every component moved
+    per edit; those kept on the GPU that fit a ``--offload-budget-gib`` peak (less the activation
+    reserve); and the same with 8-bit VLM and T5 weights. The whole model goes back to the GPU after."""
+    from revise.pipelines.stages import COMPONENTS, module_bytes, plan_residency, stage_peak
+
+    model = pipe.model
+    budget = (args.offload_budget_gib - args.activation_reserve_gib) * GIB
+    rows = []
+
+    def row(label: str, keep) -> dict:
+        sizes = {n: module_bytes(getattr(model, n)) for n in COMPONENTS}
+        keep = tuple(keep if keep is not None else plan_residency(sizes, budget))
+        pipe.enable_model_cpu_offload(device, keep=keep)
+        extra = {"offload": True, "keep": list(keep), "cap_gib": args.memory_cap_gib,
+                 "weights_on_gpu_gib": stage_peak(sizes, keep) / GIB,
+                 "moved_per_edit_gb": (sum(sizes.values()) - sum(sizes[k] for k in keep)) / 1e9}
+        set_memory_cap(device, args.memory_cap_gib)
+        try:
+            return run_ours(label, by="total", extra=extra)
+        finally:
+            set_memory_cap(device, None)
+
+    rows.append(row("revise, eager, offload: every stage moved", ()))
+    planned = f"kept what fits a {args.offload_budget_gib:g} GiB peak"
+    rows.append(row(f"revise, eager, offload: {planned}", None))
+    pipe.quantize_encoders("int8")
+    if accuracy is not None:
+        accuracy.context_error(pipe)
+    rows.append(row(f"revise (int8 encoders), eager, offload: {planned}", None))
+    pipe.enable_model_cpu_offload(device, keep=COMPONENTS)         # all on the GPU again
+    return rows
+
+
+def print_offload_table(rows: list[dict], args) -> None:
+    base = rows[0]
+    cap = f"{args.memory_cap_gib:g} GiB" if args.memory_cap_gib else "none"
+    print(f"\nStage offload (memory cap: {cap}; #24's goal: peak <= {args.offload_budget_gib:g} GiB at <= 1.15x "
+          f"the resident edit's time)")
+    print("| pipeline | kept on the GPU | weights on the GPU at once (GiB) | moved per edit (GB) | peak GiB | "
+          "total (s) | total / resident | goal met |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        if not r.get("offload"):
+            continue
+        if r.get("oom") or "total" not in r:
+            print(f"| {r['label']} | {', '.join(r.get('keep', [])) or 'nothing'} | | | out of memory | | | no |")
+            continue
+        ratio = r["total"] / base["total"]
+        met = r["peak_gib"] <= args.offload_budget_gib and ratio <= 1.15
+        print(f"| {r['label']} | {', '.join(r['keep']) or 'nothing'} | {r['weights_on_gpu_gib']:.1f} | "
+              f"{r['moved_per_edit_gb']:.1f} | {r['peak_gib']:.1f} | {r['total']:.2f} | {ratio:.2f}x | "
+              f"{'yes' if met else 'no'} |")
+
+
+def fp8_row(pipe, run_ours, previous: str, device: torch.device) -> dict:
+    """The last resident configuration with the DiT's linears in FP8 (``enable_fp8``); on the CPU in
+    emulation (a smoke run), elsewhere refused where the GPU has no FP8."""
+    from revise.errors import ReviseInputError
+
+    label = f"{previous}, + FP8 linears (enable_fp8())"
+    try:
+        pipe.enable_fp8(allow_cpu=device.type == "cpu")
+    except ReviseInputError as err:
+        print(f"row '{label}' skipped: {err}")
+        return {"label": label, "skipped": str(err)}
+    try:
+        return run_ours(label)
+    except Exception as err:    # a kernel this device or build refuses: report it, keep the other rows
+        why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+        print(f"row '{label}' failed: {why}")
+        return {"label": label, "skipped": why}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compile", action="store_true", help="also time the fast path (compiled blocks)")
@@ -160,6 +317,22 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-stock", action="store_true", help="leave out diffusers' WanPipeline row")
+    ap.add_argument("--fast-path-only", action="store_true",
+                    help="with --compile: one fast-path row (enable_fast_path()), not the options one by one")
+    ap.add_argument("--offload", action="store_true",
+                    help="rows for stage offload beside the resident row: all components moved, those kept that "
+                         "fit --offload-budget-gib, and the same with 8-bit encoder weights")
+    ap.add_argument("--memory-cap-gib", type=float, default=None,
+                    help="during the offload rows, cap this process's GPU memory (set_per_process_memory_fraction), "
+                         "e.g. 24 to emulate a 24 GB card")
+    ap.add_argument("--offload-budget-gib", type=float, default=20.0,
+                    help="the peak the kept components are planned for (default: 20, #24's goal)")
+    ap.add_argument("--activation-reserve-gib", type=float, default=3.0,
+                    help="of that budget, what is left for activations (default: 3)")
+    ap.add_argument("--fp8", action="store_true",
+                    help="an FP8-linears row (after the fast path with --compile) and the relative error of the "
+                         "velocity and of the final latents against bf16, same noise")
     args = ap.parse_args()
 
     from diffusers import WanPipeline
@@ -200,21 +373,36 @@ def main() -> None:
           f"at {rate:.1f} TFLOP/s that is {bound:.3f} s (the stock loop, both every step: "
           f"{steps * 2 * forward / 1e15:.4f} PFLOP)")
 
-    def run_ours(label: str) -> dict:
-        kw = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=g,
-                  shift=shift, progress=False)
-        pipe(video, instruction, **kw)                                     # warm-up (and compile)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        runs = [pipe(video, instruction, seed=i, **kw).timings for i in range(args.repeats)]
-        best = min(runs, key=lambda t: t["denoise"])
+    kw_edit = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, guidance_scale=g,
+                   shift=shift, progress=False)
+
+    def run_ours(label: str, by: str = "denoise", extra: dict | None = None) -> dict:
+        """Best of ``--repeats`` edits after a warm-up, by the denoising loop's time (``by="total"``: the
+        whole edit's, for the offload rows); an edit that runs out of memory is a row saying so."""
+        try:
+            pipe(video, instruction, **kw_edit)                            # warm-up (and compile)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            runs = [pipe(video, instruction, seed=i, **kw_edit).timings for i in range(args.repeats)]
+        except torch.OutOfMemoryError as err:
+            row = {"label": label, **(extra or {}), "oom": True, "error": str(err).split(". Of the allocated")[0][:300]}
+            print(json.dumps(row), flush=True)
+            torch.cuda.empty_cache()
+            return row
+        best = min(runs, key=lambda t: sum(t.values()) if by == "total" else t[by])
         peak = torch.cuda.max_memory_allocated() / 1024**3 if device.type == "cuda" else float("nan")
-        row = {"label": label, **best, "total": sum(best.values()), "peak_gib": peak,
-               "loop_tflops": loop_flops / best["denoise"] / 1e12}
+        reserved = torch.cuda.max_memory_reserved() / 1024**3 if device.type == "cuda" else float("nan")
+        row = {"label": label, **best, "total": sum(best.values()), "peak_gib": peak, "peak_reserved_gib": reserved,
+               "loop_tflops": loop_flops / best["denoise"] / 1e12, **(extra or {})}
+        if accuracy is not None:
+            row.update(accuracy.measure(pipe))
         print(json.dumps(row), flush=True)
         return row
 
+    accuracy = Accuracy(pipe, video, instruction, kw_edit) if args.fp8 else None
     rows = [run_ours("revise, eager (default SDPA)")]
+    if args.offload:
+        rows += offload_rows(pipe, run_ours, args, device, accuracy)
 
     # diffusers' stock WanPipeline, same transformer, shape, steps and guidance (usual CFG scale g + 1)
     with torch.no_grad():
@@ -224,16 +412,18 @@ def main() -> None:
                         transformer=model.transformer, scheduler=make_scheduler("unipc", shift))
     kw = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, height=height, width=width, num_frames=frames,
               num_inference_steps=steps, guidance_scale=g + 1, output_type="latent")
-    stock(**kw)
-    times = []
-    for i in range(args.repeats):
-        sync(device)
-        t = time.perf_counter()
-        stock(**kw, generator=torch.Generator(device).manual_seed(i))
-        sync(device)
-        times.append(time.perf_counter() - t)
-    stock_s = min(times)
-    print(json.dumps({"label": "diffusers WanPipeline (denoising only)", "denoise": stock_s}), flush=True)
+    stock_s = None
+    if not args.no_stock:
+        stock(**kw)
+        times = []
+        for i in range(args.repeats):
+            sync(device)
+            t = time.perf_counter()
+            stock(**kw, generator=torch.Generator(device).manual_seed(i))
+            sync(device)
+            times.append(time.perf_counter() - t)
+        stock_s = min(times)
+        print(json.dumps({"label": "diffusers WanPipeline (denoising only)", "denoise": stock_s}), flush=True)
 
     if args.compile:
         t = time.perf_counter()
@@ -247,12 +437,15 @@ def main() -> None:
                     ("+ fused projections", dict(off, compile=False, fuse_projections=True)),
                     ("+ GELU in the matmul epilogue", dict(off, compile=False, fuse_projections=True, fuse_gelu=True)),
                     ("+ one-pass q/k norm+RoPE (enable_fast_path())", dict(compile=False))]
+        if args.fast_path_only:
+            steps_up = [("compiled fast path (enable_fast_path())" + mode, dict(compile_mode=args.compile_mode))]
         label = "revise"
         for what, options in steps_up:
             pipe.enable_fast_path(**options)
             attention = getattr(model.transformer.blocks[0].attn1.processor, "_attention_backend", None) or "default"
             attention = getattr(attention, "value", attention)          # diffusers gives an enum
             label += f", {what}" + (f", {attention} attention" if what.startswith("compiled") else "")
+            label = label.replace("revise, ", f"revise{encoders_note(pipe)}, ", 1)
             try:
                 rows.append(run_ours(label))
                 edits[what] = pipe(video, instruction, **kw).video
@@ -264,6 +457,10 @@ def main() -> None:
             print(f"edit with '{b}' vs '{a}', same seed: max |difference| {(edits[b] - edits[a]).abs().max():.2e}")
         print(f"compile + warm-ups + runs took {time.perf_counter() - t:.0f} s")
 
+    if args.fp8:
+        last = rows[-1]["label"] if args.compile else f"revise{encoders_note(pipe)}, eager (default SDPA)"
+        rows.append(fp8_row(pipe, run_ours, last, device))
+
     # The burst rate measured at the start varied 744-808 TFLOP/s between runs on H100s of one kind, and
     # fell by up to 8% after minutes of work, while the loops' times varied less: measure both kinds again
     # now, and divide by the higher of each (the stricter bound).
@@ -274,18 +471,32 @@ def main() -> None:
     print(f"\nmeasured {dtype} matmul rate (TFLOP/s): burst {burst[0]:.1f} before the rows, {burst[1]:.1f} after; "
           f"sustained for {SUSTAIN_S:.0f} s {sustained[0]:.1f} before, {sustained[1]:.1f} after. FLOP-bound loop time: "
           f"{bound:.3f} s at the higher burst rate, {bound_sustained:.3f} s at the higher sustained rate")
+    base = rows[0]
     print(f"\n| pipeline | VLM | text | VAE encode | denoise ({steps} steps) | VAE decode | total | peak GiB | "
-          f"loop TFLOP/s | loop / FLOP-bound time (burst rate) | (sustained rate) | vs WanPipeline |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"total / resident eager | loop TFLOP/s | loop / FLOP-bound time (burst rate) | (sustained rate) | "
+          f"vs WanPipeline |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        if "total" not in r:
+            print(f"| {r['label']} | {'out of memory' if r.get('oom') else 'skipped: ' + r.get('skipped', '')} "
+                  f"| | | | | | | | | | | |")
+            continue
+        stock_txt = f"{stock_s / r['denoise']:.2f}x faster" if stock_s else ""
         print(f"| {r['label']} | {r['vlm']:.3f} | {r['text']:.3f} | {r['vae_encode']:.3f} | {r['denoise']:.3f} | "
-              f"{r['vae_decode']:.3f} | {r['total']:.2f} | {r['peak_gib']:.1f} | {r['loop_tflops']:.0f} | "
-              f"{r['denoise'] / bound:.2f}x | {r['denoise'] / bound_sustained:.2f}x | {stock_s / r['denoise']:.2f}x faster |")
+              f"{r['vae_decode']:.3f} | {r['total']:.2f} | {r['peak_gib']:.1f} | {r['total'] / base['total']:.2f}x | "
+              f"{r['loop_tflops']:.0f} | {r['denoise'] / bound:.2f}x | {r['denoise'] / bound_sustained:.2f}x | {stock_txt} |")
     stock_flops = steps * 2 * forward
-    print(f"| diffusers WanPipeline | | | | {stock_s:.3f} | | | | {stock_flops / stock_s / 1e12:.0f} | "
-          f"{stock_s / (stock_flops / rate / 1e12):.2f}x | {stock_s / (stock_flops / rate_sustained / 1e12):.2f}x | 1.00x |")
+    if stock_s:
+        print(f"| diffusers WanPipeline | | | | {stock_s:.3f} | | | | | {stock_flops / stock_s / 1e12:.0f} | "
+              f"{stock_s / (stock_flops / rate / 1e12):.2f}x | {stock_s / (stock_flops / rate_sustained / 1e12):.2f}x "
+              f"| 1.00x |")
     print("(loop / FLOP-bound time: the loop's time over the time its executed FLOPs need at the measured "
-          "matmul rate; for WanPipeline, its own FLOPs)")
+          "matmul rate; for WanPipeline, its own FLOPs. total / resident eager: the edit's time over the first "
+          "row's, the whole model on the GPU in bf16)")
+    if args.offload:
+        print_offload_table(rows, args)
+    if accuracy is not None:
+        accuracy.print_table(rows)
 
     if args.json:
         with open(args.json, "w") as f:

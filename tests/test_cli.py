@@ -107,12 +107,14 @@ def _bad(tmp_path: Path, source: Path, name: str) -> list[str]:
         "model folder missing component": with_(model=str(incomplete)),
         "output not mp4": with_(out=str(tmp_path / "out.avi")),
         "malformed size": with_(size="big"),
+        "fp8 on a CPU": with_(quantize="fp8", device="cpu"),
+        "unknown offload": with_(offload="model"),
     }[name]
 
 
 BAD_CASES = ["missing video", "corrupt video", "not a video", "too few frames", "empty instruction",
              "size not multiple of 16", "frames not 4n+1", "unknown preset", "model folder missing component",
-             "output not mp4", "malformed size"]
+             "output not mp4", "malformed size", "fp8 on a CPU", "unknown offload"]
 
 
 def _assert_one_line_error(code: int, stderr: str, tmp_path: Path, case: str) -> None:
@@ -149,3 +151,12 @@ def test_edit_offloaded_by_stages_writes_the_same_edit(source, tmp_path):
     assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 0
     assert main([*args, "--out", str(tmp_path / "b.mp4"), "--offload", "stages"]) == 0
     assert (read_video(tmp_path / "a.mp4", 5, 32, 32) == read_video(tmp_path / "b.mp4", 5, 32, 32)).all()
+    assert main([*args, "--out", str(tmp_path / "c.mp4"), "--offload", "none"]) == 0
+    assert (read_video(tmp_path / "a.mp4", 5, 32, 32) == read_video(tmp_path / "c.mp4", 5, 32, 32)).all()
+
+
+def test_edit_with_8_bit_encoder_weights(source, tmp_path):
+    args = ["edit", "--model", "tiny", "--video", str(source), "--instruction", "make it night",
+            "--frames", "5", "--size", "32x32", "--steps", "1", "--device", "cpu", "--encoder-weights", "int8"]
+    assert main([*args, "--out", str(tmp_path / "a.mp4"), "--offload", "stages"]) == 0
+    assert (tmp_path / "a.mp4").stat().st_size > 0

@@ -237,21 +237,30 @@ def test_bad_contexts(tiny_model, kwargs, match):
 
 
 # ---- stage-by-stage placement ---------------------------------------------------------------------
-def test_offload_by_stages_gives_the_same_edit_and_moves_each_stage_in_turn(tiny_model, clip, monkeypatch):
+@pytest.mark.parametrize("keep", [(), ("transformer", "vae")])
+def test_offload_by_stages_gives_the_same_edit_and_moves_each_stage_in_turn(tiny_model, clip, monkeypatch, keep):
     """On a CPU-only machine the execution device is the CPU too, so this checks the bookkeeping: which
-    components each stage sends to the execution device and back, and that each runs while there."""
-    from revise.pipelines.stages import STAGES
+    components each stage puts on the execution device and takes back, that each runs while there,
+    and that the kept ones stay there."""
+    from revise.pipelines.stages import STAGES, Placement
 
     want = ReviseEditPipeline(tiny_model)(clip, "make it night", seed=3, **KW).video
-    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu", offload="stages")
+    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu", offload=None)
+    pipe.enable_model_cpu_offload("cpu", keep=keep)
     model, log = pipe.model, []
-    names = {id(getattr(model, part)): part for parts in STAGES.values() for part in parts}
-    real_to = torch.nn.Module.to
+    assert pipe._placement.on_device == set(keep) and pipe.offload_keep == keep
+    pointers = {name: p.data_ptr() for name, p in model.transformer.named_parameters()}
+    real_on, real_off = Placement.onload, Placement.offload
 
-    def to(module, *args, **kwargs):
-        if id(module) in names:
-            log.append(("at", names[id(module)], "device" if args[0] is pipe._execution_device else "host"))
-        return real_to(module, *args, **kwargs)
+    def onload(self, names):
+        names = list(names)
+        log.extend(("at", n, "device") for n in names)
+        return real_on(self, names)
+
+    def offload(self, names):
+        names = list(names)
+        log.extend(("at", n, "host") for n in names)
+        return real_off(self, names)
 
     def runs(part, owner, method):
         real = getattr(owner, method)
@@ -261,34 +270,42 @@ def test_offload_by_stages_gives_the_same_edit_and_moves_each_stage_in_turn(tiny
             return real(*args, **kwargs)
         monkeypatch.setattr(owner, method, spy)
 
-    monkeypatch.setattr(torch.nn.Module, "to", to)
+    monkeypatch.setattr(Placement, "onload", onload)
+    monkeypatch.setattr(Placement, "offload", offload)
     runs("vae", model.vae, "encode")
-    runs("understanding", model.understanding.llm, "forward")
+    runs("understanding", model.understanding, "hidden_states")
     runs("text_encoder", model.text_encoder, "forward")
+    runs("adapter", model.adapter, "forward")
     runs("transformer", model.transformer, "forward")
     runs("vae", model.vae, "decode")
     got = pipe(clip, "make it night", seed=3, **KW).video
     assert torch.equal(got, want)
 
-    where = {part: "host" for parts in STAGES.values() for part in parts}
+    where = {part: "device" if part in keep else "host" for parts in STAGES.values() for part in parts}
     ran = []
     for event in log:
         if event[0] == "at":
+            assert event[1] not in keep, f"{event[1]} is kept on the device, yet moved"
             where[event[1]] = event[2]
             continue
         part = event[1]
         ran.append(part)
         assert where[part] == "device", f"{part} ran in host memory"
         on_device = {p for p, w in where.items() if w == "device"}
-        stage = "denoise" if part == "transformer" else "decode" if on_device == {"vae"} else "encode"
-        assert on_device == set(STAGES[stage]), (part, on_device)
-    assert ran.index("transformer") > ran.index("text_encoder") and ran[-1] == "vae"
-    assert set(where.values()) == {"host"}, "every component back in host memory after the edit"
+        stage = {"transformer": "denoise", "understanding": "vlm", "text_encoder": "text",
+                 "adapter": "context"}.get(part, "decode" if ran.count("vae") > 1 else "vae_encode")
+        assert on_device == set(STAGES[stage]) | set(keep), (part, on_device)
+    assert ran.index("transformer") > ran.index("text_encoder") > ran.index("understanding") and ran[-1] == "vae"
+    assert {p for p, w in where.items() if w == "device"} == set(keep), "all else back in host memory"
+    # the weights went back to their host copies: nothing copied back, nothing new allocated
+    assert pointers == {name: p.data_ptr() for name, p in model.transformer.named_parameters()}
 
 
-def test_unknown_offload_mode(tiny_model):
+def test_unknown_offload_mode_and_kept_component(tiny_model):
     with pytest.raises(ReviseInputError, match="unknown offload 'model'"):
         ReviseEditPipeline.from_pretrained("tiny", offload="model")
+    with pytest.raises(ReviseInputError, match="unknown components to keep: dit"):
+        ReviseEditPipeline.from_pretrained("tiny", offload=None).enable_model_cpu_offload("cpu", keep=["dit"])
 
 
 def test_offload_needs_the_largest_stages_weights_only():
@@ -298,10 +315,76 @@ def test_offload_needs_the_largest_stages_weights_only():
     o = resolve_sampling("tiny")
     whole, staged = estimate_memory("tiny", o, 4), estimate_memory("tiny", o, 4, offload="stages")
     sizes = {name: n for name, _, n in summarize("tiny")["components"] if not name.startswith(" ")}
-    encode = sum(sizes[p] for p in ("vae", "understanding", "vision_head", "adapter", "text_encoder",
-                                    "visual_context_adapter", "context_tokens"))
-    assert staged["weights"] == 4 * max(encode, sizes["transformer"]) < whole["weights"]
+    context = sum(sizes[p] for p in ("vision_head", "adapter", "visual_context_adapter", "context_tokens"))
+    largest = max(sizes["vae"], sizes["understanding"], sizes["text_encoder"], context, sizes["transformer"])
+    assert staged["weights"] == 4 * largest < whole["weights"]
     assert {k: v for k, v in staged.items() if k != "weights"} == {k: v for k, v in whole.items() if k != "weights"}
+    kept = estimate_memory("tiny", o, 4, offload="stages", keep=("transformer",))
+    others = max(sizes["vae"], sizes["understanding"], sizes["text_encoder"], context)
+    assert kept["weights"] == 4 * (sizes["transformer"] + others)
+    int8 = estimate_memory("tiny", o, 4, encoder_weights="int8")
+    assert whole["weights"] - int8["weights"] == 3 * (sizes["understanding"] + sizes["text_encoder"])
+
+
+GIB = 2**30
+#: bytes of each component of the released model (wan2.1-1.3b) in bf16
+RELEASED = {"transformer": 2.84e9, "vae": 0.25e9, "text_encoder": 11.36e9, "understanding": 16.99e9,
+            "vision_head": 0.31e9, "adapter": 3.80e9, "visual_context_adapter": 0.013e9, "context_tokens": 0.004e9}
+
+
+def test_choose_offload_explicit_wins_auto_only_on_a_small_gpu():
+    from revise.pipelines.stages import choose_offload
+
+    assert choose_offload("stages", "cpu", 1, None) == "stages"
+    assert choose_offload("stages", "cuda", 1, 80 * GIB) == "stages"      # asked for: offloaded though it fits
+    assert choose_offload("none", "cuda", 40 * GIB, 20 * GIB) is None       # asked not to: it is not
+    assert choose_offload(None, "cuda", 40 * GIB, 20 * GIB) is None
+    assert choose_offload("auto", "cuda:0", 40 * GIB, 20 * GIB) == "stages"  # a 24 GB card
+    assert choose_offload("auto", "cuda:0", 40 * GIB, 75 * GIB) is None      # an 80 GB card
+    assert choose_offload("auto", "cuda", 40 * GIB, None) is None            # free memory unknown
+    assert choose_offload("auto", "cpu", 40 * GIB, 1 * GIB) is None          # host memory is where it waits
+    with pytest.raises(ValueError, match="unknown offload"):
+        choose_offload("model", "cuda", 1, 1)
+
+
+def test_plan_residency_keeps_the_most_bytes_that_fit():
+    from revise.pipelines.stages import COMPONENTS, plan_residency, stage_peak
+
+    assert plan_residency(RELEASED, None) == ()
+    assert set(plan_residency(RELEASED, 80 * GIB)) == set(COMPONENTS)     # everything fits: nothing moves
+    assert stage_peak(RELEASED, ()) == RELEASED["understanding"]          # the largest stage is the VLM
+    keep = plan_residency(RELEASED, 18 * GIB)
+    assert stage_peak(RELEASED, keep) <= 18 * GIB
+    # the VLM (17 GB) must move, so beside it only 2.3 GB may stay: the DiT (2.84 GB) cannot
+    assert "transformer" not in keep and "understanding" not in keep
+    best = max(sum(RELEASED[c] for c in k) for k in
+               (keep, ("vae", "vision_head", "visual_context_adapter", "context_tokens")))
+    assert sum(RELEASED[c] for c in keep) == best
+    int8 = {**RELEASED, "understanding": 8.6e9, "text_encoder": 6.7e9}
+    keep = plan_residency(int8, 18 * GIB)
+    moved = sum(int8.values()) - sum(int8[c] for c in keep)
+    assert stage_peak(int8, keep) <= 18 * GIB and moved < 11e9       # with 8-bit encoders a third moves
+    assert plan_residency(RELEASED, 1e9) == ()                         # the VLM alone is over budget
+
+
+def test_plan_offload_auto_offloads_when_the_gpu_has_too_little_free(monkeypatch):
+    from revise.pipelines.sampling_options import estimate_memory, plan_offload, resolve_sampling
+
+    o = resolve_sampling("tiny")
+    need = sum(estimate_memory("tiny", o, 4).values())
+    assert plan_offload("tiny", o, "cuda", torch.float32, "auto", free=need + 1).offload is None
+    plan = plan_offload("tiny", o, "cuda", torch.float32, "auto", free=need - 1)
+    assert plan.offload == "stages" and plan.budget < need and plan.keep    # most of it stays
+    assert plan_offload("tiny", o, "cpu", torch.float32, "auto", free=1).offload is None
+    assert plan_offload("tiny", o, "cuda", torch.float32, "stages", free=10 * need).offload == "stages"
+    assert plan_offload("tiny", o, "cuda", torch.float32, "none", free=1).offload is None
+    with pytest.raises(ReviseInputError, match="unknown offload"):
+        plan_offload("tiny", o, "cpu", torch.float32, "model")
+
+
+def test_from_pretrained_auto_keeps_everything_in_place_on_the_cpu(tiny_model):
+    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu")      # offload="auto" by default
+    assert pipe._placement is None and pipe.device.type == "cpu"
 
 
 def test_a_diffusers_pipeline_callback_brings_its_own_tensor_inputs(tiny_model, clip):

@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from revise.cli import DEFAULT_MODEL, EXAMPLES_DIR, main
@@ -334,6 +335,40 @@ def test_a_model_that_cannot_load_fails_each_job_saying_why():
         jobs.close()
 
 
+def test_editor_with_a_lora_adapter_and_stage_offload(tmp_path):
+    """``revise serve --lora F --lora-scale S --offload stages``: each device's pipeline loads the
+    adapter at that scale and runs stage by stage; the job's result names the adapter."""
+    from revise import ReviseModel
+    from revise.models.lora import LoraOptions, add_lora, save_lora
+
+    dit = ReviseModel.from_preset("tiny", seed=0).transformer
+    add_lora(dit, LoraOptions(rank=2), seed=0)
+    with torch.no_grad():
+        for name, p in dit.named_parameters():
+            if ".lora_B." in name:
+                p.normal_()                        # B starts at zero: make the adapter change the model
+    file = save_lora(dit, tmp_path / "lora")
+    with pytest.raises(ReviseInputError, match="do not exist"):
+        Editor("tiny", "cpu", lora=tmp_path / "missing")
+    with pytest.raises(ReviseInputError, match="unknown offload"):
+        Editor("tiny", "cpu", offload="model")
+    editor = Editor("tiny", "cpu", steps=2, lora=file.parent, lora_scale=0.5, offload="stages")
+    editor.load()
+    assert editor.pipe.lora_adapters == {"default_0": {"path": str(file), "scale": 0.5}}
+    assert editor.pipe._placement is not None and editor.pipe._placement.on_device == set()
+    plain = Editor("tiny", "cpu", steps=2)
+    plain.load()
+    assert plain.pipe._placement is None and not plain.pipe.lora_adapters
+    jobs = JobQueue([editor], ttl_s=600)
+    jobs.start()
+    try:
+        job = jobs.submit("make it night", 1, example=CLIP)
+        finish(jobs, job, timeout=300)
+        assert job.error is None and job.result["lora"] == {"default_0": {"path": str(file), "scale": 0.5}}
+    finally:
+        jobs.close()
+
+
 # ---- the command -------------------------------------------------------------------------------------
 def test_serve_command_bad_arguments(capsys):
     taken = socket.socket()
@@ -345,6 +380,9 @@ def test_serve_command_bad_arguments(capsys):
                               (["--max-upload-mb", "0"], "--max-upload-mb must be more than 0"),
                               (["--device", "cpu,,cpu"], "--device must be device names"),
                               (["--steps", "0"], "steps"),
+                              (["--lora", "/no/such/adapter"], "do not exist"),
+                              (["--lora-scale", "2"], "--lora-scale needs --lora"),
+                              (["--quantize", "fp8", "--device", "cpu"], "compute capability 8.9"),
                               (["--port", str(taken.getsockname()[1])], "cannot listen on 127.0.0.1:")]:
             assert main(["serve", *args]) == 2, args
             err = capsys.readouterr().err.strip().splitlines()

@@ -122,3 +122,39 @@ def _quiet_libraries() -> None:
 def _version() -> str:
     from .. import __version__
     return __version__
+
+
+def add_lora_args(p: argparse.ArgumentParser) -> None:
+    """--lora and --lora-scale (edit and serve); ``models.lora.lora_option`` checks them."""
+    p.add_argument("--lora", default=None, metavar="PATH",
+                   help="a LoRA adapter for the DiT: a diffusers-format .safetensors file, or a folder holding "
+                        "pytorch_lora_weights.safetensors (what 'revise train' writes to OUT/lora)")
+    p.add_argument("--lora-scale", type=float, default=1.0, metavar="S",
+                   help="the adapter's strength: 0 leaves it out, 1 as trained (default: 1)")
+
+
+def add_placement_args(p: argparse.ArgumentParser) -> None:
+    """--offload, --quantize and --encoder-weights: how the model sits on the device (edit and serve)."""
+    p.add_argument("--offload", choices=["auto", "none", "stages"], default="auto",
+                   help="stages: keep the weights in host memory and put each stage's (VAE encoder, VLM, T5, "
+                        "DiT, VAE decoder) on the device only while it runs, for GPUs too small for the whole "
+                        "model; auto (default): stages only when the model does not fit the GPU's free memory, "
+                        "keeping on it the components that fit; none: the whole model on the device")
+    p.add_argument("--quantize", choices=["fp8"], default=None,
+                   help="fp8: the DiT's linear layers in FP8 (GPUs of compute capability 8.9+: Ada, Hopper)")
+    p.add_argument("--encoder-weights", choices=["int8"], default=None,
+                   help="int8: the VLM's and T5's linear layers with 8-bit weights (half their memory)")
+
+
+def check_placement(args: argparse.Namespace, options, device: str, dtype, copies: int = 1):
+    """The edit's placement (``plan_offload``), its memory checked: before any model is loaded."""
+    from ..models.fp8 import check_fp8_device
+    from ..pipelines.sampling_options import check_memory, plan_offload
+
+    if args.quantize == "fp8":
+        check_fp8_device(device)
+    plan = plan_offload(args.model, options, device, dtype, args.offload, copies=copies,
+                        encoder_weights=args.encoder_weights)
+    check_memory(args.model, options, device, dtype, copies=copies, offload=plan.offload, keep=plan.keep,
+                 encoder_weights=args.encoder_weights)
+    return plan

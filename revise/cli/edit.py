@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 from ..errors import ReviseInputError
 from .common import (DEFAULT_MODEL, DEFAULT_NAME, MODEL_HELP, _add_sampling_args, _check_out, _model, _ProgressBar,
-                     _quiet_libraries, _sampling, _warn)
+                     _quiet_libraries, _sampling, _warn, add_lora_args, add_placement_args, check_placement)
 
 def add_parser(sub) -> None:
     p = sub.add_parser("edit", help="edit a video by an instruction",
@@ -21,46 +20,34 @@ def add_parser(sub) -> None:
     p.add_argument("--best-of", type=int, default=1, metavar="N",
                    help="make N candidates (seeds SEED .. SEED+N-1) and keep the one the model's own critic "
                         "rates highest; prints each candidate's P(Yes) (default: 1, no critic)")
-    p.add_argument("--lora", default=None, metavar="PATH",
-                   help="a LoRA adapter for the DiT: a diffusers-format .safetensors file, or a folder holding "
-                        "pytorch_lora_weights.safetensors (what 'revise train' writes to OUT/lora)")
-    p.add_argument("--lora-scale", type=float, default=1.0, metavar="S",
-                   help="the adapter's strength: 0 leaves it out, 1 as trained (default: 1)")
-    p.add_argument("--offload", choices=["stages"], default=None,
-                   help="stages: keep the weights in host memory and put each stage's (encoders, DiT, VAE "
-                        "decoder) on the device only while it runs, for GPUs too small for the whole model")
+    add_lora_args(p)
+    add_placement_args(p)
     _add_sampling_args(p)
     p.set_defaults(func=cmd_edit)
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from ..pipelines.best_of import MAX_BEST_OF
-    from ..pipelines.sampling_options import check_instructions, check_memory, resolve_device
+    from ..models.lora import lora_option
+    from ..pipelines.sampling_options import check_instructions, resolve_device
 
     out = _check_out(args.out)
     options = _sampling(args, args.model)           # checks the model exists before anything loads
     check_instructions([args.instruction])
     if not 1 <= args.best_of <= MAX_BEST_OF:
         raise ReviseInputError(f"--best-of must be from 1 to {MAX_BEST_OF}, not {args.best_of}")
-    lora = None
-    if args.lora is not None:
-        from ..models.lora import lora_file
-
-        lora = lora_file(args.lora)
-        if not math.isfinite(args.lora_scale):
-            raise ReviseInputError(f"--lora-scale must be a finite number, not {args.lora_scale}")
-    elif args.lora_scale != 1.0:
-        raise ReviseInputError("--lora-scale needs --lora")
+    lora = lora_option(args.lora, args.lora_scale)
     device, dtype = resolve_device(args.device, args.dtype)
-    check_memory(args.model, options, device, dtype, copies=min(args.best_of, 2), offload=args.offload)
+    placement = check_placement(args, options, device, dtype, copies=min(args.best_of, 2))
     _edit(args.model, Path(args.video), args.instruction, out, options, device, dtype, best_of=args.best_of,
-          lora=lora, lora_scale=args.lora_scale, offload=args.offload)
+          lora=lora, lora_scale=args.lora_scale, offload=placement, quantize=args.quantize,
+          encoder_weights=args.encoder_weights)
     return 0
 
 
 def _edit(model_name: str, video_path: Path, instruction: str, out: Path, options, device: str, dtype, *,
           best_of: int = 1, comparison: Path | None = None, reference=None, lora: Path | None = None,
-          lora_scale: float = 1.0, offload: str | None = None):
+          lora_scale: float = 1.0, offload=None, quantize: str | None = None, encoder_weights: str | None = None):
     """Edit one clip (best of ``best_of`` seeds by the critic), write the mp4 (and a middle-frame PNG:
     source | edit [| reference]); return the pipeline, the source clip [3, F, H, W] and the edit."""
     from ..models.revise_model import prompt_style_of
@@ -74,9 +61,12 @@ def _edit(model_name: str, video_path: Path, instruction: str, out: Path, option
     # bad video fails before the model loads; read as the model's prompt style reads a file
     source, vlm_frames = read_source(video_path, o.num_frames, o.height, o.width, prompt_style_of(model_name))
     _quiet_libraries()
-    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=dtype, offload=offload)
+    pipe = ReviseEditPipeline.from_pretrained(model_name, device=device, dtype=dtype, offload=offload,
+                                              encoder_weights=encoder_weights)
     if lora is not None:
         pipe.load_lora_weights(lora, scale=lora_scale)
+    if quantize == "fp8":
+        pipe.enable_fp8()           # after the adapter, which it merges in
     for note in instruction_warnings(instruction, pipe.model.tokenizer, pipe.model.context_config.max_text_len):
         _warn(note)
     bar = _ProgressBar(f"best of {best_of}") if best_of > 1 else None

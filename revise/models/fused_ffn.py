@@ -28,7 +28,7 @@ class FusedLinearGELU(nn.Module):
         self.proj = block.proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_cuda:
+        if not x.is_cuda or type(self.proj) is not nn.Linear:     # off the GPU, or FP8 linears (models/fp8.py)
             return F.gelu(self.proj(x), approximate="tanh")
         out = torch._addmm_activation(self.proj.bias, x.reshape(-1, x.shape[-1]), self.proj.weight.t(), use_gelu=True)
         return out.view(*x.shape[:-1], out.shape[-1])

@@ -96,6 +96,18 @@ def lora_file(path: str | Path) -> Path:
     return path
 
 
+def lora_option(path: str | Path | None, scale: float, flag: str = "--lora") -> Path | None:
+    """A command line's ``--lora PATH`` and ``--lora-scale S``, checked before any model loads: the
+    file (:func:`lora_file`) or None, and a finite scale that only comes with an adapter."""
+    if path is None:
+        if scale != 1.0:
+            raise ReviseInputError(f"{flag}-scale needs {flag}")
+        return None
+    if not math.isfinite(scale):
+        raise ReviseInputError(f"{flag}-scale must be a finite number, not {scale}")
+    return lora_file(path)
+
+
 def load_lora(transformer, path: str | Path, adapter_name: str) -> None:
     """Add the adapter of a diffusers-format LoRA file (or an original Wan one, which diffusers converts)."""
     from diffusers.loaders import WanLoraLoaderMixin

@@ -28,8 +28,8 @@ from ..models.prompt_style import RELEASE_SKIP_FRAMES
 from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from ..config import SamplingConfig
-from .sampling_options import SOLVERS, check_call_options, check_instructions, resolve_sampling
-from .stages import OFFLOAD_MODES, STAGES
+from .sampling_options import INT8_COMPONENTS, SOLVERS, check_call_options, check_instructions, resolve_sampling
+from .stages import COMPONENTS, OFFLOAD_CHOICES, OFFLOAD_MODES, STAGES, Placement, module_bytes
 from .step_plan import StepPlan
 
 SIGMA_SCHEDULES = ("diffusers", "wan")
@@ -93,6 +93,18 @@ def read_source(path: str | Path, num_frames: int, height: int, width: int,
     return clip, read_frames(path, [0])
 
 
+QUANTIZE = ("fp8",)              # the DiT's linears (``quantize``)
+ENCODER_WEIGHTS = ("int8",)      # the VLM's and T5's linears (``encoder_weights``)
+
+
+def check_quantize_options(quantize: str | None, encoder_weights: str | None) -> None:
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ReviseInputError(f"unknown quantize {quantize!r}: choose {', '.join(QUANTIZE)} (or none for the model's dtype)")
+    if encoder_weights is not None and encoder_weights not in ENCODER_WEIGHTS:
+        raise ReviseInputError(f"unknown encoder weights {encoder_weights!r}: choose {', '.join(ENCODER_WEIGHTS)} "
+                               "(or none for the model's dtype)")
+
+
 def _instruction_list(instruction: str | Sequence[str]) -> list[str]:
     instructions = [instruction] if isinstance(instruction, str) else list(instruction)
     check_instructions(instructions)
@@ -121,50 +133,97 @@ class ReviseEditPipeline:
         self._fast_path = False
         self.lora_adapters: dict[str, dict] = {}     # the loaded LoRA adapters by name: {"path", "scale"}
         self._execution_device: torch.device | None = None   # set by enable_model_cpu_offload
+        self._placement: Placement | None = None
+        self.offload_keep: tuple[str, ...] = ()      # with offload: the components that stay on the device
+        self.quantized: dict[str, str] = {}          # {"transformer": "fp8", "encoders": "int8"} once applied
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, seed: int = 0,
-                        offload: str | None = None) -> "ReviseEditPipeline":
-        """The pipeline of a model folder or preset on ``device``; ``offload="stages"`` loads the
-        weights into host memory and runs each stage on ``device`` (:meth:`enable_model_cpu_offload`)."""
-        if offload is not None and offload not in OFFLOAD_MODES:
-            raise ReviseInputError(f"unknown offload {offload!r}: choose {', '.join(OFFLOAD_MODES)} (or none)")
-        pipe = cls(ReviseModel.load(name_or_path, device="cpu" if offload else device, dtype=dtype, seed=seed))
-        return pipe.enable_model_cpu_offload(device) if offload else pipe
+                        dtype: torch.dtype | None = None, seed: int = 0, offload: Any = "auto",
+                        quantize: str | None = None, encoder_weights: str | None = None) -> "ReviseEditPipeline":
+        """The pipeline of a model folder or preset on ``device``.
+
+        - ``offload``: "auto" (default) keeps the whole model on the device when it fits in the free
+          memory at the model's own sampling settings, else runs stage by stage keeping what fits
+          (:func:`~revise.pipelines.sampling_options.plan_offload`); "stages" loads the weights into
+          host memory and runs each stage on ``device`` (:meth:`enable_model_cpu_offload`); None or
+          "none" keeps everything on the device; or a ``sampling_options.OffloadPlan``.
+        - ``quantize="fp8"``: the DiT's block linears in FP8 (:meth:`enable_fp8`).
+        - ``encoder_weights="int8"``: the VLM's and T5's linears with 8-bit weights (:meth:`quantize_encoders`).
+        """
+        from .sampling_options import OffloadPlan, plan_offload, resolve_device, resolve_sampling
+
+        check_quantize_options(quantize, encoder_weights)
+        dev, torch_dtype = resolve_device(device, dtype)
+        if isinstance(offload, OffloadPlan):        # planned already (the command line, for its memory check)
+            plan = offload
+        else:
+            if offload is not None and offload not in OFFLOAD_CHOICES:
+                raise ReviseInputError(f"unknown offload {offload!r}: choose {', '.join(OFFLOAD_MODES)}, auto or none")
+            plan = plan_offload(name_or_path, resolve_sampling(name_or_path), dev, torch_dtype, offload,
+                                encoder_weights=encoder_weights)
+        staged = plan.offload is not None
+        direct = not staged and encoder_weights is None
+        pipe = cls(ReviseModel.load(name_or_path, device=device if direct else "cpu", dtype=dtype, seed=seed))
+        if encoder_weights is not None:
+            pipe.quantize_encoders(encoder_weights)
+        if staged:
+            pipe.enable_model_cpu_offload(dev, keep=plan.keep)
+        elif not direct:
+            pipe.model.to(dev)
+        if quantize is not None:
+            pipe.enable_fp8()
+        return pipe
 
     @property
     def device(self) -> torch.device:
         """Where the edit runs (with offload, where each stage's components go for that stage)."""
         return self._execution_device if self._execution_device is not None else self.model.device
 
-    def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> "ReviseEditPipeline":
+    def enable_model_cpu_offload(self, device: str | torch.device | None = None, keep: Sequence[str] | None = None,
+                                 memory_budget: int | None = None) -> "ReviseEditPipeline":
         """Stage-by-stage placement: every component waits in host memory, and each stage of an edit
-        moves only its own to ``device`` (default: cuda when there is a GPU) and back when done: the
-        VAE encoder, VLM, T5 and connectors to make the contexts, then the DiT for the denoising loop,
-        then the VAE to decode (and the VLM for best-of's critic). The GPU then holds one stage's
-        weights at a time, at the cost of copying them over PCIe on every edit. The edit is the same."""
+        moves only its own to ``device`` (default: cuda when there is a GPU) and lets go of them when
+        done: the VAE encoder, the VLM, T5 and the context modules in turn, then the DiT for the
+        denoising loop, then the VAE to decode (and the VLM for best-of's critic). The weights stay
+        in pinned host memory, so nothing is copied back (``revise/pipelines/stages.py``).
+
+        ``keep``: components that stay on the device for good (no copy per edit), e.g.
+        ``("transformer", "vae")``; default: those :func:`~revise.pipelines.stages.plan_residency`
+        picks for ``memory_budget`` bytes of weights at once, or none without a budget.
+        The edit is the same."""
+        from .stages import plan_residency
+
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to("cpu")
-        self._execution_device = torch.device(device)
+        device = torch.device(device)
+        modules = {name: getattr(self.model, name) for name in COMPONENTS}
+        if keep is None:
+            keep = plan_residency({n: module_bytes(m) for n, m in modules.items()}, memory_budget)
+        unknown = sorted(set(keep) - set(COMPONENTS))
+        if unknown:
+            raise ReviseInputError(f"unknown components to keep: {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
+        if self._placement is not None:
+            self._placement.offload(list(self._placement.on_device))
+        self._placement = Placement(modules, device)
+        self._execution_device = device
+        self.offload_keep = tuple(keep)
+        self._placement.onload(self.offload_keep)
         return self
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """With offload, ``STAGES[name]``'s components on the execution device for the block, then
-        back in host memory; without, nothing moves."""
-        if self._execution_device is None:
+        """With offload, ``STAGES[name]``'s components on the execution device for the block (those
+        kept there stay), then back in host memory; without, nothing moves."""
+        if self._placement is None:
             yield
             return
-        modules = [getattr(self.model, part) for part in STAGES[name]]
-        for module in modules:
-            module.to(self._execution_device)
+        parts = [p for p in STAGES[name] if p not in self.offload_keep]
+        self._placement.onload(parts)
         try:
             yield
         finally:
-            for module in modules:
-                module.to("cpu")
+            self._placement.offload(parts)
 
     def load_lora_weights(self, path: str | Path, adapter_name: str | None = None,
                           scale: float = 1.0) -> "ReviseEditPipeline":
@@ -184,6 +243,47 @@ class ReviseEditPipeline:
         load_lora(dit, path, name)
         self.lora_adapters[name] = {"path": str(lora_file(path)), "scale": float(scale)}
         dit.set_adapters(list(self.lora_adapters), weights=[a["scale"] for a in self.lora_adapters.values()])
+        if self._placement is not None:          # the adapter's weights move with the DiT
+            self._placement.refresh("transformer")
+        return self
+
+    def enable_fp8(self, allow_cpu: bool = False) -> "ReviseEditPipeline":
+        """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
+        ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
+        capability 8.9+); any other device is refused with one ``ReviseInputError`` line (the CPU
+        runs it in emulation with ``allow_cpu``, for tests). LoRA adapters are merged in first. Call it
+        after :meth:`enable_fast_path` when both are wanted (its fused projections become FP8 too, and
+        the feed-forward's GELU is then applied after the FP8 matmul)."""
+        from ..models.fp8 import check_fp8_device, fp8_linears
+
+        check_fp8_device(self.device, allow_cpu)
+        dit = self.model.transformer
+        if has_lora(dit):
+            dit.fuse_lora()
+            dit.unload_lora()
+        self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
+        fp8_linears(dit, self.device, allow_cpu=True)
+        if self._placement is not None:         # the new modules' tensors get host copies like the rest
+            self._placement.refresh("transformer")
+        self.quantized["transformer"] = "fp8"
+        return self
+
+    def quantize_encoders(self, weights: str = "int8") -> "ReviseEditPipeline":
+        """The VLM's and T5's linears with 8-bit weights and a scale per output row
+        (``revise/models/int8.py``): half their memory, and half the bytes stage offload moves."""
+        from ..models.int8 import int8_weights
+
+        check_quantize_options(None, weights)
+        for name in INT8_COMPONENTS:
+            if self._placement is None:
+                int8_weights(getattr(self.model, name))
+                continue
+            self._placement.onload([name])          # quantized where the arithmetic is fast
+            int8_weights(getattr(self.model, name))
+            self._placement.refresh(name)
+            if name not in self.offload_keep:
+                self._placement.offload([name])
+        self.quantized["encoders"] = weights
         return self
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
@@ -228,6 +328,8 @@ class ReviseEditPipeline:
             dit.set_attention_backend(attention)
         if compile:
             compile_blocks(dit, mode=compile_mode)
+        if self._placement is not None:          # fused projections are new weights: they move with the DiT
+            self._placement.refresh("transformer")
         return self
 
     def prepare_inputs(self, video: torch.Tensor | str | Path, num_frames: int, height: int, width: int,
@@ -280,22 +382,22 @@ class ReviseEditPipeline:
         """Both mixed contexts of clips ``source`` [B, 3, F, H, W]; seconds per stage into ``timings``."""
         if source.shape[0] != len(instructions):
             raise ReviseInputError(f"{source.shape[0]} clips but {len(instructions)} instructions")
-        clock = _Clock(self.device)                  # with offload, vae_encode includes the move to the device
-        with self.stage("encode"):
-            return self._encode_on_device(source, instructions, vlm_frames, timings, clock)
-
-    def _encode_on_device(self, source: torch.Tensor, instructions: list[str], vlm_frames: np.ndarray | None,
-                          timings: dict[str, float], clock: "_Clock") -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
-        source_latents = model.encode_video(source)
+        clock = _Clock(self.device)             # with offload, each lap includes its stage's move to the device
+        with self.stage("vae_encode"):
+            source_latents = model.encode_video(source)
         timings["vae_encode"] = clock.lap()
         release = model.prompt_style == "release" and vlm_frames is not None
         vlm_images = model.understanding.preprocess_images(vlm_frames) if release else None
-        vlm = model.vlm_tokens(source, instructions, vlm_images)
+        with self.stage("vlm"):
+            hidden, mask = model.vlm_hidden_states(source, instructions, vlm_images)
         timings["vlm"] = clock.lap()
-        text = model.encode_text(instructions)
+        with self.stage("text"):
+            text = model.encode_text(instructions)
         timings["text"] = clock.lap()
-        cond, uncond = model.assemble_contexts(source_latents, vlm, text)
+        with self.stage("context"):                 # the vision head and adapter turn the VLM's states into tokens
+            vlm = model.vlm_from_hidden(hidden, mask)
+            cond, uncond = model.assemble_contexts(source_latents, vlm, text)
         timings["context"] = clock.lap()
         return cond, uncond
 

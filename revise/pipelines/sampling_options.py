@@ -189,19 +189,31 @@ def _architecture(model: str | Path) -> dict[str, Any]:
     return load_preset(model)
 
 
-def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int,
-                    offload: str | None = None) -> dict[str, int]:
-    """A rough lower bound, in bytes, of what one edit holds at once: the weights (with
-    ``offload="stages"`` those of the largest stage), the clips, the VAE's full-resolution activations
-    and the DiT's token activations. Ignores the attention's own workspace, so a refusal is certain to
-    be right; passing is no promise."""
+#: Components whose weights ``encoder_weights="int8"`` stores in 8 bits (``revise/models/quantize.py``).
+INT8_COMPONENTS = ("understanding", "text_encoder")
+
+
+def component_bytes(model: str | Path, itemsize: int, encoder_weights: str | None = None) -> dict[str, int]:
+    """Bytes of each component's weights at ``itemsize`` bytes a parameter (1 for the encoders with
+    ``encoder_weights="int8"``; their embeddings stay wider, so this is a lower bound)."""
     from ..models.summary import summarize
-    from .stages import STAGES
 
     sizes = {name: n for name, _, n in summarize(model)["components"] if not name.startswith(" ")}
-    weights = sum(sizes.values())
-    if offload is not None:
-        weights = max(sum(sizes.get(part, 0) for part in parts) for parts in STAGES.values())
+    return {name: n * (1 if encoder_weights == "int8" and name in INT8_COMPONENTS else itemsize)
+            for name, n in sizes.items()}
+
+
+def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int,
+                    offload: str | None = None, keep: Sequence[str] = (),
+                    encoder_weights: str | None = None) -> dict[str, int]:
+    """A rough lower bound, in bytes, of what one edit holds at once: the weights (with
+    ``offload="stages"`` the components in ``keep`` plus the largest stage's others), the clips, the
+    VAE's full-resolution activations and the DiT's token activations. Ignores the attention's own
+    workspace, so a refusal is certain to be right; passing is no promise."""
+    from .stages import stage_peak
+
+    sizes = component_bytes(model, itemsize, encoder_weights)
+    weights = sum(sizes.values()) if offload is None else stage_peak(sizes, keep)
     arch = _architecture(model)
     dit, vae = arch.get("transformer", {}), arch.get("vae", {})
     f, h, w = options.num_frames, options.height, options.width
@@ -212,12 +224,46 @@ def estimate_memory(model: str | Path, options: SamplingOptions, itemsize: int,
     dim = dit.get("num_attention_heads", 12) * dit.get("attention_head_dim", 128)
     latents = vae.get("z_dim", 16) * latent_frames * (h // 8) * (w // 8)
     return {
-        "weights": weights * itemsize,
+        "weights": weights,
         "clips": 3 * pixels * 4 * 3,                                        # source, edit (float32), uint8 copies
         "vae": vae.get("base_dim", 96) * 4 * h * w * itemsize * 2,          # 4 frames of the widest full-res stage
         "dit": branches * tokens * (dit.get("ffn_dim", 4 * dim) + 4 * dim) * itemsize,
         "latents": (options.num_inference_steps + 3) * latents * 4,        # the sampler's history (float32)
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class OffloadPlan:
+    """How an edit places the model: ``offload`` None (all on the device) or "stages", and the
+    components that stay on the device for good (``keep``) within ``budget`` bytes of weights."""
+
+    offload: str | None
+    keep: tuple[str, ...] = ()
+    budget: int | None = None
+
+
+def plan_offload(model: str | Path, options: SamplingOptions, device: str, dtype: Any, requested: str | None,
+                 copies: int = 1, encoder_weights: str | None = None, free: int | None = None) -> OffloadPlan:
+    """The placement of an edit (:func:`~revise.pipelines.stages.choose_offload`): with ``"auto"`` the
+    whole model stays on a GPU when it fits in the free memory (``free``, default: measured now), else
+    the edit is offloaded stage by stage, keeping on the device what fits beside the activations
+    (:func:`~revise.pipelines.stages.plan_residency`); ``"stages"`` keeps nothing there for good."""
+    from .stages import OFFLOAD_CHOICES, choose_offload, plan_residency
+
+    if requested is not None and requested not in OFFLOAD_CHOICES:
+        raise ReviseInputError(f"unknown offload {requested!r}: choose one of {', '.join(OFFLOAD_CHOICES)}")
+    if requested != "auto":
+        return OffloadPlan(choose_offload(requested, device, 0, None))
+    need = estimate_memory(model, options, dtype.itemsize, encoder_weights=encoder_weights)
+    others = sum(need.values()) - need["weights"] + (copies - 1) * need["clips"]
+    if free is None:
+        free = available_memory(device)
+    offload = choose_offload("auto", device, need["weights"] + others, free)
+    if offload is None:
+        return OffloadPlan(None)
+    budget = max(0, free - others)
+    sizes = component_bytes(model, dtype.itemsize, encoder_weights)
+    return OffloadPlan(offload, plan_residency(sizes, budget), budget)
 
 
 def available_memory(device: str) -> int | None:
@@ -249,10 +295,10 @@ def available_memory(device: str) -> int | None:
 
 
 def check_memory(model: str | Path, options: SamplingOptions, device: str, dtype: Any, copies: int = 1,
-                 offload: str | None = None) -> None:
+                 offload: str | None = None, keep: Sequence[str] = (), encoder_weights: str | None = None) -> None:
     """Refuse (``ReviseInputError``) an edit whose :func:`estimate_memory` exceeds the device's free
     memory; ``copies`` candidates are held at once (best-of keeps the best so far)."""
-    need = estimate_memory(model, options, dtype.itemsize, offload)
+    need = estimate_memory(model, options, dtype.itemsize, offload, keep, encoder_weights)
     total = sum(need.values()) + (copies - 1) * need["clips"]
     free = available_memory(device)
     if free is not None and total > free:

@@ -16,6 +16,7 @@ import argparse
 import socket
 from pathlib import Path
 
+from ..cli.common import add_lora_args, add_placement_args
 from ..errors import ReviseInputError
 
 
@@ -38,6 +39,8 @@ def add_serve_command(sub: argparse._SubParsersAction, default_model: str, examp
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="default: bfloat16 on a GPU, float32 on a CPU")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's own)")
+    add_lora_args(p)
+    add_placement_args(p)
     p.add_argument("--max-best-of", type=int, default=4, help="most candidates a user may ask for (default: 4)")
     p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload in MiB (default: 64)")
     p.add_argument("--max-seconds", type=float, default=60, help="longest clip in seconds (default: 60)")
@@ -59,6 +62,7 @@ def _port(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..models.lora import lora_option
     from ..pipelines.best_of import MAX_BEST_OF
     from .uploads import UploadLimits
 
@@ -82,8 +86,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     devices = [d.strip() for d in args.device.split(",")] if args.device is not None else [None]
     if args.device is not None and not all(devices):
         raise ReviseInputError(f"--device must be device names separated by commas, not '{args.device}'")
+    lora = lora_option(args.lora, args.lora_scale)
     # each resolves the model's settings with --steps (checked) and its device, loading no weights yet
-    editors = [Editor(args.model, device, args.dtype, args.steps) for device in devices]
+    editors = [Editor(args.model, device, args.dtype, args.steps, lora=lora, lora_scale=args.lora_scale,
+                      offload=args.offload, quantize=args.quantize, encoder_weights=args.encoder_weights)
+               for device in devices]
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
                           max_side=args.max_side, min_frames=editors[0].options.num_frames)
     settings = ServeSettings(model=str(args.model), examples=load_examples(args.examples_dir), limits=limits,
@@ -92,7 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     jobs = JobQueue(editors, ttl_s=args.keep_minutes * 60, max_waiting=args.max_queue)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"revise serve: model {args.model} on {', '.join(e.device for e in editors)}; "
+    extra = f", LoRA {lora} at scale {args.lora_scale:g}" if lora is not None else ""
+    print(f"revise serve: model {args.model}{extra} on {', '.join(e.device for e in editors)}; "
           f"open http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
     if host not in ("127.0.0.1", "::1", "localhost"):
         print("warning: the page has no login and listens beyond this machine", flush=True)

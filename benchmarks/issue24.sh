@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# All of #24's numbers in one run on one GPU (about 6-8 minutes on an H100), at the released setting
+# (17x352x640, 40 UniPC steps, the wan2.1-1.3b preset in bf16):
+#   1. benchmarks/edit_latency.py: the resident eager edit; stage offload under a 24 GiB cap (every
+#      stage moved; the components kept that fit a 20 GiB peak; the same with 8-bit VLM and T5
+#      weights), with peak memory and time over the resident edit; the compiled fast path; FP8
+#      linears on it; each row's velocity and final-latent error against the bf16 eager edit.
+#   2. benchmarks/train_throughput.py: SFT steps with the DiT trained in full and through LoRA
+#      adapters of rank 16 and 64 (step time, samples/s, peak memory, trainable parameters).
+# Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
+# are installed first where the machine lacks them.
+#   bash benchmarks/issue24.sh [all|edit|train]     # edit or train alone: each part of the run (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-outputs/issue24}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1 && [ ! -d /tmp/site ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+[ -d /tmp/site ] && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name())'
+part=${1:-all}
+status=0
+[ "$part" = all ] || [ "$part" = edit ] && { python3 benchmarks/edit_latency.py --compile --fast-path-only --no-stock --offload --memory-cap-gib 24 \
+    --offload-budget-gib 20 --fp8 --repeats 2 --json "$out/edit_latency_issue24.json" 2>&1 \
+    | grep -v "it/s\]" | tee "$out/edit_latency_issue24.log" || status=1; }
+[ "$part" = all ] || [ "$part" = train ] && { python3 benchmarks/train_throughput.py --objectives sft \
+    --checkpointing on --lora-ranks 16 64 --steps 2 --json "$out/train_lora_issue24.json" 2>&1 \
+    | tee "$out/train_lora_issue24.log" || status=1; }
+exit $status

@@ -1,0 +1,95 @@
+"""The DiT's block linears in FP8 (e4m3) through ``torch._scaled_mm``, for GPUs with FP8 tensor cores.
+
+Each ``nn.Linear`` inside the transformer's blocks (attention projections, fused or not, and the
+feed-forward) becomes an :class:`Fp8Linear`: its weight is stored once as e4m3 with one float32
+scale per output row (the row's largest magnitude maps to e4m3's largest value, 448), and at every
+call the input is scaled per token the same way, cast to e4m3, and multiplied by ``_scaled_mm``
+with both scales applied in its epilogue ("row-wise" scaling, the recipe of torchao's
+``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``); the bias is added after.
+The matmul then runs at up to twice bf16's rate on Hopper, and the weights take half the memory.
+
+The patch embedding, the time and text embedders and the output head stay in their dtype (they are
+under 0.1% of the FLOPs, and the output head sets the velocity's precision). Only an NVIDIA GPU of
+compute capability 8.9 or newer (Ada, Hopper, Blackwell) has FP8 matmuls; any other device is
+refused with one line (:func:`check_fp8_device`). PyTorch also runs ``_scaled_mm`` on the CPU,
+which the tests use (``allow_cpu``) to check the numerics; it is not meant for speed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ReviseInputError
+
+E4M3 = torch.float8_e4m3fn
+E4M3_MAX = float(torch.finfo(E4M3).max)      # 448
+_TINY = 1e-12
+
+
+def fp8_supported(device: torch.device | str) -> tuple[bool, str]:
+    """Whether ``device`` has FP8 matmuls, and if not, why (one line)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False, f"FP8 matmuls need an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper); {device} is not one"
+    if not torch.cuda.is_available():
+        return False, "FP8 matmuls need a CUDA GPU, and this machine has none"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 9):
+        name = torch.cuda.get_device_name(device)
+        return False, (f"FP8 matmuls need an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper); "
+                       f"{name} is {major}.{minor}: use bf16 (no --quantize)")
+    return True, ""
+
+
+def check_fp8_device(device: torch.device | str, allow_cpu: bool = False) -> None:
+    """Raise ``ReviseInputError`` when ``device`` cannot run FP8 matmuls (the CPU passes with ``allow_cpu``)."""
+    if allow_cpu and torch.device(device).type == "cpu":
+        return
+    ok, why = fp8_supported(device)
+    if not ok:
+        raise ReviseInputError(why)
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` [M, K] -> (e4m3 [M, K], float32 scales [M, 1]) with ``x ~= q * scale`` row by row."""
+    scale = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=_TINY) / E4M3_MAX
+    return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
+
+
+class Fp8Linear(nn.Module):
+    """``nn.Linear`` with an e4m3 weight and row-wise scales; the input is quantized per token."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight, scale = quantize_rows(linear.weight.detach())
+        self.register_buffer("weight_fp8", weight)                       # [N, K], row-major
+        self.register_buffer("weight_scale", scale.t().contiguous())     # [1, N]
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        q, scale = quantize_rows(rows)
+        # mat2 must be column-major: the row-major [N, K] weight, transposed, is
+        out = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, e4m3"
+
+
+def fp8_linears(transformer: nn.Module, device: torch.device | str | None = None, allow_cpu: bool = False) -> int:
+    """Swap every ``nn.Linear`` inside ``transformer.blocks`` for an :class:`Fp8Linear`; returns how
+    many. Shapes ``_scaled_mm`` cannot take (a side not a multiple of 16) stay as they are."""
+    device = device if device is not None else next(transformer.parameters()).device
+    check_fp8_device(device, allow_cpu)
+    swapped = 0
+    for parent in list(transformer.blocks.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and child.in_features % 16 == 0 and child.out_features % 16 == 0:
+                setattr(parent, name, Fp8Linear(child))
+                swapped += 1
+    return swapped

@@ -1,0 +1,68 @@
+"""#24's benchmark options on the tiny preset (CPU): benchmarks/edit_latency.py's offload, FP8 and
+error rows, and benchmarks/train_throughput.py's LoRA rows. No timings are checked, only what the rows
+hold."""
+
+import importlib.util
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_edit_latency_offload_and_fp8_rows(tmp_path, monkeypatch, capsys):
+    bench = load("edit_latency")
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(sys, "argv", ["edit_latency.py", "--preset", "tiny", "--frames", "5", "--height", "32",
+                                      "--width", "32", "--steps", "1", "--repeats", "1", "--offload", "--fp8",
+                                      "--no-stock", "--memory-cap-gib", "24", "--json", str(out)])
+    bench.main()
+    rows = json.loads(out.read_text())["rows"]
+    labels = [r["label"] for r in rows]
+    assert labels == ["revise, eager (default SDPA)", "revise, eager, offload: every stage moved",
+                      "revise, eager, offload: kept what fits a 20 GiB peak",
+                      "revise (int8 encoders), eager, offload: kept what fits a 20 GiB peak",
+                      "revise (int8 encoders), eager (default SDPA), + FP8 linears (enable_fp8())"]
+    offloaded = [r for r in rows if r.get("offload")]
+    assert offloaded[0]["keep"] == [] and offloaded[0]["moved_per_edit_gb"] > 0
+    assert set(offloaded[1]["keep"]) >= {"transformer", "vae"}          # the tiny model fits 20 GiB whole
+    for r in rows[:4]:          # offload moves the same weights: the DiT's outputs are the same
+        assert r["velocity_rel_err"] == 0 and r["latents_rel_err"] == 0
+    assert 0 < rows[-1]["velocity_rel_err"] < 0.1 and 0 < rows[-1]["latents_rel_err"] < 0.1
+    printed = capsys.readouterr().out
+    assert "| total / resident eager |" in printed and "goal met" in printed
+    assert "velocity rel. error" in printed
+    assert "conditional context (VLM, T5, connectors) with (int8 encoders)" in printed
+
+
+def test_train_throughput_lora_rows(tmp_path, capsys):
+    bench = load("train_throughput")
+    args = Namespace(preset="tiny", frames=5, height=32, width=32, steps=1)
+    data = bench.make_data(tmp_path, 5, 32, 32)
+    full = bench.run("sft", True, 0, data, tmp_path / "full", args)
+    lora = bench.run("sft", True, 4, data, tmp_path / "lora", args)
+    assert lora["lora_rank"] == 4 and full["lora_rank"] == 0
+    assert 0 < lora["trainable_params"] < full["trainable_params"]
+    bench.print_table([full, lora, {"objective": "sft", "checkpointing": True, "lora_rank": 64, "oom": True}])
+    table = capsys.readouterr().out
+    assert "| sft | on | in full |" in table and "| sft | on | LoRA rank 4 |" in table
+    assert "| sft | on | LoRA rank 64 | | out of memory | | | |" in table
+    assert f"{lora['trainable_params']:,}" in table
+
+
+@pytest.mark.parametrize("options", [["--no-full"], ["--lora-ranks", "-1"]])
+def test_train_throughput_refuses_nothing_to_run(monkeypatch, options):
+    bench = load("train_throughput")
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--preset", "tiny", *options])
+    with pytest.raises(SystemExit, match="nothing to run"):
+        bench.main()
