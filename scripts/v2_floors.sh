@@ -10,6 +10,9 @@
 set -euo pipefail
 N_TRAIN=${N_TRAIN:-24000}; N_VAL=${N_VAL:-150}; N_TEST=${N_TEST:-300}
 WORKERS=${WORKERS:-16}; TIME_LIMIT=${TIME_LIMIT:-180}; BATCH=${BATCH:-128}
+# continuing a trained model: 2_sft.yaml's lr 5e-4 from a fresh optimizer broke the shipped model's
+# pictures in 80 s (docs/results.md, "RVE-Synth v2"), so the arms continue at stage 3's lr by default
+LR=${LR:-1.0e-4}; WARMUP=${WARMUP:-20}
 STAGES=${STAGES:-"data shipped sft blind floors"}; EVAL_SPLITS=${EVAL_SPLITS:-"test val"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}
@@ -30,6 +33,7 @@ floors() {  # floors NAME MODEL SPLIT: generate with each instruction mode, then
 sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from the shipped model for TIME_LIMIT s
     mkdir -p "$RUNS/$1"
     sed -e "s#data/mini/train.json#$2#" -e "s#^out: .*#out: $RUNS/$1#" -e "s#runs/mini/cache#$RUNS/$1/cache#" \
+        -e "s#^lr: .*#lr: $LR#" -e "s#^warmup_steps: .*#warmup_steps: $WARMUP#" \
         configs/mini/2_sft.yaml > "$RUNS/$1/config.yaml"
     stamp "train $1 on $2"
     $REVISE train --config "$RUNS/$1/config.yaml" --model "$SHIPPED" --time-limit "$TIME_LIMIT" --no-resume
