@@ -45,7 +45,17 @@ def test_edit_latency_offload_and_fp8_rows(tmp_path, monkeypatch, capsys):
     assert "conditional context (VLM, T5, connectors) with (int8 encoders)" in printed
 
 
-def test_train_throughput_lora_rows(tmp_path, capsys):
+@pytest.fixture
+def fresh_accelerate_state():
+    """The benchmark's trainer sets accelerate's process-wide state to bf16; later tests' trainers
+    ask for other precisions, which accelerate refuses once a state exists."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_train_throughput_lora_rows(tmp_path, capsys, fresh_accelerate_state):
     bench = load("train_throughput")
     args = Namespace(preset="tiny", frames=5, height=32, width=32, steps=1)
     data = bench.make_data(tmp_path, 5, 32, 32)
