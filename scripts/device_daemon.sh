@@ -5,7 +5,7 @@
 # The job runs in its own copy of the working tree ($JOB, default /tmp/job): a later device call re-copies
 # the working tree, and a job running inside it would see its files vanish for a moment (worker processes
 # then fail to import revise). It installs the carried wheels (.whl/) first. Following ends after FOLLOW_S
-# seconds (default 540) or when LOG's last line says "done"/"FAILED". Then $OUT gets LOG, results.tgz (every
+# seconds (default 540) or when LOG's last line holds DONE (default "] done") or "FAILED". Then $OUT gets LOG, results.tgz (every
 # .json/.jsonl/.yaml/.txt under RESULTS, default runs/, clips and caches left out) and PACK (a file, e.g. a
 # model's .tgz) cut into 15 MiB parts (rejoin with cat).
 set -uo pipefail
@@ -34,7 +34,7 @@ collect() {  # results so far into $OUT (also while following: a call cut at its
 end=$((SECONDS + ${FOLLOW_S:-540}))
 while [ $SECONDS -lt $end ]; do
     last=$(grep -v '^\s*$' "$log" | tail -n 1)
-    case "$last" in *"] done"*|FAILED*) break ;; esac
+    case "$last" in *"${DONE:-] done}"*|FAILED*) break ;; esac
     sleep 10
     [ $((SECONDS % 60)) -lt 10 ] && collect
 done

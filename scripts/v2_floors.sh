@@ -60,4 +60,4 @@ if has floors; then
         for split in $EVAL_SPLITS; do floors "$name" "$RUNS/$name/model" "$split"; done
     done
 fi
-stamp "done"
+stamp "done (v2_floors)"

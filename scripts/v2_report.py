@@ -15,8 +15,8 @@ from pathlib import Path
 from revise.synth.evaluate import paired_difference
 from revise.synth.run import bootstrap_interval
 
-ARMS = {"sft": "SFT continued", "rwo_a": "group RWO, critic A (shipped)", "rwo_b": "group RWO, critic B (on-policy)",
-        "oracle": "group RWO, exact judge (oracle)"}
+ARMS = {"sft": "SFT continued", "rwo_a": "group RWO, critic A (shipped)", "rwo_b": "group RWO, critic B (on-policy Yes/No)",
+        "rwo_c": "group RWO, critic C (on-policy pairs)", "oracle": "group RWO, exact judge (oracle)"}
 
 
 def _load(path: Path) -> dict | None:

@@ -140,6 +140,8 @@ def _in_processes(todo: list[tuple[BenchItem, Path | None]], judge: Judge, worke
 
     # forkserver, not fork: a process that has run torch (OpenMP) can deadlock in forked children
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None)
+    if ctx.get_start_method() == "forkserver":   # import the judge once in the server, not once per worker
+        ctx.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         yield from pool.map(_judge_one, [(judge, item, video) for item, video in todo], chunksize=4)
 

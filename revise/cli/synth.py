@@ -1,4 +1,4 @@
-"""``revise synth make | score | generate | label | critic``: RVE-Synth on the command line."""
+"""``revise synth make | score | generate | label | pairs | critic``: RVE-Synth on the command line."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
                        description="RVE-Synth, a procedural 2D world whose edits need reasoning (causal, temporal, "
                                    "spatial, commonsense) and whose targets are exact.")
     syn = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
-    for add in (_add_make, _add_score, _add_generate, _add_label, _add_critic):
+    for add in (_add_make, _add_score, _add_generate, _add_label, _add_pairs, _add_critic):
         add(syn)
 
 
@@ -107,6 +107,26 @@ def _add_label(syn) -> None:
     lb.add_argument("--yes-at", type=float, default=8.0, help="judge score (1-10) from which a dimension is Yes")
     lb.add_argument("--no-at", type=float, default=5.0, help="judge score (1-10) up to which a dimension is No")
     lb.set_defaults(func=cmd_synth_label)
+
+
+def _add_pairs(syn) -> None:
+    pr = syn.add_parser("pairs", help="turn several judged edits of each item into critic preference pairs",
+                        description="Make preference pairs for the critic ('objective: critic_pairwise') from "
+                                    "two or more edits of each item of SPLIT.json (VIDEOS/{id}.npy or .mp4, e.g. "
+                                    "'revise synth generate --seed K' for several K), each folder scored by the "
+                                    "exact judge (SCORES.json from 'revise synth score --out', in the same order): "
+                                    "every two edits of an item whose judge score differs by at least --min-gap "
+                                    "give a pair for the overall question (ordered by the judge's overall score) "
+                                    "and one for the edit-accuracy question (ordered by EA). --merge prepends "
+                                    "a critic file's records (e.g. 'revise synth label' output), so that OUT "
+                                    "trains both answers and order.")
+    pr.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
+    pr.add_argument("--videos", required=True, nargs="+", help="folders of generated {id}.npy or {id}.mp4")
+    pr.add_argument("--scores", required=True, nargs="+", help="each folder's scores ('revise synth score --out')")
+    pr.add_argument("--out", required=True, help="critic records to write (paths in it are relative to its folder)")
+    pr.add_argument("--merge", default=None, help="a critic JSON whose records come first in OUT")
+    pr.add_argument("--min-gap", type=float, default=1.0, help="the least judge-score difference (1-10 scale) of a pair")
+    pr.set_defaults(func=cmd_synth_pairs)
 
 
 def _add_critic(syn) -> None:
@@ -204,45 +224,65 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_synth_label(args: argparse.Namespace) -> int:
+def _judged_edits(data: Path, videos: Path, scores_path: str, out: Path) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """A split's records (source paths relative to OUT's folder), the judge's rows for the edits in
+    ``videos`` (SCORES.json from 'revise synth score --out') and each edit's path relative to OUT's folder."""
     import json
-    from collections import Counter
 
-    from ..atomic import write_text
     from ..manifest import read_json_list
-    from ..synth.critic_data import judged_records
     from ..synth.dataset import load_items
     from ..synth.evaluate import find_clip
 
-    if not 1.0 <= args.no_at < args.yes_at <= 10.0:
-        raise ReviseInputError(f"need 1 <= --no-at < --yes-at <= 10, got {args.no_at} and {args.yes_at}")
-    data, videos, out = Path(args.data), Path(args.videos), Path(args.out)
     if not videos.is_dir():
         raise ReviseInputError(f"video folder {videos} does not exist")
     load_items(data)                                # a clear error for a file that is not a split
     split = read_json_list(data, "RVE-Synth split")
     try:
-        scores = json.loads(Path(args.scores).read_text())
+        scores = json.loads(Path(scores_path).read_text())
         rows = [r for r in scores["items"] if r["id"] and (r.get("missing") or all(
-            isinstance(r[m], (int, float)) for m in ("EA", "PC", "GN", "GR")))]
+            isinstance(r[m], (int, float)) for m in ("EA", "PC", "GN", "GR", "overall")))]
     except (OSError, ValueError, KeyError, TypeError):
-        raise ReviseInputError(f"{args.scores} is not a scores file written by 'revise synth score --out'") from None
-
-    def rebase(rel: str, folder: Path) -> str:      # a path relative to ``folder``, made relative to OUT's folder
-        p = Path(rel)
-        return str(p) if p.is_absolute() else os.path.relpath(folder / p, out.parent)
-
+        raise ReviseInputError(f"{scores_path} is not a scores file written by 'revise synth score --out'") from None
     clips = {}
     for r in split:
         found = find_clip(videos, r["id"])            # the clip synth score scored
         if found is not None:
             clips[r["id"]] = os.path.relpath(found, out.parent)
-    split = [{**r, "source_video_path": rebase(r["source_video_path"], data.parent)} for r in split]
+    split = [{**r, "source_video_path": _rebase(r["source_video_path"], data.parent, out)} for r in split]
+    return split, rows, clips
+
+
+def _rebase(rel: str, folder: Path, out: Path) -> str:
+    """A path relative to ``folder``, made relative to OUT's folder."""
+    p = Path(rel)
+    return str(p) if p.is_absolute() else os.path.relpath(folder / p, out.parent)
+
+
+def _merged(merge: str | None, out: Path) -> list[dict]:
+    """The critic records of ``merge`` (none without one), their paths made relative to OUT's folder."""
+    from ..manifest import read_json_list
+
+    if not merge:
+        return []
+    folder = Path(merge).parent
+    return [{**r, **{k: _rebase(r[k], folder, out) for k in ("source_video_path", "candidate_video_path",
+                                                              "rival_video_path") if k in r}}
+            for r in read_json_list(Path(merge), "critic data")]
+
+
+def cmd_synth_label(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    from ..atomic import write_text
+    from ..synth.critic_data import judged_records
+
+    if not 1.0 <= args.no_at < args.yes_at <= 10.0:
+        raise ReviseInputError(f"need 1 <= --no-at < --yes-at <= 10, got {args.no_at} and {args.yes_at}")
+    out = Path(args.out)
+    split, rows, clips = _judged_edits(Path(args.data), Path(args.videos), args.scores, out)
     records = judged_records(split, rows, clips, yes_at=args.yes_at, no_at=args.no_at)
-    merged = []
-    if args.merge:
-        merged = [{**r, **{k: rebase(r[k], Path(args.merge).parent) for k in ("source_video_path", "candidate_video_path")}}
-                  for r in read_json_list(Path(args.merge), "critic data")]
+    merged = _merged(args.merge, out)
     write_text(out, json.dumps(merged + records))
     answers = Counter((r["dimension"] or "overall", r["answer"]) for r in records)
     asked = sorted({d for d, _ in answers})
@@ -250,6 +290,32 @@ def cmd_synth_label(args: argparse.Namespace) -> int:
           + (f" after {len(merged)} merged ones" if merged else "") + f" -> {out}")
     for d in asked:
         print(f"  {d}: Yes {answers[(d, 'Yes')]}, No {answers[(d, 'No')]}")
+    return 0
+
+
+def cmd_synth_pairs(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    from ..atomic import write_text
+    from ..synth.critic_data import judged_pairs
+
+    if len(args.videos) != len(args.scores) or len(args.videos) < 2:
+        raise ReviseInputError(f"need two or more --videos folders and one --scores file each, got "
+                               f"{len(args.videos)} and {len(args.scores)}")
+    if not 0 < args.min_gap <= 9:
+        raise ReviseInputError(f"--min-gap must be above 0 and at most 9, got {args.min_gap}")
+    out = Path(args.out)
+    edits = [_judged_edits(Path(args.data), Path(v), s, out) for v, s in zip(args.videos, args.scores)]
+    records = judged_pairs(edits[0][0], [rows for _, rows, _ in edits], [clips for _, _, clips in edits],
+                           min_gap=args.min_gap)
+    merged = _merged(args.merge, out)
+    write_text(out, json.dumps(merged + records))
+    asked = Counter(r["dimension"] or "overall" for r in records)
+    print(f"{len(records)} preference pairs from {len(edits)} edits of each item"
+          + (f" after {len(merged)} merged records" if merged else "") + f" -> {out}")
+    for d in sorted(asked):
+        print(f"  {d}: {asked[d]} pairs")
     return 0
 
 

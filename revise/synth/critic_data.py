@@ -323,3 +323,42 @@ def judged_records(split_records: list[dict], scores: list[dict], candidate_path
             out.append({**base, "dimension": None, "answer": overall})
         out += [{**base, "dimension": dim, "answer": a} for dim, a in answers.items()]
     return out
+
+
+# the question a preference pair is about -> the judge's metric that orders it
+PAIR_QUESTIONS = {None: "overall", "edit_accuracy": "EA"}
+
+
+def judged_pairs(split_records: list[dict], score_sets: list[list[dict]], candidate_sets: list[dict[str, str]],
+                 min_gap: float = 1.0) -> list[dict]:
+    """Preference pairs for the critic (the ``critic_pairwise`` objective) from several edits of each
+    item that the exact judge scored: every two edits of one item whose judge score differs by at least
+    ``min_gap`` give one record per question of :data:`PAIR_QUESTIONS` (the overall question ordered by
+    the judge's overall score, the edit-accuracy one by EA), ``candidate_video_path`` the better edit and
+    ``rival_video_path`` the worse. ``score_sets[k]`` are the rows of
+    :func:`revise.synth.evaluate.score_split` for the edits whose paths ``candidate_sets[k]`` maps by id."""
+    if min_gap <= 0:
+        raise ValueError(f"min_gap must be above 0, got {min_gap}")
+    if len(score_sets) != len(candidate_sets):
+        raise ValueError("one candidate set per score set")
+    scored: dict[str, list[tuple[dict, str]]] = {}
+    for rows, paths in zip(score_sets, candidate_sets):
+        for row in rows:
+            if not row.get("missing") and row["id"] in paths:
+                scored.setdefault(row["id"], []).append((row, paths[row["id"]]))
+    out = []
+    for rec in split_records:
+        edits = scored.get(rec["id"], [])
+        base = {"id": rec["id"], "kind": "generated_pair", "source_video_path": rec["source_video_path"],
+                "instruction": rec["instruction"], "type": rec["category"], "subset": rec["subset"],
+                "category": rec["category"], "family": rec["family"]}
+        for a in range(len(edits)):
+            for b in range(a + 1, len(edits)):
+                for dimension, metric in PAIR_QUESTIONS.items():
+                    (ra, pa), (rb, pb) = edits[a], edits[b]
+                    gap = ra[metric] - rb[metric]
+                    if abs(gap) >= min_gap:
+                        better, worse = (pa, pb) if gap > 0 else (pb, pa)
+                        out.append({**base, "dimension": dimension, "candidate_video_path": better,
+                                    "rival_video_path": worse, "gap": abs(gap)})
+    return out

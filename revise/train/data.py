@@ -1,7 +1,8 @@
 """Training data: the JSON triplet list, read clip by clip, in a resumable deterministic order.
 
 Each item: ``source_video_path``, ``target_video_path`` (or, for critic training,
-``candidate_video_path`` with ``answer`` Yes/No and an optional ``dimension``), ``instruction``,
+``candidate_video_path`` with ``answer`` Yes/No and an optional ``dimension``; or a preference pair:
+``candidate_video_path`` better than ``rival_video_path`` on the question ``dimension``), ``instruction``,
 ``type``; relative paths are relative to the JSON file. A sample whose video cannot be read is
 reported by path and skipped; it never stops a run.
 
@@ -39,7 +40,8 @@ class TripletData:
                 missing.append("target_video_path")
             if missing:
                 raise ReviseInputError(f"training data {path}, item {i}: missing {', '.join(missing)}")
-            wrong = [k for k in ("source_video_path", "target_video_path", "candidate_video_path", "instruction")
+            wrong = [k for k in ("source_video_path", "target_video_path", "candidate_video_path", "rival_video_path",
+                                 "instruction")
                      if k in item and not (isinstance(item[k], str) and item[k].strip() and "\x00" not in item[k])]
             if wrong:
                 raise ReviseInputError(f"training data {path}, item {i}: {', '.join(wrong)} must be non-empty text")
@@ -66,11 +68,15 @@ class TripletData:
     def candidate_key(item: dict[str, Any]) -> str:
         return item.get("target_video_path") or item["candidate_video_path"]
 
+    @classmethod
+    def rival_key(cls, item: dict[str, Any]) -> str:
+        return item.get("rival_video_path") or cls.candidate_key(item)
+
     def load(self, index: int, parts: tuple[str, ...] = ("source", "target"), raw: bool = False) -> dict[str, Any] | None:
         """Sample ``index`` with the clips named in ``parts`` ("source", "target": the target or
-        candidate), float [3, F, H, W] in [-1, 1], or uint8 with ``raw`` (to convert on the device)."""
+        candidate; "rival": a pair's worse candidate, else the candidate again), float [3, F, H, W] in [-1, 1], or uint8 with ``raw`` (to convert on the device)."""
         item = self.items[index]
-        keys = {"source": item["source_video_path"], "target": self.candidate_key(item)}
+        keys = {"source": item["source_video_path"], "target": self.candidate_key(item), "rival": self.rival_key(item)}
         out: dict[str, Any] = {"index": index, "instruction": item["instruction"]}
         try:
             for part in parts:
@@ -79,7 +85,9 @@ class TripletData:
             log.warning("skipping sample %d: %s", index, err)
             self.skipped.append(str(err))
             return None
-        if "question" in item:                   # a short-answer question (the qa objective)
+        if "rival_video_path" in item:           # a preference pair (the critic_pairwise objective)
+            out["pair"], out["dimension"] = True, item.get("dimension")
+        elif "question" in item:                   # a short-answer question (the qa objective)
             out["question"], out["answer_text"] = item["question"], str(item["answer"])
         elif "answer" in item:
             out["answer"] = 1.0 if str(item["answer"]).lower() == "yes" else 0.0
@@ -95,7 +103,7 @@ class TripletData:
         (clips decoded already are kept)."""
         from tqdm.auto import tqdm
 
-        keys = {"source": lambda it: it["source_video_path"], "target": self.candidate_key}
+        keys = {"source": lambda it: it["source_video_path"], "target": self.candidate_key, "rival": self.rival_key}
         clips: dict[str, torch.Tensor] = dict(self._clips or {})
         paths = sorted({keys[part](it) for it in self.items for part in parts} - set(clips))
         # numpy arrays, not tensors, come back from the workers: pickled through the pipe rather than
@@ -111,8 +119,8 @@ class TripletData:
         self._clips = clips
 
     def answers(self) -> list[float] | None:
-        """Each item's answer (1 Yes, 0 No) for critic data, else None."""
-        if not all("answer" in it and "question" not in it for it in self.items):
+        """Each item's answer (1 Yes, 0 No) for Yes/No critic data, else None."""
+        if not all("answer" in it and "question" not in it and "rival_video_path" not in it for it in self.items):
             return None
         return [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in self.items]
 

@@ -2,7 +2,7 @@
 by a baseline (the batch mean, or the running mean kept here), with no gradient through the weight.
 
 The reward (``rwo: {reward: ...}``) is the frozen critic's P(Yes) of the decoded x0 estimate
-(``critic``, the method's) or, on RVE-Synth data only, the exact judge's edit accuracy / 10 of it
+(``critic``, the method's; ``question`` picks the overall question or one dimension's) or, on RVE-Synth data only, the exact judge's edit accuracy / 10 of it
 against the item's exact target (``judge``: an oracle that real data cannot have, the upper bound of
 what a better critic could give; :mod:`revise.synth.reward`).
 
@@ -18,10 +18,12 @@ from typing import Any
 import torch
 
 from ...errors import ReviseInputError
+from ...vocab import CRITIC_DIMENSIONS, OVERALL_QUESTION
 from .base import register
 from .flow_matching import FlowMatchingObjective, FlowMatchingOptions, Prediction, flow_matching_per_sample
 
 REWARDS = ("critic", "judge")
+QUESTIONS = (OVERALL_QUESTION, *CRITIC_DIMENSIONS)
 
 
 def rwo_weights(p_yes: torch.Tensor, baseline: float | torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
@@ -46,6 +48,7 @@ class RWOOptions(FlowMatchingOptions):
     baseline_momentum: float = 0.9       # running mean of the reward that normalises the weights
     reward: str = "critic"               # critic: P(Yes) | judge: RVE-Synth's exact EA / 10 (an oracle)
     judge_workers: int = 0               # processes scoring x0 estimates for reward: judge (0: this one)
+    question: str = OVERALL_QUESTION     # the critic's question for reward: critic: overall, or one dimension's
 
 
 @register
@@ -66,6 +69,9 @@ class RWO(FlowMatchingObjective):
         if options.reward not in REWARDS:
             raise ReviseInputError(f"{source}: {cls.name}.reward must be one of {', '.join(REWARDS)}, "
                                    f"not {options.reward!r}")
+        if options.question not in QUESTIONS:
+            raise ReviseInputError(f"{source}: {cls.name}.question must be one of {', '.join(QUESTIONS)}, "
+                                   f"not {options.question!r}")
         if options.judge_workers < 0:
             raise ReviseInputError(f"{source}: {cls.name}.judge_workers must be 0 or more")
 
@@ -94,7 +100,8 @@ class RWO(FlowMatchingObjective):
             if self.judge is not None:
                 r = self.judge(batch["item_index"], judge_clips(edit))
                 return torch.as_tensor(r, device=pred.v.device)
-            return step.critic.p_yes(batch.get("source"), edit, batch["instructions"]).float()
+            dimension = None if self.options.question == OVERALL_QUESTION else self.options.question
+            return step.critic.p_yes(batch.get("source"), edit, batch["instructions"], dimension).float()
 
     def weights(self, reward: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Per-sample loss weights [B], without gradient."""
