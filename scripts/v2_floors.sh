@@ -7,12 +7,18 @@
 #
 #   STAGES="data shipped" bash scripts/v2_floors.sh          # the shipped model's floors on v2
 #   STAGES="sft blind floors" TIME_LIMIT=180 EVAL_SPLITS=test bash scripts/v2_floors.sh
+#   STAGES="data vae sft blind floors" ...                   # first the autoencoder on v2's scenes
+# The vae stage (docs/results.md, "The mini VAE cannot draw v2's dusk scenes") continues the shipped
+# model's autoencoder on v2 train clips, single frames for VAE_FRAMES_TIME s then whole clips for
+# VAE_CLIPS_TIME s, training VAE_MODULES (vae_decoder: the decoder alone, so that the shipped DiT's
+# latents stay valid; vae: all of it, latent statistics measured anew); the arms then start from it.
 set -euo pipefail
 N_TRAIN=${N_TRAIN:-24000}; N_VAL=${N_VAL:-150}; N_TEST=${N_TEST:-300}
 WORKERS=${WORKERS:-16}; TIME_LIMIT=${TIME_LIMIT:-180}; BATCH=${BATCH:-128}
 # continuing a trained model: 2_sft.yaml's lr 5e-4 from a fresh optimizer broke the shipped model's
 # pictures in 80 s (docs/results.md, "RVE-Synth v2"), so the arms continue at stage 3's lr by default
 LR=${LR:-1.0e-4}; WARMUP=${WARMUP:-20}
+VAE_MODULES=${VAE_MODULES:-vae_decoder}; VAE_FRAMES_TIME=${VAE_FRAMES_TIME:-90}; VAE_CLIPS_TIME=${VAE_CLIPS_TIME:-60}
 STAGES=${STAGES:-"data shipped sft blind floors"}; EVAL_SPLITS=${EVAL_SPLITS:-"test val"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}
@@ -30,13 +36,22 @@ floors() {  # floors NAME MODEL SPLIT: generate with each instruction mode, then
         --workers "$WORKERS" --out "$out/scores.json"
 }
 
-sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from the shipped model for TIME_LIMIT s
+sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from BASE for TIME_LIMIT s
     mkdir -p "$RUNS/$1"
     sed -e "s#data/mini/train.json#$2#" -e "s#^out: .*#out: $RUNS/$1#" -e "s#runs/mini/cache#$RUNS/$1/cache#" \
         -e "s#^lr: .*#lr: $LR#" -e "s#^warmup_steps: .*#warmup_steps: $WARMUP#" \
         configs/mini/2_sft.yaml > "$RUNS/$1/config.yaml"
     stamp "train $1 on $2"
-    $REVISE train --config "$RUNS/$1/config.yaml" --model "$SHIPPED" --time-limit "$TIME_LIMIT" --no-resume
+    $REVISE train --config "$RUNS/$1/config.yaml" --model "$BASE" --time-limit "$TIME_LIMIT" --no-resume
+}
+
+vae() {  # vae NAME CONFIG FROM TIME: a configs/mini/0_vae*.yaml stage on v2 from model FROM
+    mkdir -p "$RUNS/$1"
+    sed -e "s#^model: .*#model: $3#" -e "s#^data: .*#data: $DATA/train/train.json#" -e "s#^out: .*#out: $RUNS/$1#" \
+        -e "s#^train_modules: .*#train_modules: [$VAE_MODULES]#" -e "s#^lr: .*#lr: 3.0e-4#" "configs/mini/$2.yaml" \
+        > "$RUNS/$1/config.yaml"
+    stamp "train $1 ($VAE_MODULES)"
+    $REVISE train --config "$RUNS/$1/config.yaml" --time-limit "$4" --no-resume
 }
 
 mkdir -p "$RUNS"
@@ -52,11 +67,18 @@ from revise.synth.floors import with_instructions
 recs = json.load(open('$DATA/train/train.json'))
 json.dump(with_instructions(recs, 'neutral'), open('$DATA/train/train_neutral.json', 'w'))"
 fi
+if has vae; then
+    vae vae_frames 0_vae_frames "$SHIPPED" "$VAE_FRAMES_TIME"
+    vae vae "0_vae" "$RUNS/vae_frames/model" "$VAE_CLIPS_TIME"
+fi
+BASE=$SHIPPED                        # the arms start from the model with the v2 autoencoder, once there is one
+[ -d "$RUNS/vae/model" ] && BASE=$RUNS/vae/model
 if has shipped; then for split in $EVAL_SPLITS; do floors shipped "$SHIPPED" "$split"; done; fi
 has sft && sft sft "$DATA/train/train.json"
 has blind && sft blind "$DATA/train/train_neutral.json"
 if has floors; then
-    for name in sft blind; do
+    for name in vae sft blind; do     # vae: the shipped DiT with the v2 autoencoder
+        [ -d "$RUNS/$name/model" ] || continue
         for split in $EVAL_SPLITS; do floors "$name" "$RUNS/$name/model" "$split"; done
     done
 fi

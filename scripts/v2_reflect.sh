@@ -37,7 +37,7 @@ if has onpolicy; then
         $REVISE synth generate --model "$SFT" --data "$DATA/critic/train.json" --out "$RUNS/onpolicy/seed$k" \
             --format npy --batch "$BATCH" --seed "$k"
         $REVISE synth score --data "$DATA/critic/train.json" --videos "$RUNS/onpolicy/seed$k" --workers "$WORKERS" \
-            --out "$RUNS/onpolicy/scores$k.json" > /dev/null
+            --out "$RUNS/onpolicy/scores$k.json" > "$RUNS/onpolicy/scores$k.txt"
         $REVISE synth label --data "$DATA/critic/train.json" --videos "$RUNS/onpolicy/seed$k" \
             --scores "$RUNS/onpolicy/scores$k.json" --merge "$merged" --out "$RUNS/onpolicy/critic$k.json"
         $REVISE synth label --data "$DATA/critic/train.json" --videos "$RUNS/onpolicy/seed$k" \

@@ -29,7 +29,7 @@ def _ci(values: list[float]) -> str:
 
 
 def floors(runs: Path) -> None:
-    for name in ("shipped", "sft", "blind"):
+    for name in ("shipped", "vae", "sft", "blind"):
         scores = _load(runs / f"floors_{name}_test" / "scores.json")
         if not scores or "floors" not in scores:
             continue

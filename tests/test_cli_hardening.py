@@ -298,6 +298,9 @@ def test_training_config_with_negative_steps_is_refused(tmp_path, capsys):
     config.write_text(f"model: tiny\ndata: {data}\nout: {tmp_path / 'run'}\nlr: .nan\n")
     code, _, err = run_main(["train", "--config", str(config)], capsys)
     one_line_error(code, err, 2, "lr", "finite")
+    config.write_text(f"model: tiny\ndata: {data}\nout: {tmp_path / 'run'}\nlr: 1e-4\n")   # YAML 1.1: text
+    code, _, err = run_main(["train", "--config", str(config)], capsys)
+    one_line_error(code, err, 2, "lr", "YAML reads 1e-4 as text", "1.0e-04")
     # a number of the objective's own section is checked there too
     config.write_text(f"model: tiny\ndata: {data}\nout: {tmp_path / 'run'}\nsft: {{flow_shift: -1.0}}\n")
     code, _, err = run_main(["train", "--config", str(config)], capsys)

@@ -208,3 +208,29 @@ def test_generate_x0_estimates(tmp_path, capsys):
     assert (got - round_trip.clamp(-1, 1)).abs().max() < 0.05          # uint8 rounding, and 1e-4 of noise
     half = torch.stack([read_video(est / f"{r['id']}.npy", f, h, w) for r in records])
     assert (half - got).abs().max() > 0.05                                # sigma 0.5 is another clip
+
+
+def test_score_prints_the_instruction_blind_floors(tmp_path, capsys):
+    """`revise synth score --neutral --other`: the exact targets as the model's own edits, the sources
+    as its "Do something." edits and the targets as its edits for another instruction; the floors
+    table, the sensitivity and the scores file agree (own 10, source and neutral alike)."""
+    out = tmp_path / "synth"
+    assert main(["synth", "make", "--n", "3", "--split", "test", "--seed", "2", "--out", str(out), "--format", "npy"]) == 0
+    records = json.loads((out / "test.json").read_text())
+    folders = {}
+    for name, kind in (("own", "target"), ("neutral", "source")):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for r in records:
+            (folders[name] / f"{r['id']}.npy").write_bytes((out / r[f"{kind}_video_path"]).read_bytes())
+    capsys.readouterr()
+    assert main(["synth", "score", "--data", str(out / "test.json"), "--videos", str(folders["own"]),
+                 "--neutral", str(folders["neutral"]), "--other", str(folders["own"]),
+                 "--out", str(tmp_path / "scores.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "scored in" in printed and "| instruction-blind floors (all items) |" in printed
+    assert "instruction sensitivity EA(own) - EA(other): 0.00 [0.00, 0.00] over 3 items" in printed
+    floors = json.loads((tmp_path / "scores.json").read_text())["floors"]
+    rows = floors["rows"]
+    assert rows["own"]["EA"] == rows["other"]["EA"] == 10.0
+    assert rows["neutral"]["EA"] == rows["source"]["EA"] < 5

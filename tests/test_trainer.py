@@ -218,6 +218,28 @@ def test_vae_training_moves_only_the_vae_and_sets_latent_stats(data, tmp_path):
     assert abs(float(z.mean())) < 0.5 and 0.3 < float(z.std()) < 3
 
 
+def test_vae_decoder_training_keeps_the_latent_space(data, tmp_path):
+    """``vae_decoder``: the decoder learns, the encoder and the latent statistics stay, so the latents
+    a trained DiT knows are the same; the saved folder holds the new decoder."""
+    from revise.models.revise_model import ReviseModel
+
+    t = Trainer(config(data, tmp_path, objective="vae", train_modules=["vae_decoder"], steps=2, preload=True))
+    enc0 = {k: v.clone() for k, v in t.model.vae.encoder.state_dict().items()}
+    dec0 = {k: v.clone() for k, v in t.model.vae.decoder.state_dict().items()}
+    stats0 = (t.model.vae.config.latents_mean, t.model.vae.config.latents_std)
+    x = torch.stack([t.data.load(i)["target"] for i in range(3)])
+    with torch.no_grad():
+        z0 = t.model.encode_video(x)
+    t.train()
+    assert not changed(enc0, t.model.vae.encoder.state_dict()) and changed(dec0, t.model.vae.decoder.state_dict())
+    assert (t.model.vae.config.latents_mean, t.model.vae.config.latents_std) == stats0
+    with torch.no_grad():
+        assert torch.equal(z0, t.model.encode_video(x))
+    saved = ReviseModel.from_pretrained(t.save_model(tmp_path / "model"))
+    assert not changed({k: v.float() for k, v in t.model.vae.decoder.state_dict().items()},
+                       {k: v.float() for k, v in saved.vae.decoder.state_dict().items()})
+
+
 def test_critic_questions_per_dimension_with_balanced_classes(data, tmp_path):
     items = json.loads(data.read_text())
     critic_items = [{"source_video_path": it["source_video_path"], "candidate_video_path": c,

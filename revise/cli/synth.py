@@ -166,33 +166,34 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
     import json
 
     from ..atomic import write_text
-    from ..synth.evaluate import METRICS, score_split
+    from ..synth.evaluate import METRICS, floors_report, score_split
 
     if args.workers < 1:
         raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
+    start = time.perf_counter()
     result = score_split(args.data, args.videos, workers=args.workers)
+    if args.neutral or args.other:
+        result["floors"] = floors_report(args.data, result, args.neutral, args.other, workers=args.workers)
+    print(f"scored in {time.perf_counter() - start:.1f} s with {args.workers} worker(s)")
     print("| group | n | missing | " + " | ".join(METRICS) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in METRICS) + " |")
     for group, row in result["summary"].items():
         print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
-    if args.neutral or args.other:
-        _print_floors(args, result)
+    if "floors" in result:
+        _print_floors(result["floors"])
     if args.out:
         write_text(args.out, json.dumps(result, indent=1))
     return 0
 
 
-def _print_floors(args: argparse.Namespace, result: dict) -> None:
-    """The instruction-blind floors beside the own-instruction scores (``result`` gains ``floors``)."""
-    from ..synth.evaluate import floors_report
-
-    result["floors"] = floors_report(args.data, result, args.neutral, args.other, workers=args.workers)
+def _print_floors(floors: dict) -> None:
+    """The instruction-blind floors beside the own-instruction scores (``floors_report``'s result)."""
     print("\n| instruction-blind floors (all items) | EA [95%] | Overall [95%] |\n| --- | --- | --- |")
-    for name, row in result["floors"]["rows"].items():
+    for name, row in floors["rows"].items():
         ea, ov = row["interval95"]["EA"], row["interval95"]["overall"]
         print(f"| {name} | {row['EA']:.2f} [{ea[0]:.2f}, {ea[1]:.2f}] | {row['overall']:.2f} [{ov[0]:.2f}, {ov[1]:.2f}] |")
-    if "sensitivity" in result["floors"]:
-        sens = result["floors"]["sensitivity"]
+    if "sensitivity" in floors:
+        sens = floors["sensitivity"]
         lo, hi = sens["interval95"]
         print(f"instruction sensitivity EA(own) - EA(other): {sens['mean']:.2f} [{lo:.2f}, {hi:.2f}] "
               f"over {sens['n']} items")

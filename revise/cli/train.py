@@ -58,6 +58,14 @@ _TRAIN_NOT_NEGATIVE = ("weight_decay", "time_limit_s", "cond_dropout", "semantic
 
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def check_train_numbers(cfg, source: str) -> None:
     """The numbers of a training config that the trainer would otherwise take silently (``steps: -3``
     trained nothing, printed ``loss nan`` and saved the untrained model), and its data file. A number
@@ -82,7 +90,11 @@ def check_train_numbers(cfg, source: str) -> None:
             value = getattr(holder(name), name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (above_zero and value == 0):
-                raise bad(name, "a finite number above 0" if above_zero else "a finite number, 0 or more")
+                err = bad(name, "a finite number above 0" if above_zero else "a finite number, 0 or more")
+                if isinstance(value, str) and _is_float(value):     # YAML 1.1 reads 1e-4 as text, 1.0e-4 as a number
+                    err = ReviseInputError(f"{err} (YAML reads {value} as text: write it with a dot and a signed "
+                                           f"exponent, e.g. {float(value):.1e})")
+                raise err
     if not Path(cfg.data).is_file():
         raise ReviseInputError(f"{source}: training data {cfg.data} does not exist (RVE-Synth makes some: "
                                f"revise synth make --n 64 --split train --out {Path(cfg.data).parent})")

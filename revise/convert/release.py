@@ -2,7 +2,7 @@
 
 Two layouts are read:
 
-- the release as its loader reads it (``revise_ckpt/``, shared/design/checkpoints.md): fixed paths
+- the release as its loader reads it (``revise_ckpt/``, the layout the release's code loads): fixed paths
   (:data:`RELEASE_FILES`); the fine-tuned DiT and the visual context adapter come from
   ``transformer/model.pt`` (``wan_model.*``, ``visual_context_adapter.*``), which the release loads
   last, so its ``adapter.*`` and ``ar_vision_head.*`` also win over the separate files; the base Wan

@@ -1,5 +1,5 @@
-"""Checkpoints in the original Wan2.1 layouts with made-up weights, built from the documented
-key lists (shared/design/checkpoints.md), for tests and the conversion benchmark."""
+"""Checkpoints in the original Wan2.1 layouts with made-up weights, built with the original key names
+(those the converters of this package map), for tests and the conversion benchmark."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from ..models.lora import LoraOptions
 from .objectives import REGISTRY
 
 MODULES = ("transformer", "visual_context_adapter", "adapter", "vision_head", "context_tokens", "lm_head",
-           "understanding", "vae", "text_encoder")
+           "understanding", "vae", "vae_decoder", "text_encoder")
 
 
 @dataclasses.dataclass

@@ -69,19 +69,28 @@ class TrainStep(nn.Module):
 
 
 def set_trainable(model: ReviseModel, modules: list[str]) -> list[nn.Parameter]:
-    """Freeze everything, then unfreeze the named modules; "lm_head" is the critic's answer head, and
-    a transformer with a LoRA adapter trains only the adapter's weights."""
-    # (ReviseModel attribute names; "vae" is the autoencoder, trained by the "vae" objective)
+    """Freeze everything, then unfreeze the named modules (:func:`trained_modules`); a transformer
+    with a LoRA adapter trains only the adapter's weights."""
     model.requires_grad_(False)
     for name in modules:
         if name == "transformer" and has_lora(model.transformer):
             for key, p in model.transformer.named_parameters():
                 p.requires_grad_(is_lora_parameter(key))
-        elif name == "lm_head":
-            model.understanding.llm.get_output_embeddings().requires_grad_(True)
         else:
-            getattr(model, name).requires_grad_(True)
+            for module in trained_modules(model, name):
+                module.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def trained_modules(model: ReviseModel, name: str) -> list[nn.Module]:
+    """The modules a ``train_modules`` name trains: a ReviseModel attribute, or "lm_head" (the critic's
+    answer head) or "vae_decoder" (the VAE's decoder: the latent space, encoder and latent statistics,
+    stays)."""
+    if name == "lm_head":
+        return [model.understanding.llm.get_output_embeddings()]
+    if name == "vae_decoder":
+        return [model.vae.post_quant_conv, model.vae.decoder]
+    return [getattr(model, name)]
 
 
 def _load_model(cfg: TrainConfig, device: torch.device) -> ReviseModel:
@@ -94,7 +103,8 @@ def _load_model(cfg: TrainConfig, device: torch.device) -> ReviseModel:
     # train mode when checkpointed, as transformers checkpoints only then (neither has dropout).
     model.eval()
     for name in cfg.train_modules:
-        (model.understanding.llm if name == "lm_head" else getattr(model, name)).train()
+        for module in [model.understanding.llm] if name == "lm_head" else trained_modules(model, name):
+            module.train()
     if cfg.gradient_checkpointing:
         model.transformer.enable_gradient_checkpointing()
         for m in (model.understanding.llm, model.understanding.vision_tower):
@@ -366,7 +376,7 @@ class Trainer:
 
 # model-folder parts written by each trainable module ("context_tokens": the two token files)
 PARTS = {"transformer": ["transformer"], "visual_context_adapter": ["visual_context_adapter"],
-         "adapter": ["adapter"], "vision_head": ["vision_head"], "vae": ["vae"],
+         "adapter": ["adapter"], "vision_head": ["vision_head"], "vae": ["vae"], "vae_decoder": ["vae"],
          "understanding": ["understanding"], "lm_head": ["understanding"],
          "context_tokens": ["special_tokens.safetensors", "unconditioned_context.safetensors"],
          "text_encoder": ["text_encoder"]}

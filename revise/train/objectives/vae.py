@@ -2,7 +2,9 @@
 without ``sample``, its mean: what ``encode_video`` gives the DiT), optionally plus the mean L1 of the
 worst-reconstructed fraction of pixels (small objects on a plain background are a few percent of the
 pixels: a plain mean lets an autoencoder drop them and still score well), plus a small KL term toward
-N(0, 1). When training ends, the latents' per-channel statistics go into the VAE's config."""
+N(0, 1). When training ends, the latents' per-channel statistics go into the VAE's config. With
+``vae_decoder`` in ``train_modules`` instead of ``vae`` only the decoder learns: the latents, and so a
+DiT trained on them, stay valid (e.g. to draw scenes the autoencoder never saw)."""
 
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ class VAEObjective(Objective):
         return loss, metrics
 
     def finish(self, trainer) -> None:
-        set_latent_stats(trainer.model.vae, trainer.data, trainer.acc.device)
+        if "vae" in trainer.cfg.train_modules:   # a decoder alone leaves the latents as they were
+            set_latent_stats(trainer.model.vae, trainer.data, trainer.acc.device)
 
 
 @torch.no_grad()
