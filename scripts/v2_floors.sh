@@ -18,7 +18,8 @@ WORKERS=${WORKERS:-16}; TIME_LIMIT=${TIME_LIMIT:-180}; BATCH=${BATCH:-128}
 # continuing a trained model: 2_sft.yaml's lr 5e-4 from a fresh optimizer broke the shipped model's
 # pictures in 80 s (docs/results.md, "RVE-Synth v2"), so the arms continue at stage 3's lr by default
 LR=${LR:-1.0e-4}; WARMUP=${WARMUP:-20}
-VAE_MODULES=${VAE_MODULES:-vae_decoder}; VAE_FRAMES_TIME=${VAE_FRAMES_TIME:-90}; VAE_CLIPS_TIME=${VAE_CLIPS_TIME:-60}
+VAE_MODULES=${VAE_MODULES:-vae_decoder}; VAE_FRAMES_TIME=${VAE_FRAMES_TIME:-60}; VAE_CLIPS_TIME=${VAE_CLIPS_TIME:-120}
+VAE_FRAME_BATCH=${VAE_FRAME_BATCH:-512}; VAE_CLIP_BATCH=${VAE_CLIP_BATCH:-64}
 STAGES=${STAGES:-"data shipped sft blind floors"}; EVAL_SPLITS=${EVAL_SPLITS:-"test val"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}
@@ -45,10 +46,11 @@ sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from BASE for 
     $REVISE train --config "$RUNS/$1/config.yaml" --model "$BASE" --time-limit "$TIME_LIMIT" --no-resume
 }
 
-vae() {  # vae NAME CONFIG FROM TIME: a configs/mini/0_vae*.yaml stage on v2 from model FROM
+vae() {  # vae NAME CONFIG FROM TIME BATCH: a configs/mini/0_vae*.yaml stage on v2 from model FROM
     mkdir -p "$RUNS/$1"
     sed -e "s#^model: .*#model: $3#" -e "s#^data: .*#data: $DATA/train/train.json#" -e "s#^out: .*#out: $RUNS/$1#" \
-        -e "s#^train_modules: .*#train_modules: [$VAE_MODULES]#" -e "s#^lr: .*#lr: 3.0e-4#" "configs/mini/$2.yaml" \
+        -e "s#^train_modules: .*#train_modules: [$VAE_MODULES]#" -e "s#^lr: .*#lr: 3.0e-4#" \
+        -e "s#^batch_size: .*#batch_size: $5#" "configs/mini/$2.yaml" \
         > "$RUNS/$1/config.yaml"
     stamp "train $1 ($VAE_MODULES)"
     $REVISE train --config "$RUNS/$1/config.yaml" --time-limit "$4" --no-resume
@@ -68,8 +70,8 @@ recs = json.load(open('$DATA/train/train.json'))
 json.dump(with_instructions(recs, 'neutral'), open('$DATA/train/train_neutral.json', 'w'))"
 fi
 if has vae; then
-    vae vae_frames 0_vae_frames "$SHIPPED" "$VAE_FRAMES_TIME"
-    vae vae "0_vae" "$RUNS/vae_frames/model" "$VAE_CLIPS_TIME"
+    vae vae_frames 0_vae_frames "$SHIPPED" "$VAE_FRAMES_TIME" "$VAE_FRAME_BATCH"
+    vae vae 0_vae "$RUNS/vae_frames/model" "$VAE_CLIPS_TIME" "$VAE_CLIP_BATCH"
 fi
 BASE=$SHIPPED                        # the arms start from the model with the v2 autoencoder, once there is one
 [ -d "$RUNS/vae/model" ] && BASE=$RUNS/vae/model
