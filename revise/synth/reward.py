@@ -57,7 +57,9 @@ class JudgeReward:
                 methods = multiprocessing.get_all_start_methods()
                 ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
-            scores = list(self._pool.map(_score, jobs))
+            # contiguous blocks, one per worker: a group's copies of one item (adjacent rows) mostly
+            # land in one process, where the judge's per-item reference cache serves all but the first
+            scores = list(self._pool.map(_score, jobs, chunksize=-(-len(jobs) // self.workers)))
         else:
             scores = [_score(j) for j in jobs]
         return np.asarray(scores, np.float32) / 10.0
