@@ -21,7 +21,7 @@ from torch import nn
 
 from ...errors import ReviseInputError
 from .base import Objective, register
-from .critic import class_weights
+from .critic import answer_fields, class_weights
 
 
 @dataclasses.dataclass
@@ -64,13 +64,10 @@ class CriticPairwiseObjective(Objective):
 
     def fields(self, samples: list[dict[str, Any]], g: torch.Generator, latent_shape: tuple[int, ...],
                device: torch.device) -> dict[str, Any]:
-        pair = [bool(s.get("pair")) for s in samples]
-        answers = [0.0 if p else s["answer"] for s, p in zip(samples, pair)]
-        weights = [0.0 if p else (self.class_weights[0] if a else self.class_weights[1]) if self.class_weights else 1.0
-                   for a, p in zip(answers, pair)]
-        return {"pair": torch.tensor(pair, device=device), "answers": torch.tensor(answers, device=device),
-                "weights": torch.tensor(weights, device=device),
-                "dimensions": [s.get("dimension") for s in samples]}
+        out = answer_fields(samples, self.class_weights, device)
+        pair = torch.tensor([bool(s.get("pair")) for s in samples], device=device)
+        weights = out.get("weights", torch.ones(len(samples), device=device))
+        return {**out, "pair": pair, "weights": torch.where(pair, 0.0, weights)}   # pairs answer nothing
 
     def loss(self, step, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         pair, critic = batch["pair"], step.critic
