@@ -225,32 +225,37 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judged_edits(data: Path, videos: Path, scores_path: str, out: Path) -> tuple[list[dict], list[dict], dict[str, str]]:
-    """A split's records (source paths relative to OUT's folder), the judge's rows for the edits in
-    ``videos`` (SCORES.json from 'revise synth score --out') and each edit's path relative to OUT's folder."""
+def _judged_edits(data: Path, edit_sets: list[tuple[str, str]], out: Path) -> tuple[list[dict], list[tuple[list[dict], dict[str, str]]]]:
+    """A split's records (source paths relative to OUT's folder), read once, and for each (VIDEOS,
+    SCORES.json from 'revise synth score --out') of ``edit_sets`` the judge's rows for those edits and
+    each edit's path relative to OUT's folder."""
     import json
 
     from ..manifest import read_json_list
     from ..synth.dataset import load_items
     from ..synth.evaluate import find_clip
 
-    if not videos.is_dir():
-        raise ReviseInputError(f"video folder {videos} does not exist")
+    for videos, _ in edit_sets:
+        if not Path(videos).is_dir():
+            raise ReviseInputError(f"video folder {videos} does not exist")
     load_items(data)                                # a clear error for a file that is not a split
     split = read_json_list(data, "RVE-Synth split")
-    try:
-        scores = json.loads(Path(scores_path).read_text())
-        rows = [r for r in scores["items"] if r["id"] and (r.get("missing") or all(
-            isinstance(r[m], (int, float)) for m in ("EA", "PC", "GN", "GR", "overall")))]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ReviseInputError(f"{scores_path} is not a scores file written by 'revise synth score --out'") from None
-    clips = {}
-    for r in split:
-        found = find_clip(videos, r["id"])            # the clip synth score scored
-        if found is not None:
-            clips[r["id"]] = os.path.relpath(found, out.parent)
+    judged = []
+    for videos, scores_path in edit_sets:
+        try:
+            scores = json.loads(Path(scores_path).read_text())
+            rows = [r for r in scores["items"] if r["id"] and (r.get("missing") or all(
+                isinstance(r[m], (int, float)) for m in ("EA", "PC", "GN", "GR", "overall")))]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ReviseInputError(f"{scores_path} is not a scores file written by 'revise synth score --out'") from None
+        clips = {}
+        for r in split:
+            found = find_clip(Path(videos), r["id"])  # the clip synth score scored
+            if found is not None:
+                clips[r["id"]] = os.path.relpath(found, out.parent)
+        judged.append((rows, clips))
     split = [{**r, "source_video_path": _rebase(r["source_video_path"], data.parent, out)} for r in split]
-    return split, rows, clips
+    return split, judged
 
 
 def _rebase(rel: str, folder: Path, out: Path) -> str:
@@ -281,7 +286,7 @@ def cmd_synth_label(args: argparse.Namespace) -> int:
     if not 1.0 <= args.no_at < args.yes_at <= 10.0:
         raise ReviseInputError(f"need 1 <= --no-at < --yes-at <= 10, got {args.no_at} and {args.yes_at}")
     out = Path(args.out)
-    split, rows, clips = _judged_edits(Path(args.data), Path(args.videos), args.scores, out)
+    split, [(rows, clips)] = _judged_edits(Path(args.data), [(args.videos, args.scores)], out)
     records = judged_records(split, rows, clips, yes_at=args.yes_at, no_at=args.no_at)
     merged = _merged(args.merge, out)
     write_text(out, json.dumps(merged + records))
@@ -307,9 +312,8 @@ def cmd_synth_pairs(args: argparse.Namespace) -> int:
     if not 0 < args.min_gap <= 9:
         raise ReviseInputError(f"--min-gap must be above 0 and at most 9, got {args.min_gap}")
     out = Path(args.out)
-    edits = [_judged_edits(Path(args.data), Path(v), s, out) for v, s in zip(args.videos, args.scores)]
-    records = judged_pairs(edits[0][0], [rows for _, rows, _ in edits], [clips for _, _, clips in edits],
-                           min_gap=args.min_gap)
+    split, edits = _judged_edits(Path(args.data), list(zip(args.videos, args.scores)), out)
+    records = judged_pairs(split, [rows for rows, _ in edits], [clips for _, clips in edits], min_gap=args.min_gap)
     merged = _merged(args.merge, out)
     write_text(out, json.dumps(merged + records))
     asked = Counter(r["dimension"] or "overall" for r in records)

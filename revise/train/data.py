@@ -118,11 +118,13 @@ class TripletData:
                 clips[rel] = torch.from_numpy(clip)
         self._clips = clips
 
-    def answers(self) -> list[float] | None:
-        """Each item's answer (1 Yes, 0 No) for Yes/No critic data, else None."""
-        if not all("answer" in it and "question" not in it and "rival_video_path" not in it for it in self.items):
+    def answers(self, pairs_aside: bool = False) -> list[float] | None:
+        """Each item's answer (1 Yes, 0 No) for Yes/No critic data, else None; with ``pairs_aside`` the
+        preference pairs among them are left out (and may be there)."""
+        items = [it for it in self.items if not (pairs_aside and "rival_video_path" in it)]
+        if not all("answer" in it and "question" not in it and "rival_video_path" not in it for it in items):
             return None
-        return [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in self.items]
+        return [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in items]
 
 
 def _as_is(sample):

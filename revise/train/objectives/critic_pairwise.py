@@ -52,14 +52,13 @@ class CriticPairwiseObjective(Objective):
             raise ReviseInputError(f"{source}: critic_pairwise.pair_weight must be 0 or more")
 
     def setup(self, data) -> None:
-        pairs = sum("rival_video_path" in it for it in data.items)
-        loose = [i for i, it in enumerate(data.items)
-                 if "rival_video_path" not in it and ("answer" not in it or "question" in it)]
-        if not pairs or loose:
-            what = "no preference pairs ('revise synth pairs')" if not pairs else \
-                f"item {loose[0]} is neither a pair nor a Yes/No record"
-            raise ReviseInputError(f"training data {self.cfg.data}: {what}")
-        answers = [1.0 if str(it["answer"]).lower() == "yes" else 0.0 for it in data.items if "rival_video_path" not in it]
+        answers = data.answers(pairs_aside=True)
+        if not any("rival_video_path" in it for it in data.items):
+            raise ReviseInputError(f"training data {self.cfg.data}: no preference pairs ('revise synth pairs')")
+        if answers is None:
+            loose = next(i for i, it in enumerate(data.items)
+                         if "rival_video_path" not in it and ("answer" not in it or "question" in it))
+            raise ReviseInputError(f"training data {self.cfg.data}: item {loose} is neither a pair nor a Yes/No record")
         self.class_weights = class_weights(answers) if self.options.balance else None
 
     def fields(self, samples: list[dict[str, Any]], g: torch.Generator, latent_shape: tuple[int, ...],
