@@ -26,7 +26,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shipped", required=True, help="the shipped model's val scores ('revise synth score --out')")
     ap.add_argument("--arms", nargs="+", required=True, metavar="NAME=SCORES", help="each arm's val scores")
-    ap.add_argument("--models", default="runs/v2", help="folder holding s3_NAME/model for each arm")
+    ap.add_argument("--models", default="runs/v2", help="folder holding PREFIXNAME/model for each arm")
+    ap.add_argument("--prefix", default="s3_", help="each arm's folder name before its NAME (stage 3's: s3_)")
     ap.add_argument("--pack", help="write the winner's float16 copy here (.tgz)")
     ap.add_argument("--json", help="write the decision here")
     args = ap.parse_args()
@@ -52,10 +53,10 @@ def main() -> None:
     if wins and args.pack:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / "model"
-            subprocess.run([sys.executable, "scripts/ship_model.py", str(Path(args.models) / f"s3_{best}" / "model"),
+            subprocess.run([sys.executable, "scripts/ship_model.py", str(Path(args.models) / f"{args.prefix}{best}" / "model"),
                             str(copy)], check=True)
             with tarfile.open(args.pack, "w:gz") as tar:
-                tar.add(copy, arcname=f"s3_{best}")
+                tar.add(copy, arcname=f"{args.prefix}{best}")
     if args.json:
         Path(args.json).write_text(json.dumps(decision, indent=1))
 

@@ -8,6 +8,7 @@
 #   STAGES="data shipped" bash scripts/v2_floors.sh          # the shipped model's floors on v2
 #   STAGES="sft blind floors" TIME_LIMIT=180 EVAL_SPLITS=test bash scripts/v2_floors.sh
 #   STAGES="data vae sft blind floors" ...                   # first the autoencoder on v2's scenes
+#   STAGES="... select pack"   # the shipping rule on val for the SFT arm; its float16 copy to $RUNS/sft_fp16.tgz
 # The vae stage (docs/results.md, "The mini VAE cannot draw v2's dusk scenes") continues the shipped
 # model's autoencoder on v2 train clips, single frames for VAE_FRAMES_TIME s then whole clips for
 # VAE_CLIPS_TIME s, training VAE_MODULES (vae_decoder: the decoder alone, so that the shipped DiT's
@@ -21,6 +22,7 @@ LR=${LR:-1.0e-4}; WARMUP=${WARMUP:-20}
 VAE_MODULES=${VAE_MODULES:-vae_decoder}; VAE_FRAMES_TIME=${VAE_FRAMES_TIME:-60}; VAE_CLIPS_TIME=${VAE_CLIPS_TIME:-120}
 VAE_FRAME_BATCH=${VAE_FRAME_BATCH:-512}; VAE_CLIP_BATCH=${VAE_CLIP_BATCH:-64}
 STAGES=${STAGES:-"data shipped sft blind floors"}; EVAL_SPLITS=${EVAL_SPLITS:-"test val"}
+FLOOR_ARMS=${FLOOR_ARMS:-"vae sft blind"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -79,9 +81,27 @@ if has shipped; then for split in $EVAL_SPLITS; do floors shipped "$SHIPPED" "$s
 has sft && sft sft "$DATA/train/train.json"
 has blind && sft blind "$DATA/train/train_neutral.json"
 if has floors; then
-    for name in vae sft blind; do     # vae: the shipped DiT with the v2 autoencoder
+    for name in $FLOOR_ARMS; do       # vae: the shipped DiT with the v2 autoencoder
         [ -d "$RUNS/$name/model" ] || continue
         for split in $EVAL_SPLITS; do floors "$name" "$RUNS/$name/model" "$split"; done
     done
+fi
+val_own() {  # val_own NAME MODEL: edits of val with the own instructions, scored
+    $REVISE synth generate --model "$2" --data "$DATA/val/val.json" --out "$RUNS/eval_$1/val_own" --format npy \
+        --batch "$BATCH"
+    $REVISE synth score --data "$DATA/val/val.json" --videos "$RUNS/eval_$1/val_own" --workers "$WORKERS" \
+        --out "$RUNS/eval_$1/val_scores.json"
+}
+if has select; then                  # the pre-set shipping rule (scripts/select_arm.py) for the SFT arm
+    stamp "select"
+    val_own shipped "$SHIPPED"
+    val_own sft "$RUNS/sft/model"
+    ${PYTHON:-python3} scripts/select_arm.py --shipped "$RUNS/eval_shipped/val_scores.json" \
+        --arms "sft=$RUNS/eval_sft/val_scores.json" --models "$RUNS" --prefix "" --pack "$RUNS/winner.tgz" \
+        --json "$RUNS/select.json"
+fi
+if has pack; then                    # the SFT arm's float16 copy, to carry into a later session's v2_reflect.sh
+    rm -rf "$RUNS/sft_fp16" && ${PYTHON:-python3} scripts/ship_model.py "$RUNS/sft/model" "$RUNS/sft_fp16"
+    tar -czf "$RUNS/sft_fp16.tgz" -C "$RUNS" sft_fp16
 fi
 stamp "done (v2_floors)"
