@@ -31,14 +31,13 @@ import torch
 
 
 def make_data(root: Path, frames: int, height: int, width: int) -> Path:
-    from revise.video import write_video
 
     rng = np.random.default_rng(0)
     items = []
     for i in range(2):
         for kind in ("s", "t"):
-            write_video(root / f"{kind}{i}.mp4", rng.integers(0, 255, (frames, height, width, 3), dtype=np.uint8))
-        items.append({"source_video_path": f"s{i}.mp4", "target_video_path": f"t{i}.mp4",
+            np.save(root / f"{kind}{i}.npy", rng.integers(0, 255, (frames, height, width, 3), dtype=np.uint8))
+        items.append({"source_video_path": f"s{i}.npy", "target_video_path": f"t{i}.npy",
                       "instruction": "show the scene one second later", "type": "temporal"})
     (root / "train.json").write_text(json.dumps(items))
     return root / "train.json"

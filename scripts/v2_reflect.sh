@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #22 on RVE-Synth v2 (docs/results.md, "Self-reflection on v2"), after scripts/v2_floors.sh has
-# trained the v2 SFT model ($RUNS/sft/model) on $DATA:
+# trained the v2 SFT model ($RUNS/sft/model, or SFT=FOLDER: e.g. its float16 copy from the pack stage) on $DATA:
 #   onpolicy  the SFT model edits N_ONPOLICY train items (seed 1 split) K_ONPOLICY times; the exact judge
 #             labels them ('synth label'), merged after the split's own critic data (exact targets, near
 #             misses), and every two edits of an item K_GAP or more judge points apart make a preference
@@ -23,7 +23,7 @@ S3_TIME=${S3_TIME:-240}; WORKERS=${WORKERS:-16}; BATCH=${BATCH:-128}
 STAGES=${STAGES:-"onpolicy critic agree stage3 eval select"}; ARMS=${ARMS:-"sft rwo_a rwo_c oracle"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}; PY=${PYTHON:-python3}
-SFT=$RUNS/sft/model; CRITIC_B=$RUNS/critic_b/model; CRITIC_C=$RUNS/critic_c/model
+SFT=${SFT:-$RUNS/sft/model}; CRITIC_B=$RUNS/critic_b/model; CRITIC_C=$RUNS/critic_c/model
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 stamp() { echo "[$(date +%T)] $*"; }
 
