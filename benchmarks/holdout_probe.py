@@ -43,7 +43,8 @@ def main() -> None:
     from revise.pipelines.edit import ReviseEditPipeline
     from revise.synth.dataset import make_dataset
     from revise.synth.evaluate import score_split
-    from revise.synth.run import bootstrap_interval, generate_split
+    from revise.stats import bootstrap_interval
+    from revise.synth.run import generate_split
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -32,8 +32,9 @@ import torch
 from revise.critic import Critic
 from revise.models.revise_model import ReviseModel
 from revise.pipelines.edit import ReviseEditPipeline
+from revise.stats import bootstrap_interval
 from revise.synth.evaluate import METRICS, score_split
-from revise.synth.run import bootstrap_interval, generate_split
+from revise.synth.run import generate_split
 from revise.video import read_video
 
 QUESTIONS = {"critic, overall": None, "critic, EA": "edit_accuracy"}

@@ -18,10 +18,11 @@ import torch
 
 from revise.models.revise_model import ReviseModel
 from revise.pipelines.edit import ReviseEditPipeline
+from revise.stats import bootstrap_interval
 from revise.synth.dataset import CLIP_FORMATS
 from revise.synth.evaluate import METRICS, score_split
+from revise.synth.run import critic_report, generate_split
 from revise.video import read_video, write_video
-from revise.synth.run import bootstrap_interval, critic_report, generate_split
 
 
 def summary_with_intervals(result: dict) -> dict:

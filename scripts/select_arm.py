@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from revise.synth.evaluate import paired_difference
+from revise.stats import paired_difference
 
 
 def main() -> None:

@@ -12,8 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from revise.synth.evaluate import paired_difference
-from revise.synth.run import bootstrap_interval
+from revise.stats import bootstrap_interval, paired_difference
 
 ARMS = {"sft": "SFT continued", "rwo_a": "group RWO, critic A (shipped)", "rwo_b": "group RWO, critic B (on-policy Yes/No)",
         "rwo_c": "group RWO, critic C (on-policy pairs)", "oracle": "group RWO, exact judge (oracle)"}

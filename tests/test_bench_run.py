@@ -159,3 +159,63 @@ def test_synth_judge_refuses_a_manifest_without_scenes(tmp_path, capsys):
     assert "nothing to score" in capsys.readouterr().err
     assert main(["bench", "score", str(tmp_path / "nothing"), "--judge", "synth"]) == 2
     assert "is not a bench run folder" in capsys.readouterr().err
+
+
+READER = """
+import json, shutil, sys
+item_id, source, target, output, instruction, own = sys.argv[1:7]
+told_own = json.load(open(own))[item_id] == instruction
+shutil.copyfile(target if told_own else source, output)
+"""
+
+
+def test_instruction_blind_floors_run_and_report(tmp_path, capsys):
+    """An editor that draws the exact target only when told the item's own instruction: its runs told
+    "Do something." and another item's instruction score like the source, the report puts the three
+    side by side, and the sensitivity's interval is clear of 0."""
+    data = tmp_path / "data"
+    assert main(["synth", "make", "--n", "6", "--split", "test", "--seed", "0", "--out", str(data)]) == 0
+    manifest = data / "test.json"
+    records = json.loads(manifest.read_text())
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps({r["id"]: r["instruction"] for r in records}))
+    script = tmp_path / "reader.py"
+    script.write_text(READER)
+    cmd = f"{sys.executable} {script} {{id}} {{source}} {{target}} {{output}} {{instruction}} {own}"
+    runs = {mode: tmp_path / mode for mode in ("own", "neutral", "other")}
+    for mode, out in runs.items():
+        assert main(run_args(manifest, out, "--editor-cmd", cmd, "--method", "reader", "--instructions", mode)) == 0
+    assert RunDir(runs["neutral"]).method == "reader [told: neutral]"
+    assert RunDir(runs["other"]).base_method == "reader" and RunDir(runs["other"]).instructions == "other"
+    # the run keeps the items' own instructions, for the judge; only the editor was told otherwise
+    assert [it.instruction for it in RunDir(runs["other"]).items()] == [r["instruction"] for r in records]
+    # a floor is another generator: it never resumes into the own run's folder
+    assert main(run_args(manifest, runs["own"], "--editor-cmd", cmd, "--method", "reader",
+                         "--instructions", "neutral")) == 2
+    assert "was made by" in capsys.readouterr().err
+
+    assert main(["bench", "score", *map(str, runs.values()), "--judge", "synth", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "report", *map(str, runs.values()), "--judge", "synth", "--out", str(tmp_path / "report"),
+                 "--no-gallery"]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    floors = md.split("## Instruction-blind floors")[1]
+    ea = {}
+    for mode in ("own", "neutral", "other"):
+        line = next(l for l in floors.splitlines() if l.startswith(f"| {mode} |"))
+        assert line.split("|")[2].strip() == "6"
+        ea[mode] = float(line.split("|")[3].split()[0])
+    assert ea["own"] > 9 and ea["neutral"] < 5 and ea["other"] < 5
+    sens = floors.split("Instruction sensitivity EA(own) - EA(other): ")[1]
+    mean, lo = float(sens.split()[0]), float(sens.split("[")[1].split(",")[0])
+    assert mean == pytest.approx(ea["own"] - ea["other"], abs=0.01) and lo > 3
+    assert "over 6 items scored in both" in sens
+
+
+def test_other_instructions_need_groups(tmp_path, capsys):
+    manifest = make_manifest(tmp_path / "data", ["a", "b"])
+    out = tmp_path / "run"
+    assert main(run_args(manifest, out, "--editor-cmd", "cp {source} {output}", "--instructions", "other")) == 2
+    err = capsys.readouterr().err
+    assert "groups of two or more" in err and "Traceback" not in err
+    assert not out.exists(), "nothing is written for a refused run"

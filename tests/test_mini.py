@@ -105,7 +105,8 @@ def test_critic_data_records_every_question(tmp_path):
 
 def test_generate_and_critic_report_on_a_tiny_split(tmp_path, tiny_model):
     from revise.pipelines.edit import ReviseEditPipeline
-    from revise.synth.run import bootstrap_interval, critic_report, generate_split
+    from revise.stats import bootstrap_interval
+    from revise.synth.run import critic_report, generate_split
 
     make_dataset(3, "test", 0, tmp_path / "d", progress=False, workers=1, critic=True)
     pipe = ReviseEditPipeline(tiny_model)

@@ -11,6 +11,7 @@ import os
 import time
 
 from ..errors import ReviseEnvironmentError, ReviseInputError
+from ..synth.floors import INSTRUCTION_MODES
 
 JUDGES = ("openai", "local", "synth")
 
@@ -47,6 +48,12 @@ def _add_run_parser(acts) -> None:
     how.add_argument("--videos", metavar="DIR", help="folder of outputs named {id}.mp4 (or another video, or a "
                                                      "frame folder {id}/), e.g. a baseline's results")
     r.add_argument("--method", default=None, help="name in reports (default: from the model, command or folder)")
+    r.add_argument("--instructions", choices=INSTRUCTION_MODES, default="own",
+                   help="what the editor is told: own (default), neutral ('Do something.' for every item) or other "
+                        "(the next item's instruction of its group: RVE-Synth v2 items share a source in groups). "
+                        "The judge still scores against each item's own instruction and target, so neutral and "
+                        "other runs are the method's instruction-blind floors; 'bench report' shows them beside "
+                        "the own run of the same --method, with instruction sensitivity EA(own) - EA(other)")
     r.add_argument("--editor-timeout", type=float, default=None, help="seconds per item for --editor-cmd")
     r.add_argument("--retry-failed", action="store_true", help="try items that failed in an earlier run again")
     r.add_argument("--batch", type=int, default=1,
@@ -133,13 +140,14 @@ def _add_price_args(group) -> None:
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from ..cli.common import _quiet_libraries as quiet_libraries
-    from .manifest import load_manifest
+    from .manifest import load_manifest, told_items
     from .run import CommandEditor, FolderImport, ModelEditor, generate
     from .rundir import RunDir
 
     if args.batch < 1:
         raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
     items = load_manifest(args.manifest)
+    told = told_items(items, args.instructions)
     if args.model is not None:
         quiet_libraries()
         editor = ModelEditor(args.model, frames=args.frames, size=args.size, steps=args.steps,
@@ -150,8 +158,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         editor = FolderImport(args.videos)
     run = RunDir(args.out)
-    run.start(items, args.method or editor.default_method, editor.spec, manifest=os.path.abspath(args.manifest))
-    s = generate(run, items, editor, retry_failed=args.retry_failed, progress=not args.quiet)
+    base = args.method or editor.default_method
+    own = args.instructions == "own"
+    run.start(items, base if own else f"{base} [told: {args.instructions}]",
+              editor.spec if own else {**editor.spec, "instructions": args.instructions},
+              manifest=os.path.abspath(args.manifest), instructions=args.instructions, base_method=base)
+    s = generate(run, told, editor, retry_failed=args.retry_failed, progress=not args.quiet)
     where = "" if s.world == 1 else f"rank {s.rank}/{s.world}: "
     kept = f", {s.kept_failed} failed earlier (kept; --retry-failed tries them again)" if s.kept_failed else ""
     print(f"{where}{run.method}: generated {s.generated}, {s.skipped} already done, {s.failed} failed{kept} "

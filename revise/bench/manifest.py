@@ -70,6 +70,17 @@ def items_from_records(records: list[Any], root: str | os.PathLike[str], where: 
     return _checked_items([(f"item {i}", value) for i, value in enumerate(records)], where, Path(root), check_files)
 
 
+def told_items(items: list[BenchItem], instructions: str) -> list[BenchItem]:
+    """``items`` with the instructions an editor is told for an instruction-blind floor
+    (:func:`~revise.synth.floors.with_instructions`: ``own``, ``neutral`` or ``other``)."""
+    from ..synth.floors import with_instructions
+
+    if instructions == "own":
+        return items
+    records = with_instructions([it.to_record() for it in items], instructions)
+    return items_from_records(records, "/", f"the manifest's items told {instructions!r} instructions", check_files=False)
+
+
 def _checked_items(entries: list[tuple[str, Any]], where: str, root: Path, check_files: bool) -> list[BenchItem]:
     """The items of ``(label, value)`` entries; a ``str`` value is a JSON syntax error at that label."""
     items: list[BenchItem] = []

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReviseInputError
+from ..stats import bootstrap_interval, paired_difference
+from ..synth.floors import INSTRUCTION_MODES
 from ..vocab import CATEGORIES, DIMENSIONS, OVERALL, SUBSETS
 from .judges.openai_judge import PRICE_INPUT_PER_M, PRICE_OUTPUT_PER_M, cost_usd
 from .manifest import BenchItem
@@ -197,6 +199,41 @@ def cost_lines(methods: list[Method], price_input: float, price_output: float) -
                 "(--price-input / --price-output); tokens as the endpoint reported them."]
 
 
+def floor_lines(methods: list[Method], formula: OverallFormula) -> list[str]:
+    """The instruction-blind floors: for each method scored with its own instructions and also told
+    neutral or other instructions ('bench run --instructions'), EA and Overall under each with 95%
+    bootstrap intervals, and instruction sensitivity EA(own) - EA(other) paired by item."""
+    by_base: dict[str, dict[str, Method]] = {}
+    for m in methods:
+        by_base.setdefault(m.run.base_method, {})[m.run.instructions] = m
+    lines: list[str] = []
+    for base, runs in by_base.items():
+        if "own" not in runs or len(runs) < 2:
+            continue
+        scored = {mode: [{"id": it.id, **s} for it in m.items
+                         if (s := m.item_scores(it.id, formula))["status"] == "ok"] for mode, m in runs.items()}
+        lines += [f"**{base}**", "", "| told | scored | EA [95%] | Overall [95%] |", "| --- | ---: | --- | --- |"]
+        for mode in INSTRUCTION_MODES:
+            if mode in scored:
+                rows = scored[mode]
+                cells = [_mean_interval([r[k] for r in rows]) for k in ("EA", OVERALL)]
+                lines.append(f"| {mode} | {len(rows)} | {cells[0]} | {cells[1]} |")
+        if "other" in scored and scored["own"] and scored["other"]:
+            d = paired_difference(scored["own"], scored["other"])
+            lo, hi = d["interval95"]
+            lines += ["", f"Instruction sensitivity EA(own) - EA(other): {d['mean']:.2f} [{lo:.2f}, {hi:.2f}] "
+                          f"over {d['n']} items scored in both."]
+        lines.append("")
+    return lines
+
+
+def _mean_interval(values: list[float]) -> str:
+    if not values:
+        return "–"
+    lo, hi = bootstrap_interval(values)
+    return f"{sum(values) / len(values):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def judge_description(methods: list[Method]) -> str:
     judge = methods[0].judge if methods else None
     if judge is None:
@@ -239,6 +276,12 @@ def markdown_report(methods: list[Method], formula: OverallFormula, price_input:
     for group in groups_of(items):
         n = sum(in_group(it, group) for it in items)
         out += [f"## {group} (n = {n})", "", markdown_table(table_rows(methods, group, formula)), ""]
+    floors = floor_lines(methods, formula)
+    if floors:
+        out += ["## Instruction-blind floors", "",
+                "Each method told its items' own instructions, \"Do something.\" (neutral) and another item's "
+                "instruction on the same source (other), always scored against the own instruction's target. "
+                "A method that reads the instruction scores clearly higher with its own.", "", *floors]
     costs = cost_lines(methods, price_input, price_output)
     if costs:
         out += ["## Judge usage and cost", "", *costs, ""]

@@ -1,6 +1,7 @@
 """A run folder: everything one method produced and everything judged of it, one file per item.
 
-    RUN_DIR/run.json               method name and how the videos were made (checked on resume)
+    RUN_DIR/run.json               method name, how the videos were made (checked on resume) and which
+                                   instructions the editor was told (own, or an instruction-blind floor's)
     RUN_DIR/manifest.jsonl         the manifest's items with absolute paths
     RUN_DIR/videos/{id}.mp4        outputs, each renamed into place only once complete
     RUN_DIR/generation.jsonl       one record per generated item: ok (seconds) or failed (reason)
@@ -92,9 +93,13 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
     # ---- creating and checking ----------------------------------------------------------
-    def start(self, items: list[BenchItem], method: str, generator: dict[str, Any], manifest: str = "") -> None:
+    def start(self, items: list[BenchItem], method: str, generator: dict[str, Any], manifest: str = "",
+              instructions: str = "own", base_method: str | None = None) -> None:
         """Create the folder for ``items`` made by ``generator``, or check that an existing one was
-        made from the same manifest and generator (so a resumed run never mixes two)."""
+        made from the same manifest and generator (so a resumed run never mixes two). ``items`` keep
+        their own instructions (the judge scores against them); ``instructions`` says what the editor
+        was told instead (:data:`~revise.synth.floors.INSTRUCTION_MODES`), and ``base_method`` names the
+        method whose instruction-blind floor this run is (default ``method``)."""
         meta_path = self.path / META_FILE
         if meta_path.is_file():
             meta = self.meta()
@@ -113,7 +118,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_manifest(items, self.path / MANIFEST_FILE)
         self.videos.mkdir(exist_ok=True)
-        write_json(meta_path, {"method": method, "generator": generator,
+        write_json(meta_path, {"method": method, "generator": generator, "instructions": instructions,
+                               "base_method": base_method or method,
                                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                                "manifest": manifest})
 
@@ -131,6 +137,16 @@ class RunDir:
     @property
     def method(self) -> str:
         return str(self.meta().get("method") or self.path.name)
+
+    @property
+    def instructions(self) -> str:
+        """What the editor was told: ``own`` (the items' instructions), ``neutral`` or ``other``."""
+        return str(self.meta().get("instructions") or "own")
+
+    @property
+    def base_method(self) -> str:
+        """The method this run belongs to: itself, or the one whose instruction-blind floor it is."""
+        return str(self.meta().get("base_method") or self.method)
 
     def items(self) -> list[BenchItem]:
         self.meta()

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ReviseInputError
 from ..manifest import read_json_list
+from ..stats import bootstrap_interval, paired_difference
 from .dataset import CLIP_FORMATS, load_items, split_items
 from .judge import overall
 
@@ -96,19 +97,5 @@ def floors_report(json_path: str | Path, own: dict, neutral: str | Path | None =
 
 
 def _intervals(rows: list[dict]) -> dict:
-    from .run import bootstrap_interval
-
     scored = [r for r in rows if not r.get("missing")]
     return {m: bootstrap_interval([r[m] for r in scored]) for m in ("EA", "overall")}
-
-
-def paired_difference(own: list[dict], other: list[dict], metric: str = "EA") -> dict:
-    """Mean of ``own[metric] - other[metric]`` over the items both scored (paired by id), with a 95%
-    bootstrap interval."""
-    from .run import bootstrap_interval
-
-    by_id = {r["id"]: r for r in other if not r.get("missing")}
-    diffs = [r[metric] - by_id[r["id"]][metric] for r in own if not r.get("missing") and r["id"] in by_id]
-    if not diffs:
-        raise ReviseInputError("no item was scored under both instructions")
-    return {"mean": float(np.mean(diffs)), "interval95": bootstrap_interval(diffs), "n": len(diffs)}

@@ -33,8 +33,8 @@ def with_instructions(records: list[dict], mode: str) -> list[dict]:
     for i, r in enumerate(records):
         groups[r.get("group") or ""].append(i)
     if "" in groups or any(len(v) < 2 for v in groups.values()):
-        raise ReviseInputError("'other' instructions need a split whose items come in groups of two or more "
-                               "that share a source (RVE-Synth v2, 'revise synth make')")
+        raise ReviseInputError("'other' instructions need items that come in groups of two or more sharing a "
+                               "source, each with a 'group' field (RVE-Synth v2 splits, 'revise synth make')")
     out = list(records)
     for members in groups.values():
         for k, i in enumerate(members):

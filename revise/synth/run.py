@@ -210,14 +210,3 @@ def _accuracy(rows: list[tuple[float, bool]]) -> dict:
     per_class = [float((pred[y == c] == c).mean()) for c in (True, False) if (y == c).any()]
     return {"n": len(rows), "yes": int(y.sum()), "accuracy": acc, "balanced_accuracy": float(np.mean(per_class)),
             "mean_p_yes": float(p.mean())}
-
-
-def bootstrap_interval(values, n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """A percentile bootstrap interval of the mean of ``values`` (items resampled with replacement)."""
-    v = np.asarray(values, np.float64)
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
