@@ -20,6 +20,7 @@
 set -euo pipefail
 N_ONPOLICY=${N_ONPOLICY:-1500}; K_ONPOLICY=${K_ONPOLICY:-3}; K_GAP=${K_GAP:-1.0}; SEEDS=${SEEDS:-4}; T_CRITIC=${T_CRITIC:-120}; S3_STEPS=${S3_STEPS:-200}
 S3_TIME=${S3_TIME:-240}; WORKERS=${WORKERS:-16}; BATCH=${BATCH:-128}
+CRITIC_BATCH=${CRITIC_BATCH:-128}; PRECISION=${PRECISION:-bf16}   # on a CPU: CRITIC_BATCH=32 PRECISION=no
 STAGES=${STAGES:-"onpolicy critic agree stage3 eval select"}; ARMS=${ARMS:-"sft rwo_a rwo_c oracle"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}; PY=${PYTHON:-python3}
@@ -57,6 +58,7 @@ critic() {  # critic NAME DATA OBJECTIVE: the SFT model's critic continued on DA
     mkdir -p "$RUNS/$1"
     sed -e "s#^model: .*#model: $SFT#" -e "s#^data: .*#data: $2#" -e "s#^objective: .*#objective: $3#" \
         -e "s#^out: .*#out: $RUNS/$1#" -e "s#^lr: .*#lr: 2.0e-4#" -e "s#^warmup_steps: .*#warmup_steps: 20#" \
+        -e "s#^batch_size: .*#batch_size: $CRITIC_BATCH#" -e "s#^mixed_precision: .*#mixed_precision: \"$PRECISION\"#" \
         configs/mini/1_critic.yaml > "$RUNS/$1/config.yaml"
     $REVISE train --config "$RUNS/$1/config.yaml" --time-limit "$T_CRITIC" --no-resume
 }
