@@ -20,7 +20,7 @@
 set -euo pipefail
 N_ONPOLICY=${N_ONPOLICY:-1500}; K_ONPOLICY=${K_ONPOLICY:-3}; K_GAP=${K_GAP:-1.0}; SEEDS=${SEEDS:-4}; T_CRITIC=${T_CRITIC:-120}; S3_STEPS=${S3_STEPS:-200}
 S3_TIME=${S3_TIME:-240}; WORKERS=${WORKERS:-16}; BATCH=${BATCH:-128}
-CRITIC_BATCH=${CRITIC_BATCH:-128}; PRECISION=${PRECISION:-bf16}   # on a CPU: CRITIC_BATCH=32 PRECISION=no
+CRITIC_BATCH=${CRITIC_BATCH:-128}; PRECISION=${PRECISION:-bf16}   # on a CPU: CRITIC_BATCH=32 PRECISION=no (critics, stage 3)
 STAGES=${STAGES:-"onpolicy critic agree stage3 eval select"}; ARMS=${ARMS:-"sft rwo_a rwo_c oracle"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}; PY=${PYTHON:-python3}
@@ -88,7 +88,7 @@ arm_config() {  # arm_config ARM: the stage-3 config of an arm, from the mini co
     esac
     sed -e "s#^model: .*#model: $SFT#" -e "s#data/mini/train.json#$DATA/train/train.json#" \
         -e "s#runs/mini/cache#$RUNS/cache3#" -e "s#^out: .*#out: $RUNS/s3_$1#" \
-        -e "s#judge_workers: .*#judge_workers: $WORKERS#" \
+        -e "s#judge_workers: .*#judge_workers: $WORKERS#" -e "s#^mixed_precision: .*#mixed_precision: \"$PRECISION\"#" \
         -e "s/^  reward: critic.*/  reward: critic\n  question: edit_accuracy/" \
         "configs/mini/$base.yaml"
     [ -n "$extra" ] && echo "$extra"

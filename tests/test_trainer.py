@@ -527,3 +527,18 @@ def test_a_critic_that_trains_under_uso_is_anchored_by_labelled_data(synth_split
     both, _ = head_grad(1.0, 1.0)
     semantic_only = both - anchor_only          # same seeds: the two gradients add up
     assert not torch.allclose(both, anchor_only) and semantic_only.abs().sum() > 0
+
+
+def test_a_float16_model_folder_trains_in_float32_without_mixed_precision(data, tmp_path, tiny_model):
+    """A shipped copy is saved in float16; without mixed precision its frozen parts run in float32
+    beside the float32 master weights (they stayed float16 and the first matmul across them failed)."""
+    from revise import ReviseModel
+
+    start = ReviseModel.from_pretrained(tiny_model.save_pretrained(tmp_path / "fp32"), dtype=torch.float16)
+    start = start.save_pretrained(tmp_path / "fp16")
+    t = Trainer(config(data, tmp_path / "run", model=str(start), steps=1, cache_features=True,
+                       cache_dir=str(tmp_path / "cache")))
+    assert {p.dtype for p in t.model.vae.parameters()} == {torch.float32}
+    assert {p.dtype for p in t.model.understanding.parameters()} == {torch.float32}
+    t.train()
+    assert t.step == 1

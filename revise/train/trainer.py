@@ -93,9 +93,15 @@ def trained_modules(model: ReviseModel, name: str) -> list[nn.Module]:
     return [getattr(model, name)]
 
 
+def compute_dtype(cfg: TrainConfig) -> torch.dtype:
+    """The dtype frozen weights are kept in: the mixed-precision dtype, else float32 (also for a model
+    folder saved in float16, e.g. a shipped copy)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision, torch.float32)
+
+
 def _load_model(cfg: TrainConfig, device: torch.device) -> ReviseModel:
     """The starting model: frozen weights in the compute dtype, trained ones as float32 master copies."""
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
+    low = compute_dtype(cfg)
     model = ReviseModel.load(cfg.model, seed=cfg.seed, device=device, dtype=low)
     if cfg.lora is not None:              # the DiT trains through a LoRA adapter, its own weights frozen
         add_lora(model.transformer, cfg.lora, seed=cfg.seed)
@@ -117,7 +123,7 @@ def _load_model(cfg: TrainConfig, device: torch.device) -> ReviseModel:
 
 def _load_critic(cfg: TrainConfig, device: torch.device) -> nn.Module:
     """The VLM of the model folder ``cfg.critic_model``, frozen in eval mode, as the critic of rwo/uso."""
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
+    low = compute_dtype(cfg)
     vlm = ReviseModel.load(cfg.critic_model, seed=cfg.seed, device=device, dtype=low).understanding
     vlm.eval().requires_grad_(False)
     return vlm
