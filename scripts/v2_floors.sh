@@ -9,6 +9,10 @@
 #   STAGES="sft blind floors" TIME_LIMIT=180 EVAL_SPLITS=test bash scripts/v2_floors.sh
 #   STAGES="data vae sft blind floors" ...                   # first the autoencoder on v2's scenes
 #   STAGES="... select pack"   # the shipping rule on val for the SFT arm; its float16 copy to $RUNS/sft_fp16.tgz
+#   STAGES="data vocab vae sft blind floors"   # first the shipped model's word vocabulary grown to v2's words
+# The vocab stage (docs/results.md, "every v2 arm reads v2 with v1's words") writes $RUNS/vocab/model,
+# the shipped model with the mini preset's words added (scripts/grow_vocabulary.py); the later stages
+# start from it.
 # The vae stage (docs/results.md, "The mini VAE cannot draw v2's dusk scenes") continues the shipped
 # model's autoencoder on v2 train clips, single frames for VAE_FRAMES_TIME s then whole clips for
 # VAE_CLIPS_TIME s, training VAE_MODULES (vae_decoder: the decoder alone, so that the shipped DiT's
@@ -71,11 +75,17 @@ from revise.synth.floors import with_instructions
 recs = json.load(open('$DATA/train/train.json'))
 json.dump(with_instructions(recs, 'neutral'), open('$DATA/train/train_neutral.json', 'w'))"
 fi
+START=$SHIPPED                       # what the v2 stages continue: the shipped model, its vocabulary grown
+if has vocab; then
+    stamp "vocab"
+    ${PYTHON:-python3} scripts/grow_vocabulary.py "$SHIPPED" "$RUNS/vocab/model"
+fi
+[ -d "$RUNS/vocab/model" ] && START=$RUNS/vocab/model
 if has vae; then
-    vae vae_frames 0_vae_frames "$SHIPPED" "$VAE_FRAMES_TIME" "$VAE_FRAME_BATCH"
+    vae vae_frames 0_vae_frames "$START" "$VAE_FRAMES_TIME" "$VAE_FRAME_BATCH"
     vae vae 0_vae "$RUNS/vae_frames/model" "$VAE_CLIPS_TIME" "$VAE_CLIP_BATCH"
 fi
-BASE=$SHIPPED                        # the arms start from the model with the v2 autoencoder, once there is one
+BASE=$START                          # the arms start from the model with the v2 autoencoder, once there is one
 [ -d "$RUNS/vae/model" ] && BASE=$RUNS/vae/model
 if has shipped; then for split in $EVAL_SPLITS; do floors shipped "$SHIPPED" "$split"; done; fi
 has sft && sft sft "$DATA/train/train.json"
