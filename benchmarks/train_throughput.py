@@ -31,7 +31,6 @@ import torch
 
 
 def make_data(root: Path, frames: int, height: int, width: int) -> Path:
-
     rng = np.random.default_rng(0)
     items = []
     for i in range(2):

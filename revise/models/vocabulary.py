@@ -52,7 +52,7 @@ def _grow_rows(module, size: int, unk_id: int) -> None:
     old = module.get_input_embeddings().weight.shape[0]
     module.resize_token_embeddings(size, mean_resizing=False)
     rows = [module.get_input_embeddings().weight]
-    out = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    out = module.get_output_embeddings()                     # None for an encoder (UMT5)
     if out is not None and out.weight is not rows[0]:
         rows.append(out.weight)
     for w in rows:
