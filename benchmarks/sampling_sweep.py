@@ -32,6 +32,7 @@ import torch
 from revise.critic import Critic
 from revise.models.revise_model import ReviseModel
 from revise.pipelines.edit import ReviseEditPipeline
+from revise import stats
 from revise.stats import bootstrap_interval
 from revise.synth.evaluate import METRICS, score_split
 from revise.synth.run import generate_split
@@ -63,14 +64,11 @@ def pick(values: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 
 def pair_agreement(p: np.ndarray, ea: np.ndarray) -> tuple[int, float]:
-    """Pairs of one item's candidates whose judge EA differs by >= 1, and the share the critic orders alike."""
-    hits = []
-    for pi, ei in zip(p, ea):
-        for a in range(len(pi)):
-            for b in range(a + 1, len(pi)):
-                if abs(ei[a] - ei[b]) >= 1:
-                    hits.append((pi[a] - pi[b]) * (ei[a] - ei[b]) > 0)
-    return len(hits), float(np.mean(hits)) if hits else float("nan")
+    """Pairs of one item's candidates (p, ea: [items, seeds]) whose judge EA differs by >= 1, and the
+    share the critic orders alike (:func:`revise.stats.pair_agreement`)."""
+    groups = np.repeat(np.arange(len(p)), p.shape[1])
+    pairs, agreeing = stats.pair_agreement(p.ravel(), ea.ravel(), groups)
+    return pairs, agreeing / pairs if pairs else float("nan")
 
 
 def group_rows(records: list[dict], kept: np.ndarray) -> dict[str, dict]:

@@ -28,3 +28,30 @@ def paired_difference(own: list[dict], other: list[dict], metric: str = "EA") ->
     if not diffs:
         raise ReviseInputError("the two sets of scores share no scored item (paired by id)")
     return {"mean": float(np.mean(diffs)), "interval95": bootstrap_interval(diffs), "n": len(diffs)}
+
+
+def pair_agreement(scores, reference, groups, min_gap: float = 1.0) -> tuple[int, int]:
+    """How often ``scores`` order two candidates of one group as ``reference`` does (issue #22's gate:
+    a critic's P(Yes) against the exact judge's EA, pairs of one item's candidates).
+
+    Counts the pairs of entries with the same ``groups`` value whose ``reference`` values differ by
+    ``min_gap`` or more; returns ``(pairs, agreeing)``, where a pair agrees when ``scores`` differ the
+    same way (a tie in ``scores`` does not agree). Summing both over batches gives a pooled rate."""
+    s, r, g = (np.asarray(a, np.float64).ravel() for a in (scores, reference, groups))
+    if not len(s) == len(r) == len(g):
+        raise ValueError(f"scores, reference and groups differ in length: {len(s)}, {len(r)}, {len(g)}")
+    i, j = np.triu_indices(len(s), k=1)
+    d_ref = r[i] - r[j]
+    counted = (g[i] == g[j]) & (np.abs(d_ref) >= min_gap)
+    agreeing = (s[i] - s[j]) * d_ref > 0
+    return int(counted.sum()), int((counted & agreeing).sum())
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a rate of ``hits`` in ``n`` trials (a pair agreement)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)

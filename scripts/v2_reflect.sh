@@ -12,8 +12,12 @@
 #             (val, SEEDS seeds), and its P(Yes) on held-out negatives (benchmarks/critic_agreement.py)
 #   stage3    from the SFT model, S3_STEPS steps each, the same rows per step: SFT continued; group RWO
 #             rewarded by the edit-accuracy question of the model's own critic (A), of critic B or C
-#             (critic_model), or by the exact judge's EA (oracle)
-#   eval      each arm on test (own and another item's instruction: EA, sensitivity) and val (own)
+#             (critic_model), by the exact judge's EA (oracle), or by it blurred with Gaussian noise of
+#             S judge points (judge_nS, e.g. judge_n1.5: a critic of chosen quality for the curve of gain
+#             against agreement); every arm logs its reward's pair agreement with the judge on its own
+#             candidates (the critic arms every AGREE_EVERY-th step: agree_pairs, agree_hits)
+#   eval      each arm on test (own and another item's instruction: EA, sensitivity) and val (own);
+#             with stage3, each arm is evaluated right after it trains (a run cut short keeps whole arms)
 #   select    the pre-set rule (docs/results.md): the arm with the highest val EA replaces the shipped
 #             model only if its val EA beats the shipped model's with the paired 95% interval above 0;
 #             its folder is then packed into $RUNS/winner.tgz
@@ -21,9 +25,10 @@ set -euo pipefail
 N_ONPOLICY=${N_ONPOLICY:-1500}; K_ONPOLICY=${K_ONPOLICY:-3}; K_GAP=${K_GAP:-1.0}; SEEDS=${SEEDS:-4}; T_CRITIC=${T_CRITIC:-120}; S3_STEPS=${S3_STEPS:-200}
 S3_TIME=${S3_TIME:-240}; WORKERS=${WORKERS:-16}; BATCH=${BATCH:-128}
 CRITIC_BATCH=${CRITIC_BATCH:-128}; PRECISION=${PRECISION:-bf16}   # on a CPU: CRITIC_BATCH=32 PRECISION=no (critics, stage 3)
-STAGES=${STAGES:-"onpolicy critic agree stage3 eval select"}; ARMS=${ARMS:-"sft rwo_a rwo_c oracle"}
+STAGES=${STAGES:-"onpolicy critic agree stage3 eval select"}; ARMS=${ARMS:-"sft oracle judge_n1.5 rwo_a rwo_c"}
 DATA=${DATA:-data/v2}; RUNS=${RUNS:-runs/v2}; SHIPPED=${SHIPPED:-revise/assets/models/mini}
 REVISE=${REVISE:-revise}; PY=${PYTHON:-python3}
+AGREE_EVERY=${AGREE_EVERY:-4}
 SFT=${SFT:-$RUNS/sft/model}; CRITIC_B=$RUNS/critic_b/model; CRITIC_C=$RUNS/critic_c/model
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 stamp() { echo "[$(date +%T)] $*"; }
@@ -79,52 +84,58 @@ fi
 
 arm_config() {  # arm_config ARM: the stage-3 config of an arm, from the mini configs
     local base extra=""
+    local reward="  reward: critic\n  question: edit_accuracy\n  agreement_every: $AGREE_EVERY\n  judge_workers: $WORKERS"
     case $1 in
         sft) base=3_sft ;;
         rwo_a) base=3_rwo_group ;;
         rwo_b) base=3_rwo_group; extra="critic_model: $CRITIC_B" ;;
         rwo_c) base=3_rwo_group; extra="critic_model: $CRITIC_C" ;;
-        oracle) base=3_rwo_oracle ;;
+        oracle) base=3_rwo_oracle; reward="  reward: judge" ;;
+        judge_n*) base=3_rwo_oracle; reward="  reward: judge\n  reward_noise: ${1#judge_n}" ;;
+        *) echo "unknown arm $1" >&2; return 1 ;;
     esac
     sed -e "s#^model: .*#model: $SFT#" -e "s#data/mini/train.json#$DATA/train/train.json#" \
         -e "s#runs/mini/cache#$RUNS/cache3#" -e "s#^out: .*#out: $RUNS/s3_$1#" \
         -e "s#judge_workers: .*#judge_workers: $WORKERS#" -e "s#^mixed_precision: .*#mixed_precision: \"$PRECISION\"#" \
-        -e "s/^  reward: critic.*/  reward: critic\n  question: edit_accuracy/" \
-        "configs/mini/$base.yaml"
+        -e "s/^  reward: .*/$reward/" "configs/mini/$base.yaml"
     [ -n "$extra" ] && echo "$extra"
     return 0
 }
 
-if has stage3; then
-    for arm in $ARMS; do
-        stamp "stage 3: $arm"
-        mkdir -p "$RUNS/s3_$arm"
-        arm_config "$arm" > "$RUNS/s3_$arm/config.yaml"
-        $REVISE train --config "$RUNS/s3_$arm/config.yaml" --steps "$S3_STEPS" --time-limit "$S3_TIME" --no-resume
-    done
-fi
+train_arm() {  # train_arm ARM: stage 3 from the SFT model
+    stamp "stage 3: $1"
+    mkdir -p "$RUNS/s3_$1"
+    arm_config "$1" > "$RUNS/s3_$1/config.yaml"
+    $REVISE train --config "$RUNS/s3_$1/config.yaml" --steps "$S3_STEPS" --time-limit "$S3_TIME" --no-resume
+}
 
-if has eval; then
-    for arm in $ARMS; do
-        stamp "eval $arm"
-        out=$RUNS/eval_$arm
-        for mode in own other; do
-            $REVISE synth generate --model "$RUNS/s3_$arm/model" --data "$DATA/test/test.json" --out "$out/test_$mode" \
-                --format npy --batch "$BATCH" --instructions "$mode"
-        done
-        $REVISE synth score --data "$DATA/test/test.json" --videos "$out/test_own" --other "$out/test_other" \
-            --workers "$WORKERS" --out "$out/test_scores.json"
-        $REVISE synth generate --model "$RUNS/s3_$arm/model" --data "$DATA/val/val.json" --out "$out/val_own" \
-            --format npy --batch "$BATCH"
-        $REVISE synth score --data "$DATA/val/val.json" --videos "$out/val_own" --workers "$WORKERS" \
-            --out "$out/val_scores.json"
+eval_arm() {  # eval_arm ARM: test (own and another item's instruction) and val (own)
+    stamp "eval $1"
+    local out=$RUNS/eval_$1
+    for mode in own other; do
+        $REVISE synth generate --model "$RUNS/s3_$1/model" --data "$DATA/test/test.json" --out "$out/test_$mode" \
+            --format npy --batch "$BATCH" --instructions "$mode"
     done
+    $REVISE synth score --data "$DATA/test/test.json" --videos "$out/test_own" --other "$out/test_other" \
+        --workers "$WORKERS" --out "$out/test_scores.json"
+    $REVISE synth generate --model "$RUNS/s3_$1/model" --data "$DATA/val/val.json" --out "$out/val_own" \
+        --format npy --batch "$BATCH"
+    $REVISE synth score --data "$DATA/val/val.json" --videos "$out/val_own" --workers "$WORKERS" \
+        --out "$out/val_scores.json"
+}
+
+for arm in $ARMS; do arm_config "$arm" > /dev/null; done      # an unknown arm fails before anything runs
+if has eval; then
     stamp "eval shipped (val)"
     $REVISE synth generate --model "$SHIPPED" --data "$DATA/val/val.json" --out "$RUNS/eval_shipped/val_own" \
         --format npy --batch "$BATCH"
     $REVISE synth score --data "$DATA/val/val.json" --videos "$RUNS/eval_shipped/val_own" --workers "$WORKERS" \
         --out "$RUNS/eval_shipped/val_scores.json"
 fi
+for arm in $ARMS; do
+    has stage3 && train_arm "$arm"
+    has eval && eval_arm "$arm"
+done
 
 if has select; then
     stamp "select"

@@ -1,7 +1,9 @@
 """The tables of docs/results.md's v2 sections from what scripts/v2_floors.sh and scripts/v2_reflect.sh
 wrote under RUNS (default runs/v2): the instruction-blind floors of each SFT arm, the critics' gate,
-and the stage-3 arms on test (EA with 95% intervals, paired differences against the SFT arm,
-instruction sensitivity) and val. Prints Markdown; parts whose files are missing are left out.
+the stage-3 arms on test (EA with 95% intervals, paired differences against the SFT arm, instruction
+sensitivity) and val, and #22's curve: each RWO arm's gain over the SFT arm against its reward's pair
+agreement with the exact judge on its own training candidates (from its metrics.jsonl). Prints
+Markdown; parts whose files are missing are left out.
 
     python scripts/v2_report.py runs/v2 > docs/results/v2/gpu_tables.md
 """
@@ -12,10 +14,21 @@ import argparse
 import json
 from pathlib import Path
 
-from revise.stats import bootstrap_interval, paired_difference
+from revise.stats import bootstrap_interval, paired_difference, wilson_interval
 
 ARMS = {"sft": "SFT continued", "rwo_a": "group RWO, critic A (shipped)", "rwo_b": "group RWO, critic B (on-policy Yes/No)",
         "rwo_c": "group RWO, critic C (on-policy pairs)", "oracle": "group RWO, exact judge (oracle)"}
+
+
+def label(arm: str) -> str:
+    """An arm's name in the tables (judge_nS: the judge blurred by noise of S points)."""
+    return f"group RWO, exact judge + noise of {arm[len('judge_n'):]} points" if arm.startswith("judge_n") else ARMS.get(arm, arm)
+
+
+def arm_names(runs: Path) -> list[str]:
+    """The stage-3 arms run under ``runs`` (s3_* folders), the SFT arm first."""
+    names = sorted(p.name[3:] for p in runs.glob("s3_*") if p.is_dir())
+    return sorted(names, key=lambda a: (a != "sft", a))
 
 
 def _load(path: Path) -> dict | None:
@@ -64,7 +77,7 @@ def agreement(runs: Path) -> None:
 
 
 def arms(runs: Path) -> None:
-    test = {a: _load(runs / f"eval_{a}" / "test_scores.json") for a in ARMS}
+    test = {a: _load(runs / f"eval_{a}" / "test_scores.json") for a in arm_names(runs)}
     test = {a: s for a, s in test.items() if s}
     if not test:
         return
@@ -81,12 +94,49 @@ def arms(runs: Path) -> None:
         sens_s = f"{sens['mean']:.2f} [{sens['interval95'][0]:.2f}, {sens['interval95'][1]:.2f}]" if sens else ""
         val = _load(runs / f"eval_{a}" / "val_scores.json")
         val_s = f"{val['summary']['all']['EA']:.2f}" if val else ""
-        print(f"| {ARMS[a]} | {sum(own) / len(own):.2f} {_ci(own)} | {s['summary']['all']['overall']:.2f} | {diff} | "
+        print(f"| {label(a)} | {sum(own) / len(own):.2f} {_ci(own)} | {s['summary']['all']['overall']:.2f} | {diff} | "
               f"{sens_s} | {val_s} |")
     decision = _load(runs / "select.json")
     if decision:
         print(f"\nShipping rule: best val arm {decision['best']}, shipped val EA {decision['shipped_EA']:.2f}; "
               f"{'ships' if decision['ships'] else 'the shipped model stays'}.")
+
+
+def training_agreement(metrics: Path) -> dict | None:
+    """Pooled pair agreement of an arm's reward with the exact judge over the steps that measured it."""
+    if not metrics.is_file():
+        return None
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    measured = [r for r in rows if "agree_pairs" in r]
+    if not measured:
+        return None
+    pairs = int(sum(r["agree_pairs"] for r in measured))
+    hits = int(sum(r["agree_hits"] for r in measured))
+    return {"steps": len(rows), "measured": len(measured), "pairs": pairs, "hits": hits,
+            "rate": hits / pairs if pairs else float("nan"), "interval95": wilson_interval(hits, pairs)}
+
+
+def curve(runs: Path) -> None:
+    base = _load(runs / "eval_sft" / "test_scores.json")
+    rows = []
+    for a in arm_names(runs):
+        agree = training_agreement(runs / f"s3_{a}" / "metrics.jsonl")
+        test = _load(runs / f"eval_{a}" / "test_scores.json")
+        if agree is None or test is None or base is None:
+            continue
+        d = paired_difference(test["items"], base["items"])
+        rows.append((agree["rate"], a, agree, d))
+    if not rows:
+        return
+    print("\n**Gain over SFT against the critic's agreement** (agreement: the reward orders two of one item's "
+          "training candidates as the exact judge's EA does, pairs a point or more apart, pooled over the "
+          "steps that measured it; gain: test EA minus the SFT arm's, paired)\n")
+    print("| arm | steps (measured) | pairs | agreement [Wilson 95%] | test EA gain over SFT [95%] |\n"
+          "| --- | --- | --- | --- | --- |")
+    for rate, a, g, d in sorted(rows):
+        lo, hi = g["interval95"]
+        print(f"| {label(a)} | {g['steps']} ({g['measured']}) | {g['pairs']} | {rate:.3f} [{lo:.3f}, {hi:.3f}] | "
+              f"{d['mean']:+.2f} [{d['interval95'][0]:+.2f}, {d['interval95'][1]:+.2f}] |")
 
 
 def main() -> None:
@@ -96,6 +146,7 @@ def main() -> None:
     floors(runs)
     agreement(runs)
     arms(runs)
+    curve(runs)
 
 
 if __name__ == "__main__":

@@ -494,6 +494,54 @@ def test_rwo_can_take_its_reward_from_the_exact_judge(synth_split, data, tmp_pat
         config(data, tmp_path, objective="rwo", rwo={"reward": "oracle"})
 
 
+def test_pair_agreement_counts_the_pairs_of_one_group_the_reference_separates():
+    from revise.stats import pair_agreement
+
+    ref, groups = [1.0, 5.0, 5.5, 9.0, 2.0, 8.0], [0, 0, 0, 0, 1, 1]
+    # group 0: every pair but (5.0, 5.5), under the 1-point gap; group 1: one pair; none across groups
+    assert pair_agreement(ref, ref, groups) == (6, 6)
+    assert pair_agreement([-x for x in ref], ref, groups) == (6, 0)
+    assert pair_agreement([0.5] * 6, ref, groups) == (6, 0)            # a tie does not agree
+    assert pair_agreement(ref, ref, range(6)) == (0, 0)
+    assert pair_agreement([0.1, 0.3, 0.2, 0.9, 0.5, 0.4], ref, groups) == (6, 5)
+    assert pair_agreement(ref, ref, groups, min_gap=4.0) == (5, 5)      # 5.5 and 9 fall out
+
+
+class _SpreadJudge:
+    """A stand-in exact judge: the rows of a call get EA 1, 2.3, 3.6, ... (a point and more apart)."""
+
+    def __call__(self, indices, clips):
+        return np.linspace(0.1, 1.0, len(clips)).astype(np.float32)
+
+    def close(self):
+        pass
+
+
+def test_a_blurred_judge_and_a_critic_log_their_agreement_with_the_exact_judge(synth_split, tmp_path):
+    """#22's curve: a judge reward blurred by reward_noise is a critic of known quality, and a critic
+    reward run with agreement_every logs how often it orders a group's candidates as the judge does."""
+    def run(name, steps, **options):
+        t = Trainer(config(synth_split, tmp_path / name, objective="rwo_group", batch_size=2, steps=steps,
+                           rwo_group={"group_size": 4, **options}))
+        t.objective.judge = _SpreadJudge()
+        t.train()
+        return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    exact = run("exact", 1, reward="judge")[0]                    # 2 groups of 4: 12 pairs, all a point apart
+    assert exact["agree_pairs"] == 12 and exact["agree_hits"] == 12
+    assert exact["reward"] == pytest.approx(0.55) and exact["judge_ea"] == pytest.approx(5.5)
+    blurred = run("blurred", 1, reward="judge", reward_noise=30.0)[0]
+    assert blurred["agree_pairs"] == 12 and blurred["agree_hits"] < 12
+    assert 0 <= blurred["reward"] <= 1 and blurred["reward"] != pytest.approx(0.55)
+    critic = run("critic", 2, reward="critic", agreement_every=2)
+    assert "agree_pairs" not in critic[0] and 0 < critic[0]["p_yes"] < 1      # the judge skipped this step
+    assert critic[1]["agree_pairs"] == 12 and 0 <= critic[1]["agree_hits"] <= 12
+    with pytest.raises(ReviseInputError, match="reward_noise blurs the judge"):
+        config(synth_split, tmp_path, objective="rwo", rwo={"reward_noise": 1.0})
+    with pytest.raises(ReviseInputError, match="agreement_every must be 0 or more"):
+        config(synth_split, tmp_path, objective="rwo", rwo={"agreement_every": -1})
+
+
 def test_a_critic_that_trains_under_uso_is_anchored_by_labelled_data(synth_split, data, tmp_path):
     """The released config trains the LM head beside the DiT: -log P(Yes) alone would teach it to say
     Yes, so such a config must name critic data, whose Yes/No cross-entropy then reaches the head."""

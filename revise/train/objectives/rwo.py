@@ -6,6 +6,14 @@ The reward (``rwo: {reward: ...}``) is the frozen critic's P(Yes) of the decoded
 against the item's exact target (``judge``: an oracle that real data cannot have, the upper bound of
 what a better critic could give; :mod:`revise.synth.reward`).
 
+Issue #22's curve (gain over SFT against the critic's pair agreement with the judge) needs critics of
+known quality between a real critic and the oracle: ``reward_noise`` adds Gaussian noise of that many
+judge points to each judged score, so the reward is an exact judge blurred to a chosen agreement. Its
+agreement is measured, not assumed: each step logs ``agree_pairs`` (pairs of one item's candidates
+whose exact EA differs by a point or more) and ``agree_hits`` (how many of them the reward orders
+alike; :func:`revise.stats.pair_agreement`). For a critic reward ``agreement_every: N`` runs the
+exact judge every N-th step to log the same, on RVE-Synth data.
+
 Other weightings (e.g. normalised within a group of candidates of one item, :mod:`.rwo_group`)
 subclass :class:`RWO` and override :meth:`RWO.weights` (and ``samples_per_item`` for the group's size).
 """
@@ -15,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
 from ...errors import ReviseInputError
+from ...stats import pair_agreement
 from ...vocab import CRITIC_DIMENSIONS, OVERALL_QUESTION
 from .base import register
 from .flow_matching import FlowMatchingObjective, FlowMatchingOptions, Prediction, flow_matching_per_sample
@@ -49,6 +59,8 @@ class RWOOptions(FlowMatchingOptions):
     reward: str = "critic"               # critic: P(Yes) | judge: RVE-Synth's exact EA / 10 (an oracle)
     judge_workers: int = 0               # processes scoring x0 estimates for reward: judge (0: this one)
     question: str = OVERALL_QUESTION     # the critic's question for reward: critic: overall, or one dimension's
+    reward_noise: float = 0.0            # reward: judge: std (judge points) of Gaussian noise on each score
+    agreement_every: int = 0             # reward: critic: every N-th step, log its pair agreement with the judge
 
 
 @register
@@ -61,7 +73,9 @@ class RWO(FlowMatchingObjective):
     def __init__(self, options: RWOOptions, cfg):
         super().__init__(options, cfg)
         self.baseline: float | None = None
-        self.judge = None
+        self.judge = None                    # the exact judge: the reward (reward: judge) or its yardstick
+        self.noise = np.random.default_rng(cfg.seed)
+        self.calls = 0
 
     @classmethod
     def check(cls, options: Any, cfg, source: str) -> None:
@@ -74,13 +88,19 @@ class RWO(FlowMatchingObjective):
                                    f"not {options.question!r}")
         if options.judge_workers < 0:
             raise ReviseInputError(f"{source}: {cls.name}.judge_workers must be 0 or more")
+        if not options.reward_noise >= 0:
+            raise ReviseInputError(f"{source}: {cls.name}.reward_noise must be 0 or more, not {options.reward_noise}")
+        if options.reward_noise and options.reward != "judge":
+            raise ReviseInputError(f"{source}: {cls.name}.reward_noise blurs the judge's reward: it needs reward: judge")
+        if options.agreement_every < 0:
+            raise ReviseInputError(f"{source}: {cls.name}.agreement_every must be 0 or more")
 
     @classmethod
     def reads_critic(cls, options: Any) -> bool:
         return options.reward == "critic"
 
     def setup(self, data) -> None:
-        if self.options.reward == "judge":
+        if self.options.reward == "judge" or self.options.agreement_every:
             from ...synth.reward import JudgeReward
             self.judge = JudgeReward(data.items, workers=self.options.judge_workers,
                                      source=f"training data {self.cfg.data}")
@@ -88,31 +108,42 @@ class RWO(FlowMatchingObjective):
     def fields(self, samples: list[dict[str, Any]], g: torch.Generator, latent_shape: tuple[int, ...],
                device: torch.device) -> dict[str, Any]:
         out = super().fields(samples, g, latent_shape, device)
-        if self.options.reward == "judge":
+        if self.judge is not None:
             out["item_index"] = [s["index"] for s in samples]     # the record the judge scores against
         return out
 
-    def reward(self, step, batch: dict[str, Any], pred: Prediction) -> torch.Tensor:
-        """Each sample's reward [B] of its decoded x0 estimate, without gradient: the frozen critic's
-        P(Yes), or (``reward: judge``) the exact judge's EA / 10."""
+    def reward(self, step, batch: dict[str, Any], pred: Prediction) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Each sample's reward [B] of its decoded x0 estimate, without gradient (the frozen critic's
+        P(Yes), or with ``reward: judge`` the exact judge's EA / 10, blurred by ``reward_noise``), and
+        the exact judge's EA [B] where it was scored this step (else None)."""
+        self.calls += 1
+        every = self.options.agreement_every
         with torch.no_grad():
             edit = step.model.decode_latents(pred.x0_estimate())
-            if self.judge is not None:
-                r = self.judge(batch["item_index"], judge_clips(edit))
-                return torch.as_tensor(r, device=pred.v.device)
+            exact = None
+            if self.options.reward == "judge" or (every and self.calls % every == 0):
+                exact = 10 * self.judge(batch["item_index"], judge_clips(edit))
+            if self.options.reward == "judge":
+                noisy = exact + self.options.reward_noise * self.noise.standard_normal(len(exact))
+                noisy = noisy.clip(0, 10)        # the judge's range: RWO's weights stay non-negative
+                return torch.as_tensor(noisy / 10, dtype=torch.float32, device=pred.v.device), exact
             dimension = None if self.options.question == OVERALL_QUESTION else self.options.question
-            return step.critic.p_yes(batch.get("source"), edit, batch["instructions"], dimension).float()
+            return step.critic.p_yes(batch.get("source"), edit, batch["instructions"], dimension).float(), exact
 
     def weights(self, reward: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Per-sample loss weights [B], without gradient."""
         return rwo_weights(reward, self.baseline)
 
     def flow_loss(self, step, batch: dict[str, Any], pred: Prediction) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        r = self.reward(step, batch, pred)
+        r, exact = self.reward(step, batch, pred)
         loss = (self.weights(r, batch) * pred.per_sample()).mean()
         metrics = {"reward": r.mean()}
-        if self.judge is None:
+        if self.options.reward == "critic":
             metrics["p_yes"] = metrics["reward"]
+        if exact is not None:
+            pairs, hits = pair_agreement(r.cpu().numpy(), exact, batch["group"].cpu().numpy())
+            metrics |= {"judge_ea": torch.tensor(float(exact.mean())), "agree_pairs": torch.tensor(float(pairs)),
+                        "agree_hits": torch.tensor(float(hits))}
         return loss, metrics
 
     def after_step(self, metrics: dict[str, float]) -> None:
