@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from revise import stats
 from revise.critic import Critic
 from revise.models.revise_model import ReviseModel
 from revise.pipelines.edit import ReviseEditPipeline
-from revise import stats
 from revise.stats import bootstrap_interval
 from revise.synth.evaluate import METRICS, score_split
 from revise.synth.run import generate_split
