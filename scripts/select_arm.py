@@ -4,8 +4,8 @@ the shipped model only if its EA beats the shipped model's on the same items wit
 bootstrap interval of the difference above 0. Prints the table; with --pack and a winner, writes the
 winner's float16 copy (scripts/ship_model.py's limits) as a .tgz.
 
-    python scripts/select_arm.py --shipped runs/v2/eval_shipped/val_scores.json \\
-        --arms sft=runs/v2/eval_sft/val_scores.json rwo_b=runs/v2/eval_rwo_b/val_scores.json \\
+    python scripts/select_arm.py --shipped runs/v2/eval_shipped/val/scores.json \\
+        --arms sft=runs/v2/eval_sft/val/scores.json rwo_b=runs/v2/eval_rwo_b/val/scores.json \\
         --models runs/v2 --pack runs/v2/winner.tgz --json runs/v2/select.json
 """
 

@@ -32,15 +32,10 @@ REVISE=${REVISE:-revise}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 stamp() { echo "[$(date +%T)] $*"; }
 
-floors() {  # floors NAME MODEL SPLIT: generate with each instruction mode, then score all against SPLIT
-    local out=$RUNS/floors_$1_$3 data=$DATA/$3/$3.json
-    for mode in own neutral other; do
-        $REVISE synth generate --model "$2" --data "$data" --out "$out/$mode" --format npy --batch "$BATCH" \
-            --instructions "$mode"
-    done
+floors() {  # floors NAME MODEL SPLIT: edits with each instruction mode, scored beside the source
     stamp "floors of $1 on $3"
-    $REVISE synth score --data "$data" --videos "$out/own" --neutral "$out/neutral" --other "$out/other" \
-        --workers "$WORKERS" --out "$out/scores.json"
+    $REVISE synth eval --model "$2" --data "$DATA/$3/$3.json" --out "$RUNS/floors_$1_$3" \
+        --instructions own neutral other --batch "$BATCH" --workers "$WORKERS"
 }
 
 sft() {  # sft NAME TRAIN_JSON: configs/mini/2_sft.yaml continued from BASE for TIME_LIMIT s
@@ -96,18 +91,16 @@ if has floors; then
         for split in $EVAL_SPLITS; do floors "$name" "$RUNS/$name/model" "$split"; done
     done
 fi
-val_own() {  # val_own NAME MODEL: edits of val with the own instructions, scored
-    $REVISE synth generate --model "$2" --data "$DATA/val/val.json" --out "$RUNS/eval_$1/val_own" --format npy \
-        --batch "$BATCH"
-    $REVISE synth score --data "$DATA/val/val.json" --videos "$RUNS/eval_$1/val_own" --workers "$WORKERS" \
-        --out "$RUNS/eval_$1/val_scores.json"
+val_own() {  # val_own NAME MODEL: edits of val with the own instructions, scored (not eval_NAME: v2_reflect.sh's
+    $REVISE synth eval --model "$2" --data "$DATA/val/val.json" --out "$RUNS/select_$1/val" --batch "$BATCH" \
+        --workers "$WORKERS"              # stage-3 arm 'sft' evaluates there, and would resume from these clips
 }
 if has select; then                  # the pre-set shipping rule (scripts/select_arm.py) for the SFT arm
     stamp "select"
     val_own shipped "$SHIPPED"
     val_own sft "$RUNS/sft/model"
-    ${PYTHON:-python3} scripts/select_arm.py --shipped "$RUNS/eval_shipped/val_scores.json" \
-        --arms "sft=$RUNS/eval_sft/val_scores.json" --models "$RUNS" --prefix "" --pack "$RUNS/winner.tgz" \
+    ${PYTHON:-python3} scripts/select_arm.py --shipped "$RUNS/select_shipped/val/scores.json" \
+        --arms "sft=$RUNS/select_sft/val/scores.json" --models "$RUNS" --prefix "" --pack "$RUNS/winner.tgz" \
         --json "$RUNS/select.json"
 fi
 if has pack; then                    # the SFT arm's float16 copy, to carry into a later session's v2_reflect.sh

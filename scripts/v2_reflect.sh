@@ -109,28 +109,19 @@ train_arm() {  # train_arm ARM: stage 3 from the SFT model
     $REVISE train --config "$RUNS/s3_$1/config.yaml" --steps "$S3_STEPS" --time-limit "$S3_TIME" --no-resume
 }
 
-eval_arm() {  # eval_arm ARM: test (own and another item's instruction) and val (own)
+eval_arm() {  # eval_arm ARM: test (own and another item's instruction: EA, sensitivity) and val (own)
     stamp "eval $1"
-    local out=$RUNS/eval_$1
-    for mode in own other; do
-        $REVISE synth generate --model "$RUNS/s3_$1/model" --data "$DATA/test/test.json" --out "$out/test_$mode" \
-            --format npy --batch "$BATCH" --instructions "$mode"
-    done
-    $REVISE synth score --data "$DATA/test/test.json" --videos "$out/test_own" --other "$out/test_other" \
-        --workers "$WORKERS" --out "$out/test_scores.json"
-    $REVISE synth generate --model "$RUNS/s3_$1/model" --data "$DATA/val/val.json" --out "$out/val_own" \
-        --format npy --batch "$BATCH"
-    $REVISE synth score --data "$DATA/val/val.json" --videos "$out/val_own" --workers "$WORKERS" \
-        --out "$out/val_scores.json"
+    $REVISE synth eval --model "$RUNS/s3_$1/model" --data "$DATA/test/test.json" --out "$RUNS/eval_$1/test" \
+        --instructions own other --batch "$BATCH" --workers "$WORKERS"
+    $REVISE synth eval --model "$RUNS/s3_$1/model" --data "$DATA/val/val.json" --out "$RUNS/eval_$1/val" \
+        --batch "$BATCH" --workers "$WORKERS"
 }
 
 for arm in $ARMS; do arm_config "$arm" > /dev/null; done      # an unknown arm fails before anything runs
 if has eval; then
     stamp "eval shipped (val)"
-    $REVISE synth generate --model "$SHIPPED" --data "$DATA/val/val.json" --out "$RUNS/eval_shipped/val_own" \
-        --format npy --batch "$BATCH"
-    $REVISE synth score --data "$DATA/val/val.json" --videos "$RUNS/eval_shipped/val_own" --workers "$WORKERS" \
-        --out "$RUNS/eval_shipped/val_scores.json"
+    $REVISE synth eval --model "$SHIPPED" --data "$DATA/val/val.json" --out "$RUNS/eval_shipped/val" \
+        --batch "$BATCH" --workers "$WORKERS"
 fi
 for arm in $ARMS; do
     has stage3 && train_arm "$arm"
@@ -139,8 +130,8 @@ done
 
 if has select; then
     stamp "select"
-    $PY scripts/select_arm.py --shipped "$RUNS/eval_shipped/val_scores.json" \
-        --arms $(for a in $ARMS; do echo "$a=$RUNS/eval_$a/val_scores.json"; done) --json "$RUNS/select.json" \
+    $PY scripts/select_arm.py --shipped "$RUNS/eval_shipped/val/scores.json" \
+        --arms $(for a in $ARMS; do echo "$a=$RUNS/eval_$a/val/scores.json"; done) --json "$RUNS/select.json" \
         --pack "$RUNS/winner.tgz" --models "$RUNS"
 fi
 stamp "done (v2_reflect)"

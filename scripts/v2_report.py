@@ -77,7 +77,7 @@ def agreement(runs: Path) -> None:
 
 
 def arms(runs: Path) -> None:
-    test = {a: _load(runs / f"eval_{a}" / "test_scores.json") for a in arm_names(runs)}
+    test = {a: _load(runs / f"eval_{a}" / "test" / "scores.json") for a in arm_names(runs)}
     test = {a: s for a, s in test.items() if s}
     if not test:
         return
@@ -92,7 +92,7 @@ def arms(runs: Path) -> None:
             paired_difference(s["items"], base["items"]))
         sens = s.get("floors", {}).get("sensitivity")
         sens_s = f"{sens['mean']:.2f} [{sens['interval95'][0]:.2f}, {sens['interval95'][1]:.2f}]" if sens else ""
-        val = _load(runs / f"eval_{a}" / "val_scores.json")
+        val = _load(runs / f"eval_{a}" / "val" / "scores.json")
         val_s = f"{val['summary']['all']['EA']:.2f}" if val else ""
         print(f"| {label(a)} | {sum(own) / len(own):.2f} {_ci(own)} | {s['summary']['all']['overall']:.2f} | {diff} | "
               f"{sens_s} | {val_s} |")
@@ -117,11 +117,11 @@ def training_agreement(metrics: Path) -> dict | None:
 
 
 def curve(runs: Path) -> None:
-    base = _load(runs / "eval_sft" / "test_scores.json")
+    base = _load(runs / "eval_sft" / "test" / "scores.json")
     rows = []
     for a in arm_names(runs):
         agree = training_agreement(runs / f"s3_{a}" / "metrics.jsonl")
-        test = _load(runs / f"eval_{a}" / "test_scores.json")
+        test = _load(runs / f"eval_{a}" / "test" / "scores.json")
         if agree is None or test is None or base is None:
             continue
         d = paired_difference(test["items"], base["items"])

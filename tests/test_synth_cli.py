@@ -234,3 +234,28 @@ def test_score_prints_the_instruction_blind_floors(tmp_path, capsys):
     rows = floors["rows"]
     assert rows["own"]["EA"] == rows["other"]["EA"] == 10.0
     assert rows["neutral"]["EA"] == rows["source"]["EA"] < 5
+
+
+def test_eval_is_generate_then_score_with_the_model_loaded_once(tmp_path, capsys):
+    """`revise synth eval --instructions own other`: the same clips as `synth generate` for each mode and
+    the same scores file as `synth score --other` on them."""
+    out = tmp_path / "synth"
+    assert main(["synth", "make", "--n", "3", "--split", "test", "--seed", "2", "--out", str(out), "--format", "npy"]) == 0
+    data, common = str(out / "test.json"), ["--model", "tiny", "--batch", "2", "--device", "cpu", "--seed", "3"]
+    assert main(["synth", "eval", "--data", data, "--out", str(tmp_path / "eval"), "--instructions", "own", "other",
+                 *common]) == 0
+    assert "generated own, other in" in capsys.readouterr().out
+    for mode in ("own", "other"):
+        assert main(["synth", "generate", "--data", data, "--out", str(tmp_path / mode), "--format", "npy",
+                     "--instructions", mode, *common]) == 0
+        for clip in (tmp_path / mode).iterdir():
+            assert clip.read_bytes() == (tmp_path / "eval" / mode / clip.name).read_bytes()
+    assert main(["synth", "score", "--data", data, "--videos", str(tmp_path / "own"), "--other", str(tmp_path / "other"),
+                 "--out", str(tmp_path / "scores.json")]) == 0
+    ours, theirs = (json.loads(p.read_text()) for p in (tmp_path / "eval" / "scores.json", tmp_path / "scores.json"))
+    assert ours["summary"] == theirs["summary"] and ours["floors"]["rows"] == theirs["floors"]["rows"]
+    assert "sensitivity" in ours["floors"] and not (tmp_path / "eval" / "neutral").exists()
+    capsys.readouterr()
+    assert main(["synth", "eval", "--data", data, "--out", str(tmp_path / "e2"), "--instructions", "other", *common]) == 2
+    assert "--instructions must include own" in capsys.readouterr().err
+    assert not (tmp_path / "e2").exists()

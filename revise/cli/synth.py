@@ -1,4 +1,4 @@
-"""``revise synth make | score | generate | label | pairs | critic``: RVE-Synth on the command line."""
+"""``revise synth make | score | generate | eval | label | pairs | critic``: RVE-Synth on the command line."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
                        description="RVE-Synth, a procedural 2D world whose edits need reasoning (causal, temporal, "
                                    "spatial, commonsense) and whose targets are exact.")
     syn = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
-    for add in (_add_make, _add_score, _add_generate, _add_label, _add_pairs, _add_critic):
+    for add in (_add_make, _add_score, _add_generate, _add_eval, _add_label, _add_pairs, _add_critic):
         add(syn)
 
 
@@ -88,6 +88,27 @@ def _add_generate(syn) -> None:
                         "target noised to this level (0-1) and denoised in one DiT step")
     _add_sampling_args(g)
     g.set_defaults(func=cmd_synth_generate)
+
+
+def _add_eval(syn) -> None:
+    e = syn.add_parser("eval", help="edit a split with a model and score the edits, floors included",
+                       description="What 'synth generate' (once per --instructions mode) and 'synth score' do, with "
+                                   "the model loaded once: OUT/MODE/ holds each mode's clips (existing ones are "
+                                   "kept, so a killed run resumes) and OUT/scores.json the own-instruction scores, "
+                                   "with the other modes as instruction-blind floors ('synth score --neutral "
+                                   "--other': the unedited source too, and instruction sensitivity with 'other').")
+    e.add_argument("--model", type=_model, required=True, help=MODEL_HELP)
+    e.add_argument("--data", required=True, help="SPLIT.json written by 'revise synth make'")
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--instructions", choices=INSTRUCTION_MODES, nargs="+", default=["own"],
+                   help="modes to generate, own among them (default: own alone): own, neutral ('Do something.'), "
+                        "other (the next item's instruction of the same source group)")
+    e.add_argument("--batch", type=int, default=32, help="items per batch (default 32)")
+    e.add_argument("--format", choices=CLIP_FORMATS, default="npy",
+                   help="clips: npy (default: exact pixels, what the judge should see) or mp4")
+    e.add_argument("--workers", type=int, default=1, help="scoring processes (default 1)")
+    _add_sampling_args(e)
+    e.set_defaults(func=cmd_synth_eval)
 
 
 def _add_label(syn) -> None:
@@ -163,10 +184,7 @@ def cmd_synth_make(args: argparse.Namespace) -> int:
 
 
 def cmd_synth_score(args: argparse.Namespace) -> int:
-    import json
-
-    from ..atomic import write_text
-    from ..synth.evaluate import METRICS, floors_report, score_split
+    from ..synth.evaluate import floors_report, score_split
 
     if args.workers < 1:
         raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
@@ -175,15 +193,25 @@ def cmd_synth_score(args: argparse.Namespace) -> int:
     if args.neutral or args.other:
         result["floors"] = floors_report(args.data, result, args.neutral, args.other, workers=args.workers)
     print(f"scored in {time.perf_counter() - start:.1f} s with {args.workers} worker(s)")
+    _report_scores(result, args.out)
+    return 0
+
+
+def _report_scores(result: dict, out: str | Path | None) -> None:
+    """Print a scored split's summary (and floors), and write it to ``out`` (JSON) when given."""
+    import json
+
+    from ..atomic import write_text
+    from ..synth.evaluate import METRICS
+
     print("| group | n | missing | " + " | ".join(METRICS) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in METRICS) + " |")
     for group, row in result["summary"].items():
         print(f"| {group} | {row['n']} | {row['missing']} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
     if "floors" in result:
         _print_floors(result["floors"])
-    if args.out:
-        write_text(args.out, json.dumps(result, indent=1))
-    return 0
+    if out:
+        write_text(out, json.dumps(result, indent=1))
 
 
 def _print_floors(floors: dict) -> None:
@@ -199,18 +227,25 @@ def _print_floors(floors: dict) -> None:
               f"over {sens['n']} items")
 
 
-def cmd_synth_generate(args: argparse.Namespace) -> int:
-    """The bench harness's generation (:mod:`revise.bench.run`) into a flat folder of clips."""
-    from ..bench.run import ModelEditor, generate_folder
-    from ..synth.dataset import split_items
+def _editor(args: argparse.Namespace):
+    """The bench harness's model editor (:mod:`revise.bench.run`) for generate's and eval's arguments."""
+    from ..bench.run import ModelEditor
 
     if args.batch < 1:
         raise ReviseInputError(f"--batch must be at least 1, not {args.batch}")
+    return ModelEditor(args.model, frames=args.frames, size=args.size, steps=args.steps, guidance=args.guidance,
+                       shift=args.shift, solver=args.solver, seed=args.seed, device=args.device, dtype=args.dtype,
+                       batch_size=args.batch)
+
+
+def cmd_synth_generate(args: argparse.Namespace) -> int:
+    """The bench harness's generation (:mod:`revise.bench.run`) into a flat folder of clips."""
+    from ..bench.run import generate_folder
+    from ..synth.dataset import split_items
+
     if args.x0_sigma is not None and not 0.0 < args.x0_sigma < 1.0:
         raise ReviseInputError(f"--x0-sigma must be in (0, 1), not {args.x0_sigma}")
-    editor = ModelEditor(args.model, frames=args.frames, size=args.size, steps=args.steps, guidance=args.guidance,
-                         shift=args.shift, solver=args.solver, seed=args.seed, device=args.device, dtype=args.dtype,
-                         batch_size=args.batch)
+    editor = _editor(args)
     items = split_items(args.data, "own" if args.x0_sigma is not None else args.instructions)
     _quiet_libraries()
     pipe, desc = editor.pipeline(), "generating"
@@ -222,6 +257,36 @@ def cmd_synth_generate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = generate_folder(items, editor, args.out, clip_format=args.format, desc=desc)
     print(f"generated {args.data} -> {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_synth_eval(args: argparse.Namespace) -> int:
+    """generate for each mode, then score, in one process (the model loaded once)."""
+    from ..bench.run import generate_folder
+    from ..synth.dataset import split_items
+    from ..synth.evaluate import floors_report, score_split
+
+    modes = list(dict.fromkeys(args.instructions))
+    if "own" not in modes:
+        raise ReviseInputError("--instructions must include own: the floors are read beside the own-instruction edits")
+    if args.workers < 1:
+        raise ReviseInputError(f"--workers must be at least 1, not {args.workers}")
+    editor = _editor(args)
+    items = {mode: split_items(args.data, mode) for mode in modes}     # every input checked before the model loads
+    _quiet_libraries()
+    editor.pipeline()
+    out = Path(args.out)
+    start = time.perf_counter()
+    for mode in modes:
+        generate_folder(items[mode], editor, out / mode, clip_format=args.format, desc=f"generating ({mode})")
+    generated = time.perf_counter()
+    result = score_split(args.data, out / "own", workers=args.workers)
+    if len(modes) > 1:
+        result["floors"] = floors_report(args.data, result, out / "neutral" if "neutral" in modes else None,
+                                         out / "other" if "other" in modes else None, workers=args.workers)
+    print(f"generated {', '.join(modes)} in {generated - start:.1f} s, scored in {time.perf_counter() - generated:.1f} s "
+          f"with {args.workers} worker(s)")
+    _report_scores(result, out / "scores.json")
     return 0
 
 
