@@ -91,9 +91,11 @@ if has floors; then
         for split in $EVAL_SPLITS; do floors "$name" "$RUNS/$name/model" "$split"; done
     done
 fi
-val_own() {  # val_own NAME MODEL: edits of val with the own instructions, scored (not eval_NAME: v2_reflect.sh's
+# val_own NAME MODEL: edits of val with the own instructions, scored, in select_NAME/ (not eval_NAME/, where
+# v2_reflect.sh's stage-3 arm 'sft' evaluates: generation resumes from the clips it finds there)
+val_own() {
     $REVISE synth eval --model "$2" --data "$DATA/val/val.json" --out "$RUNS/select_$1/val" --batch "$BATCH" \
-        --workers "$WORKERS"              # stage-3 arm 'sft' evaluates there, and would resume from these clips
+        --workers "$WORKERS"
 }
 if has select; then                  # the pre-set shipping rule (scripts/select_arm.py) for the SFT arm
     stamp "select"
