@@ -5,7 +5,8 @@
 # The job runs in its own copy of the working tree ($JOB, default /tmp/job): a later device call re-copies
 # the working tree, and a job running inside it would see its files vanish for a moment (worker processes
 # then fail to import revise). It installs the carried wheels (.whl/) first. Following ends after FOLLOW_S
-# seconds (default 540) or when LOG's last line holds DONE (default "] done") or "FAILED". Then $OUT gets LOG, results.tgz (every
+# seconds (default 540) or when the job has ended: CMD's exit appends "[daemon] finished" (status 0) or "FAILED" to
+# LOG (DONE, default "[daemon] finished", names another last line to stop at). Then $OUT gets LOG, results.tgz (every
 # .json/.jsonl/.yaml/.txt under RESULTS, default runs/, clips and caches left out) and PACK (a file, e.g. a
 # model's .tgz) cut into 15 MiB parts (rejoin with cat).
 set -uo pipefail
@@ -22,7 +23,8 @@ cd "$JOB" || exit 1
 export PYTHONPATH=/tmp/site:$JOB PYTHONUNBUFFERED=1 REVISE="python3 -m revise"
 mkdir -p "$(dirname "$log")"
 if [ "$what" = start ]; then
-    setsid bash -c '"$@" > "$0" 2>&1 || echo FAILED >> "$0"' "$log" "$@" < /dev/null &
+    setsid bash -c 'if "$@" > "$0" 2>&1; then echo "[daemon] finished" >> "$0"; else echo FAILED >> "$0"; fi' \
+        "$log" "$@" < /dev/null &
     sleep 2
 fi
 collect() {  # results so far into $OUT (also while following: a call cut at its limit still brings them)
@@ -34,7 +36,7 @@ collect() {  # results so far into $OUT (also while following: a call cut at its
 end=$((SECONDS + ${FOLLOW_S:-540}))
 while [ $SECONDS -lt $end ]; do
     last=$(grep -v '^\s*$' "$log" | tail -n 1)
-    case "$last" in *"${DONE:-] done}"*|FAILED*) break ;; esac
+    case "$last" in *"${DONE:-[daemon] finished}"*|FAILED*) break ;; esac
     sleep 10
     [ $((SECONDS % 60)) -lt 10 ] && collect
 done
