@@ -248,7 +248,9 @@ def test_eval_is_generate_then_score_with_the_model_loaded_once(tmp_path, capsys
     for mode in ("own", "other"):
         assert main(["synth", "generate", "--data", data, "--out", str(tmp_path / mode), "--format", "npy",
                      "--instructions", mode, *common]) == 0
-        for clip in (tmp_path / mode).iterdir():
+        clips = sorted((tmp_path / mode).iterdir())
+        assert len(clips) == 3
+        for clip in clips:
             assert clip.read_bytes() == (tmp_path / "eval" / mode / clip.name).read_bytes()
     assert main(["synth", "score", "--data", data, "--videos", str(tmp_path / "own"), "--other", str(tmp_path / "other"),
                  "--out", str(tmp_path / "scores.json")]) == 0
