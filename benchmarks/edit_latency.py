@@ -226,8 +226,9 @@ def set_memory_cap(device: torch.device, gib: float | None) -> None:
     if device.type != "cuda":
         return
     torch.cuda.empty_cache()
-    total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(1.0 if gib is None else min(1.0, gib * GIB / total), device)
+    index = device.index if device.index is not None else torch.cuda.current_device()  # the call wants an index
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(1.0 if gib is None else min(1.0, gib * GIB / total), index)
 
 
 def offload_rows(pipe, run_ours, args, device: torch.device, accuracy: "Accuracy | None") -> list[dict]:

@@ -45,6 +45,23 @@ def test_edit_latency_offload_and_fp8_rows(tmp_path, monkeypatch, capsys):
     assert "conditional context (VLM, T5, connectors) with (int8 encoders)" in printed
 
 
+
+def test_memory_cap_passes_a_device_index(monkeypatch):
+    """torch.cuda.set_per_process_memory_fraction refuses torch.device("cuda") without an index (the
+    first H100 run of #24's rows stopped there): the cap is set on the current device's index."""
+    import torch
+
+    bench = load("edit_latency")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Namespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, i: calls.append((f, i)))
+    bench.set_memory_cap(torch.device("cuda"), 24)
+    bench.set_memory_cap(torch.device("cuda", 1), None)
+    assert calls == [(pytest.approx(0.3), 3), (1.0, 1)]
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """The benchmark's trainer sets accelerate's process-wide state to bf16; later tests' trainers
