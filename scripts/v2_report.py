@@ -102,6 +102,22 @@ def arms(runs: Path) -> None:
               f"{'ships' if decision['ships'] else 'the shipped model stays'}.")
 
 
+def weight_tilt(metrics: Path) -> dict | None:
+    """How an RWO arm's weights lean on its candidates' flow-matching losses: per step, the weighted
+    loss over the plain one, minus 1 (``loss / fm - 1``; the weights have mean 1 in each group, so this
+    is their covariance with the per-candidate loss over the mean loss). Below 0: the weights favour
+    candidates the model already predicts well. Mean over the steps with a bootstrap 95% interval, and
+    in how many steps it was below 0."""
+    if not metrics.is_file():
+        return None
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    tilt = [r["loss"] / r["fm"] - 1 for r in rows if "fm" in r and "loss" in r and r["fm"] > 0]
+    if not tilt:
+        return None
+    return {"mean": sum(tilt) / len(tilt), "interval95": bootstrap_interval(tilt), "below": sum(t < 0 for t in tilt),
+            "steps": len(tilt)}
+
+
 def training_agreement(metrics: Path) -> dict | None:
     """Pooled pair agreement of an arm's reward with the exact judge over the steps that measured it."""
     if not metrics.is_file():
@@ -125,18 +141,22 @@ def curve(runs: Path) -> None:
         if agree is None or test is None or base is None:
             continue
         d = paired_difference(test["items"], base["items"])
-        rows.append((agree["rate"], a, agree, d))
+        rows.append((agree["rate"], a, agree, d, weight_tilt(runs / f"s3_{a}" / "metrics.jsonl")))
     if not rows:
         return
     print("\n**Gain over SFT against the critic's agreement** (agreement: the reward orders two of one item's "
           "training candidates as the exact judge's EA does, pairs a point or more apart, pooled over the "
-          "steps that measured it; gain: test EA minus the SFT arm's, paired)\n")
-    print("| arm | steps (measured) | pairs | agreement [Wilson 95%] | test EA gain over SFT [95%] |\n"
-          "| --- | --- | --- | --- | --- |")
-    for rate, a, g, d in sorted(rows):
+          "steps that measured it; gain: test EA minus the SFT arm's, paired; weight tilt: the weighted "
+          "flow-matching loss over the plain one, minus 1, mean over steps: below 0, the weights favour the "
+          "candidates the model already predicts well)\n")
+    print("| arm | steps (measured) | pairs | agreement [Wilson 95%] | test EA gain over SFT [95%] | "
+          "weight tilt [95%] | steps with tilt < 0 |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for rate, a, g, d, t in sorted(rows, key=lambda r: r[:2]):
         lo, hi = g["interval95"]
+        tilt = (f"{t['mean']:+.3f} [{t['interval95'][0]:+.3f}, {t['interval95'][1]:+.3f}] | {t['below']}/{t['steps']}"
+                if t else " | ")
         print(f"| {label(a)} | {g['steps']} ({g['measured']}) | {g['pairs']} | {rate:.3f} [{lo:.3f}, {hi:.3f}] | "
-              f"{d['mean']:+.2f} [{d['interval95'][0]:+.2f}, {d['interval95'][1]:+.2f}] |")
+              f"{d['mean']:+.2f} [{d['interval95'][0]:+.2f}, {d['interval95'][1]:+.2f}] | {tilt} |")
 
 
 def main() -> None:
