@@ -93,3 +93,23 @@ def test_train_throughput_refuses_nothing_to_run(monkeypatch, options):
     monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--preset", "tiny", *options])
     with pytest.raises(SystemExit, match="nothing to run"):
         bench.main()
+
+
+def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
+    """benchmarks/fp8_linear.py on the CPU (FP8 emulated: no speed is checked): every linear of a block
+    gets every way, and the loop-level table sums them."""
+    bench = load("fp8_linear")
+    out = tmp_path / "fp8.json"
+    monkeypatch.setattr(sys, "argv", ["fp8_linear.py", "--device", "cpu", "--tokens", "16", "--dim", "32",
+                                      "--ffn", "64", "--iters", "1", "--no-compile", "--json", str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    assert report["rows"] == 32
+    assert [(r["in"], r["out"]) for r in report["linears"]] == [(32, 96), (32, 32), (32, 32), (32, 32), (32, 64),
+                                                                (64, 32)]
+    for r in report["linears"]:
+        assert set(r["seconds"]) == {"bf16", "fp8 mm, row-wise", "fp8 mm, tensor-wise", "quantize rows, eager",
+                                     "Fp8Linear, eager"}
+        assert all(s > 0 for s in r["seconds"].values())
+    printed = capsys.readouterr().out
+    assert "the block's linears over 30 layers x 40 steps" in printed and "| Fp8Linear, eager |" in printed
