@@ -33,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from revise.models.fp8 import E4M3, Fp8Linear, check_fp8_device, quantize_rows  # noqa: E402
+from revise.models.fp8 import Fp8Linear, check_fp8_device, quantize_rows  # noqa: E402
 
 
 def block_linears(dim: int, ffn: int) -> list[tuple[str, int, int]]:

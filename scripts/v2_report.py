@@ -102,16 +102,20 @@ def arms(runs: Path) -> None:
               f"{'ships' if decision['ships'] else 'the shipped model stays'}.")
 
 
+def metrics_rows(metrics: Path) -> list[dict]:
+    """The rows of a training run's metrics.jsonl (none when it is missing)."""
+    if not metrics.is_file():
+        return []
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
 def weight_tilt(metrics: Path) -> dict | None:
     """How an RWO arm's weights lean on its candidates' flow-matching losses: per step, the weighted
     loss over the plain one, minus 1 (``loss / fm - 1``; the weights have mean 1 in each group, so this
     is their covariance with the per-candidate loss over the mean loss). Below 0: the weights favour
     candidates the model already predicts well. Mean over the steps with a bootstrap 95% interval, and
     in how many steps it was below 0."""
-    if not metrics.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    tilt = [r["loss"] / r["fm"] - 1 for r in rows if "fm" in r and "loss" in r and r["fm"] > 0]
+    tilt = [r["loss"] / r["fm"] - 1 for r in metrics_rows(metrics) if "fm" in r and "loss" in r and r["fm"] > 0]
     if not tilt:
         return None
     return {"mean": sum(tilt) / len(tilt), "interval95": bootstrap_interval(tilt), "below": sum(t < 0 for t in tilt),
@@ -120,9 +124,7 @@ def weight_tilt(metrics: Path) -> dict | None:
 
 def training_agreement(metrics: Path) -> dict | None:
     """Pooled pair agreement of an arm's reward with the exact judge over the steps that measured it."""
-    if not metrics.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = metrics_rows(metrics)
     measured = [r for r in rows if "agree_pairs" in r]
     if not measured:
         return None

@@ -45,7 +45,6 @@ def test_edit_latency_offload_and_fp8_rows(tmp_path, monkeypatch, capsys):
     assert "conditional context (VLM, T5, connectors) with (int8 encoders)" in printed
 
 
-
 def test_memory_cap_passes_a_device_index(monkeypatch):
     """torch.cuda.set_per_process_memory_fraction refuses torch.device("cuda") without an index (the
     first H100 run of #24's rows stopped there): the cap is set on the current device's index."""
