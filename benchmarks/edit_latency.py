@@ -21,8 +21,8 @@ other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 components kept that fit ``--offload-budget-gib``; the same with 8-bit VLM and T5 weights), each
 under ``--memory-cap-gib`` (``torch.cuda.set_per_process_memory_fraction``: a smaller card), with a
 table of what each kept, moved and peaked at against the goal; ``--fp8`` adds FP8 linears to the last
-resident row, and every row's relative error of one velocity and of the final latents against the
-first row's (same noise). Every row shows its total time over the first row's.
+resident row (with ``--compile``, then FP8 attention as well: cuDNN's FP8 kernel), and every row's
+relative error of one velocity and of the final latents against the first row's (same noise). Every row shows its total time over the first row's.
 
     python benchmarks/edit_latency.py [--compile] [--profile] [--compile-mode MODE] [--repeats 3] [--json FILE]
     python benchmarks/edit_latency.py --compile --fast-path-only --no-stock --offload --memory-cap-gib 24 --fp8
@@ -286,14 +286,16 @@ def print_offload_table(rows: list[dict], args) -> None:
               f"{'yes' if met else 'no'} |")
 
 
-def fp8_row(pipe, run_ours, previous: str, device: torch.device) -> dict:
-    """The last resident configuration with the DiT's linears in FP8 (``enable_fp8``); on the CPU in
-    emulation (a smoke run), elsewhere refused where the GPU has no FP8."""
+def fp8_row(pipe, run_ours, previous: str, device: torch.device, attention: bool = False) -> dict:
+    """The last resident configuration with the DiT's linears in FP8 (``enable_fp8``), and with
+    ``attention`` its attention too (``enable_fp8(attention=True)``: cuDNN's FP8 attention, on the fast
+    path); on the CPU in emulation (a smoke run), elsewhere refused where the GPU has no FP8."""
     from revise.errors import ReviseInputError
 
-    label = f"{previous}, + FP8 linears (enable_fp8())"
+    label = f"{previous}, + FP8 " + ("attention (enable_fp8(attention=True))" if attention
+                                     else "linears (enable_fp8(attention=False))")
     try:
-        pipe.enable_fp8(allow_cpu=device.type == "cpu")
+        pipe.enable_fp8(allow_cpu=device.type == "cpu", attention=attention)
     except ReviseInputError as err:
         print(f"row '{label}' skipped: {err}")
         return {"label": label, "skipped": str(err)}
@@ -332,8 +334,8 @@ def main() -> None:
     ap.add_argument("--activation-reserve-gib", type=float, default=3.0,
                     help="of that budget, what is left for activations (default: 3)")
     ap.add_argument("--fp8", action="store_true",
-                    help="an FP8-linears row (after the fast path with --compile) and the relative error of the "
-                         "velocity and of the final latents against bf16, same noise")
+                    help="an FP8-linears row (after the fast path with --compile, then one with FP8 attention too) "
+                         "and the relative error of the velocity and of the final latents against bf16, same noise")
     args = ap.parse_args()
 
     from diffusers import WanPipeline
@@ -461,6 +463,8 @@ def main() -> None:
     if args.fp8:
         last = rows[-1]["label"] if args.compile else f"revise{encoders_note(pipe)}, eager (default SDPA)"
         rows.append(fp8_row(pipe, run_ours, last, device))
+        if args.compile:
+            rows.append(fp8_row(pipe, run_ours, rows[-1]["label"], device, attention=True))
 
     # The burst rate measured at the start varied 744-808 TFLOP/s between runs on H100s of one kind, and
     # fell by up to 8% after minutes of work, while the loops' times varied less: measure both kinds again

@@ -32,7 +32,7 @@ def test_edit_latency_offload_and_fp8_rows(tmp_path, monkeypatch, capsys):
     assert labels == ["revise, eager (default SDPA)", "revise, eager, offload: every stage moved",
                       "revise, eager, offload: kept what fits a 20 GiB peak",
                       "revise (int8 encoders), eager, offload: kept what fits a 20 GiB peak",
-                      "revise (int8 encoders), eager (default SDPA), + FP8 linears (enable_fp8())"]
+                      "revise (int8 encoders), eager (default SDPA), + FP8 linears (enable_fp8(attention=False))"]
     offloaded = [r for r in rows if r.get("offload")]
     assert offloaded[0]["keep"] == [] and offloaded[0]["moved_per_edit_gb"] > 0
     assert set(offloaded[1]["keep"]) >= {"transformer", "vae"}          # the tiny model fits 20 GiB whole
@@ -112,3 +112,11 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
         assert all(s > 0 for s in r["seconds"].values())
     printed = capsys.readouterr().out
     assert "the block's linears over 30 layers x 40 steps" in printed and "| Fp8Linear, eager |" in printed
+
+
+def test_fp8_attention_benchmark_needs_a_gpu_and_says_so_in_one_line():
+    import subprocess
+
+    res = subprocess.run([sys.executable, str(BENCH / "fp8_attention.py")], capture_output=True, text=True,
+                         env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert res.returncode == 2 and res.stderr.strip() == "error: this benchmark needs a CUDA GPU"

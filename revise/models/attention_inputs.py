@@ -22,15 +22,26 @@ from __future__ import annotations
 
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .attention_ops import attend, has_rms_norms, prepare
+from .attention_ops import attend, attend_fp8, has_rms_norms, prepare, static_fp8_scales
 from .context_kv import ContextKVProcessor
+from .fp8 import Fp8Linear
+from .fp8_attention import quantize_tensor
 
 
 class PreparedSelfAttnProcessor(WanAttnProcessor):
+    fp8 = False             # FP8 attention (use_fp8_attention)
+
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         if (encoder_hidden_states is not None or attention_mask is not None or attn.add_k_proj is not None
                 or self._parallel_config is not None or not has_rms_norms(attn)):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        if self.fp8:                            # q, k in e4m3 at static scales; v at its own, found per call
+            qkv = attn.to_qkv(hidden_states)
+            s = attn.fp8_scales
+            query, key = prepare(qkv[..., :2 * attn.inner_dim], (attn.norm_q, attn.norm_k), attn.heads, rotary_emb,
+                                 out_scales=(s[0:1], s[1:2]))
+            value, descale_v = quantize_tensor(qkv[..., 2 * attn.inner_dim:])
+            return attend_fp8(attn, query, key, value.unflatten(2, (attn.heads, -1)), s[2:3], s[3:4], descale_v)
         if getattr(attn, "fused_projections", False):      # q and k side by side: one launch for both
             qkv = attn.to_qkv(hidden_states)
             query, key = prepare(qkv[..., :2 * attn.inner_dim], (attn.norm_q, attn.norm_k), attn.heads, rotary_emb)
@@ -55,3 +66,32 @@ def use_prepared_attention_inputs(transformer) -> None:
             if cls is ContextKVProcessor:
                 new.prepared = True
             attn.set_processor(new)
+
+
+def fp8_attention_applies(transformer) -> tuple[bool, str]:
+    """Whether :func:`use_fp8_attention` can apply: the prepared processors, fused Q/K/V and FP8
+    linears in every block (``enable_fast_path()``, then ``enable_fp8()``); if not, why."""
+    for block in transformer.blocks:
+        a1, a2 = block.attn1, block.attn2
+        if not (isinstance(a1.processor, PreparedSelfAttnProcessor) and isinstance(a2.processor, ContextKVProcessor)
+                and a2.processor.prepared and getattr(a1, "fused_projections", False)):
+            return False, "FP8 attention needs the fast path's attention inputs: call enable_fast_path() first"
+        if not (has_rms_norms(a1) and has_rms_norms(a2) and a1.add_k_proj is None and a2.add_k_proj is None):
+            return False, "FP8 attention needs Wan's RMS-normed q and k and no image cross-attention"
+        if not all(isinstance(a.to_out[0], Fp8Linear) and isinstance(q, Fp8Linear)
+                   for a, q in ((a1, a1.to_qkv), (a2, a2.to_q))):
+            return False, "FP8 attention feeds FP8 output projections: the block linears must be FP8 (enable_fp8())"
+    return True, ""
+
+
+def use_fp8_attention(transformer) -> None:
+    """Every block's self- and cross-attention in FP8 (``fp8_attention.py``): q and k prepared in
+    e4m3 at static scales (``static_fp8_scales``, kept on the attention module as ``fp8_scales``),
+    v (and the cached context K/V) at a scale found per call, the output projected in FP8."""
+    ok, why = fp8_attention_applies(transformer)
+    if not ok:
+        raise ValueError(why)
+    for block in transformer.blocks:
+        for attn, norms in ((block.attn1, (block.attn1.norm_q, block.attn1.norm_k)), (block.attn2, (block.attn2.norm_q,))):
+            attn.register_buffer("fp8_scales", static_fp8_scales(norms), persistent=False)
+            attn.processor.fp8 = True

@@ -1,7 +1,9 @@
 """The attention primitives that the prepared self-attention (``attention_inputs.py``) and the
 cached-context cross-attention (``context_kv.py``) share: q/k RMSNorm + RoPE in one pass
 (:func:`prepare`) and attention of token-major inputs that takes cuDNN's kernel without copies
-(:func:`attend`)."""
+(:func:`attend`); with FP8 attention, q and k prepared straight into e4m3 at a static scale
+(:func:`static_fp8_scales`) and cuDNN's FP8 attention feeding the FP8 output projection
+(:func:`attend_fp8`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .fp8 import E4M3_MAX
+from .fp8_attention import fp8_attention
 from .norm_rope import norm_rope
 
 
@@ -32,9 +36,26 @@ def has_rms_norms(attn) -> bool:
     return all(isinstance(n, torch.nn.RMSNorm) and n.weight is not None for n in (attn.norm_q, attn.norm_k))
 
 
-def prepare(x: torch.Tensor, norms, heads: int, rotary_emb=None) -> tuple[torch.Tensor, ...]:
+def prepare(x: torch.Tensor, norms, heads: int, rotary_emb=None, out_scales=None) -> tuple[torch.Tensor, ...]:
     """``x`` [B, L, G*d] holds G = len(norms) projections side by side (q, or q and k): each one
-    normed by its RMSNorm, RoPE'd when tables are given, [B, L, heads, head_dim]. The norms share
-    their eps (Wan's do)."""
+    normed by its RMSNorm, RoPE'd when tables are given, [B, L, heads, head_dim]; with ``out_scales``
+    (a one-element tensor per projection) times its scale in e4m3. The norms share their eps (Wan's do)."""
     eps = norms[0].eps if norms[0].eps is not None else torch.finfo(x.dtype).eps
-    return norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or ()))
+    return norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or (None, None)), out_scales=out_scales)
+
+
+def static_fp8_scales(norms) -> torch.Tensor:
+    """(scale, ...) then (descale, ...) [2G] for the e4m3 outputs of :func:`prepare` with these RMSNorms:
+    an RMS-normed row of width n has no element above sqrt(n) in magnitude, nor after its weight
+    above sqrt(n) * max|weight|, and RoPE rotates pairs, so that bound, mapped to e4m3's largest value,
+    never overflows, and needs no pass over the data to find."""
+    bounds = torch.stack([n.weight.detach().float().abs().max() * n.weight.numel() ** 0.5 for n in norms])
+    return torch.cat([E4M3_MAX / bounds, bounds / E4M3_MAX])
+
+
+def attend_fp8(attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
+               descale_k: torch.Tensor, descale_v: torch.Tensor) -> torch.Tensor:
+    """FP8 attention of e4m3 [B, L, heads, head_dim] inputs, its e4m3 output scaled as v was, into
+    the FP8 output projection (an ``Fp8Linear``): [B, L, d] in the layer's dtype."""
+    out = fp8_attention(query, key, value, descale_q, descale_k, descale_v, 1.0 / descale_v)
+    return attn.to_out[1](attn.to_out[0].forward_quantized(out.flatten(2, 3), descale_v))

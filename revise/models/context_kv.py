@@ -21,7 +21,8 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .attention_ops import attend, has_rms_norms, prepare
+from .attention_ops import attend, attend_fp8, has_rms_norms, prepare
+from .fp8_attention import quantize_tensor
 
 
 class ContextKVProcessor(WanAttnProcessor):
@@ -31,10 +32,17 @@ class ContextKVProcessor(WanAttnProcessor):
         super().__init__()
         self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
         self.prepared = False       # query prepared in one pass (revise/models/attention_inputs.py)
+        self.fp8 = False            # FP8 attention (use_fp8_attention): K/V also kept in e4m3 ...
+        self.kv_fp8: tuple[torch.Tensor, ...] | None = None      # ... (key, its descale, value, its descale)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         if self.kv is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        if self.kv_fp8 is not None and attention_mask is None:
+            key, descale_k, value, descale_v = self.kv_fp8
+            s = attn.fp8_scales
+            query, = prepare(attn.to_q(hidden_states), (attn.norm_q,), attn.heads, out_scales=(s[0:1],))
+            return attend_fp8(attn, query, key, value, s[1:2], descale_k, descale_v)
         key, value = self.kv
         if self.prepared and attention_mask is None and has_rms_norms(attn):
             query, = prepare(attn.to_q(hidden_states), (attn.norm_q,), attn.heads)
@@ -95,6 +103,9 @@ def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
                 processor._attention_backend = getattr(attn.processor, "_attention_backend", None)
                 attn.set_processor(processor)
             attn.processor.kv = tuple(heads_major(t) for t in context_kv(attn, embedded))
+            if attn.processor.fp8:      # one scale each for the whole K and V, found once per edit
+                key, value = attn.processor.kv
+                attn.processor.kv_fp8 = (*quantize_tensor(key), *quantize_tensor(value))
     embedder = transformer.condition_embedder
     text_embedder = embedder.text_embedder
     embedder.text_embedder = _KeptTextEmbedding(text_embedder, context, embedded)
@@ -103,4 +114,4 @@ def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
     finally:
         embedder.text_embedder = text_embedder
         for block in blocks:
-            block.attn2.processor.kv = None
+            block.attn2.processor.kv = block.attn2.processor.kv_fp8 = None

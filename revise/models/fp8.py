@@ -67,12 +67,25 @@ class Fp8Linear(nn.Module):
         self.register_buffer("weight_fp8", weight)                       # [N, K], row-major
         self.register_buffer("weight_scale", scale.t().contiguous())     # [1, N]
         self.bias = linear.bias
+        self.out_dtype = linear.weight.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         q, scale = quantize_rows(rows)
         # mat2 must be column-major: the row-major [N, K] weight, transposed, is
         out = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def forward_quantized(self, x: torch.Tensor, descale: torch.Tensor) -> torch.Tensor:
+        """The layer on an input already in e4m3 with one float32 ``descale`` for all of it (the real
+        input is ``x * descale``), e.g. FP8 attention's output (``fp8_attention.py``); returns the
+        layer's dtype."""
+        rows = x.reshape(-1, self.in_features)
+        scale = descale.float().reshape(1, 1).expand(rows.shape[0], 1).contiguous()
+        out = torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
+                               out_dtype=self.out_dtype)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out.view(*x.shape[:-1], self.out_features)

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from .fp8 import E4M3, E4M3_MAX
+
 try:
     import triton
     import triton.language as tl
@@ -34,13 +36,14 @@ except ImportError:        # CPU-only installs: the PyTorch path below
 
 
 def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
-                        freqs_cos: torch.Tensor | None = None,
-                        freqs_sin: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                        freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None,
+                        out_scales: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
     """``x`` [B, L, G*d] holds G = len(weights) groups (q, or q and k) side by side. Each group is
     RMS-normed over its d, times its weight, then (with tables) RoPE'd on each head's interleaved
-    pairs; returns G tensors [B, L, heads, d / heads], contiguous, in ``x``'s dtype."""
+    pairs; returns G tensors [B, L, heads, d / heads], contiguous, in ``x``'s dtype, or with
+    ``out_scales`` (one float32 tensor of one element per group) times its scale in FP8 e4m3."""
     outs = []
-    for x_g, weight in zip(x.chunk(len(weights), dim=-1), weights):
+    for g, (x_g, weight) in enumerate(zip(x.chunk(len(weights), dim=-1), weights)):
         y = x_g.float() * torch.rsqrt(x_g.float().pow(2).mean(-1, keepdim=True) + eps) * weight.float()
         y = y.unflatten(-1, (heads, -1, 2))                                   # [B, L, H, half, 2]
         if freqs_cos is not None:
@@ -49,7 +52,11 @@ def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: f
             s = freqs_sin.reshape(length, head_dim)[None, :, None, 1::2].float()
             even, odd = y[..., 0], y[..., 1]
             y = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
-        outs.append(y.flatten(-2).contiguous().to(x.dtype))
+        y = y.flatten(-2)
+        if out_scales is not None:
+            outs.append((y * out_scales[g].float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous())
+        else:
+            outs.append(y.contiguous().to(x.dtype))
     return tuple(outs)
 
 
@@ -65,9 +72,15 @@ if triton is not None:
         return y
 
     @triton.jit
-    def _norm_rope_kernel(x_ptr, w0_ptr, w1_ptr, cos_ptr, sin_ptr, out_ptr, B, L, stride_b, stride_l, eps,
-                          GROUPS: tl.constexpr, H: tl.constexpr, H_POW2: tl.constexpr, HEAD_DIM: tl.constexpr,
-                          ROPE: tl.constexpr):
+    def _stored(y, s_ptr, SCALED: tl.constexpr):
+        if SCALED:                                # FP8 output: times its scale, kept in e4m3's range
+            y = tl.clamp(y * tl.load(s_ptr), -448.0, 448.0)
+        return y
+
+    @triton.jit
+    def _norm_rope_kernel(x_ptr, w0_ptr, w1_ptr, cos_ptr, sin_ptr, s0_ptr, s1_ptr, out_ptr, B, L, stride_b,
+                          stride_l, eps, GROUPS: tl.constexpr, H: tl.constexpr, H_POW2: tl.constexpr,
+                          HEAD_DIM: tl.constexpr, ROPE: tl.constexpr, SCALED: tl.constexpr):
         row = tl.program_id(0)                    # one token row: batch b, position l
         b = row // L
         pos = row % L
@@ -86,22 +99,23 @@ if triton is not None:
             s = tl.load(sin_ptr + pos * HEAD_DIM + 2 * i + 1).to(tl.float32)
         dst = out_ptr + ((b * L + pos) * H + h) * HEAD_DIM + j
         y0 = _normed_rotated(x0, w0_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
-        tl.store(dst, y0.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(dst, _stored(y0, s0_ptr, SCALED).to(out_ptr.dtype.element_ty), mask=mask)
         if GROUPS == 2:
             y1 = _normed_rotated(x1, w1_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
-            tl.store(dst + B * H * L * HEAD_DIM, y1.to(out_ptr.dtype.element_ty), mask=mask)
+            tl.store(dst + B * H * L * HEAD_DIM, _stored(y1, s1_ptr, SCALED).to(out_ptr.dtype.element_ty), mask=mask)
 
     @torch.library.triton_op("revise::norm_rope", mutates_args=())
     def _norm_rope_op(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, eps: float, heads: int, groups: int,
-                      cos: torch.Tensor, sin: torch.Tensor, rope: bool) -> torch.Tensor:
+                      cos: torch.Tensor, sin: torch.Tensor, rope: bool, s0: torch.Tensor, s1: torch.Tensor,
+                      scaled: bool) -> torch.Tensor:
         batch, length, width = x.shape
         head_dim = width // groups // heads
-        out = torch.empty(groups, batch, length, heads, head_dim, device=x.device, dtype=x.dtype)
+        out = torch.empty(groups, batch, length, heads, head_dim, device=x.device, dtype=E4M3 if scaled else x.dtype)
         h_pow2 = triton.next_power_of_2(heads)
         warps = max(1, min(4, h_pow2 * head_dim // 512))     # no more threads than a row has pairs
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
-            x, w0, w1, cos, sin, out, batch, length, x.stride(0), x.stride(1), eps,
-            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, num_warps=warps)
+            x, w0, w1, cos, sin, s0, s1, out, batch, length, x.stride(0), x.stride(1), eps,
+            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, SCALED=scaled, num_warps=warps)
         return out
 
 
@@ -121,14 +135,17 @@ def _interpreting() -> bool:
 
 
 def norm_rope(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
-              freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+              freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None,
+              out_scales: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
     """:func:`norm_rope_reference`, in one kernel launch where :func:`kernel_applies` and no gradient
     is wanted (the kernel has no backward: training takes the PyTorch path)."""
     wants_grad = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
     if wants_grad or not kernel_applies(x, heads, len(weights), freqs_cos, freqs_sin):
-        return norm_rope_reference(x, weights, eps, heads, freqs_cos, freqs_sin)
+        return norm_rope_reference(x, weights, eps, heads, freqs_cos, freqs_sin, out_scales)
     rope = freqs_cos is not None
     w0, w1 = weights[0], weights[-1]
     if not rope:                                   # unused by the kernel; the op's schema wants tensors
         freqs_cos = freqs_sin = w0
-    return tuple(_norm_rope_op(x, w0, w1, float(eps), heads, len(weights), freqs_cos, freqs_sin, rope).unbind(0))
+    s0, s1 = (out_scales[0], out_scales[-1]) if out_scales is not None else (w0, w0)
+    return tuple(_norm_rope_op(x, w0, w1, float(eps), heads, len(weights), freqs_cos, freqs_sin, rope, s0, s1,
+                               out_scales is not None).unbind(0))

@@ -247,14 +247,23 @@ class ReviseEditPipeline:
             self._placement.refresh("transformer")
         return self
 
-    def enable_fp8(self, allow_cpu: bool = False) -> "ReviseEditPipeline":
+    def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = "auto") -> "ReviseEditPipeline":
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+); any other device is refused with one ``ReviseInputError`` line (the CPU
         runs it in emulation with ``allow_cpu``, for tests). LoRA adapters are merged in first. Call it
         after :meth:`enable_fast_path` when both are wanted (its fused projections become FP8 too, and
-        the feed-forward's GELU is then applied after the FP8 matmul)."""
+        the feed-forward's GELU is then applied after the FP8 matmul).
+
+        ``attention``: attention in FP8 too (cuDNN's fused FP8 attention on Hopper and newer, through
+        ``nvidia-cudnn-frontend``: ``revise/models/fp8_attention.py``), with q, k, v, the softmax
+        probabilities and the output in e4m3, the output projected in FP8. It needs the fast path
+        (after :meth:`enable_fast_path`). ``"auto"`` uses it where all that holds, True requires it
+        (else one ``ReviseInputError`` line), False leaves attention in bf16. A later call with
+        ``attention=True`` adds it to FP8 linears already in place."""
+        from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
+        from ..models.fp8_attention import fp8_attention_supported
 
         check_fp8_device(self.device, allow_cpu)
         dit = self.model.transformer
@@ -263,6 +272,18 @@ class ReviseEditPipeline:
             dit.unload_lora()
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
         fp8_linears(dit, self.device, allow_cpu=True)
+        if attention:
+            kernel_ok, why = fp8_attention_supported(self.device)
+            if allow_cpu and self.device.type == "cpu":
+                kernel_ok, why = True, ""               # the reference attention, for tests
+            applies, why_not = fp8_attention_applies(dit)
+            if attention == "auto":
+                attention = kernel_ok and applies
+            elif not (kernel_ok and applies):
+                raise ReviseInputError(why or why_not)
+        if attention:
+            use_fp8_attention(dit)
+            self.quantized["attention"] = "fp8"
         if self._placement is not None:         # the new modules' tensors get host copies like the rest
             self._placement.refresh("transformer")
         self.quantized["transformer"] = "fp8"

@@ -1,0 +1,165 @@
+"""Attention on FP8 (e4m3) queries, keys and values: cuDNN's fused FP8 attention on Hopper.
+
+The bf16 fast path spends about a third of the denoising loop's time in attention (cuDNN's fused
+bf16 kernel at ~530 TFLOP/s on an H100, `docs/performance.md`), so FP8 matmuls in the linears alone
+cannot bring the loop under the bf16 FLOP bound. cuDNN has a fused FP8 attention forward for Hopper
+and newer GPUs (``sdpa_fp8`` in NVIDIA's cuDNN frontend, the ``nvidia-cudnn-frontend`` package);
+this module runs it on PyTorch tensors:
+
+- :func:`fp8_attention` takes q, k, v in e4m3 as [B, L, heads, head_dim] (any strides with a dense
+  last dimension: the layouts the fast path already writes) with one float32 descale each (the real
+  value is the e4m3 value times its descale: "per-tensor" scaling, the only kind cuDNN's FP8 kernel
+  has on Hopper), and returns the output in e4m3, token-major [B, L, heads, head_dim], times
+  ``scale_o``. On Hopper cuDNN writes the output only in FP8; the caller picks ``scale_o`` and hands
+  the output, with the descale ``1 / scale_o``, straight to the FP8 output projection
+  (:meth:`~revise.models.fp8.Fp8Linear.forward_quantized`).
+- Inside, the softmax probabilities P (in [0, 1]) are cast to e4m3 times 448 for the P.V matmul.
+- It is a ``torch.library.custom_op``, so compiled blocks keep one graph around it. Off CUDA it runs
+  :func:`fp8_attention_reference` (dequantize, attention in float32, quantize), which the tests use.
+
+Each call builds nothing after the first at a given shape and stride: cuDNN's plans are built once
+per layout and kept (:data:`_GRAPHS`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ReviseInputError
+from .fp8 import E4M3, E4M3_MAX, fp8_supported
+
+P_SCALE = E4M3_MAX          # the softmax probabilities, at most 1, are cast to e4m3 times this
+
+
+def fp8_attention_supported(device: torch.device | str) -> tuple[bool, str]:
+    """Whether ``device`` can run cuDNN's FP8 attention, and if not, why (one line)."""
+    ok, why = fp8_supported(device)
+    if not ok:
+        return False, why.replace("FP8 matmuls need", "FP8 attention needs")
+    device = torch.device(device)
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 9:
+        return False, (f"FP8 attention needs cuDNN's FP8 kernel, which runs on Hopper (compute capability 9.0) "
+                       f"and newer; {torch.cuda.get_device_name(device)} is {major}.{minor}")
+    try:
+        import cudnn
+    except ImportError:
+        return False, "FP8 attention needs NVIDIA's cuDNN frontend: pip install nvidia-cudnn-frontend"
+    if cudnn.backend_version() < 90100:
+        return False, f"FP8 attention needs cuDNN 9.1 or newer; this process has {cudnn.backend_version_string()}"
+    return True, ""
+
+
+def check_fp8_attention_device(device: torch.device | str) -> None:
+    ok, why = fp8_attention_supported(device)
+    if not ok:
+        raise ReviseInputError(why)
+
+
+def quantize_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` -> (e4m3, float32 descale []) with one scale for the whole tensor (its largest magnitude
+    maps to 448)."""
+    descale = x.abs().amax().float().clamp(min=1e-12) / E4M3_MAX
+    return (x.float() / descale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), descale
+
+
+def fp8_attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
+                            descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
+    """What :func:`fp8_attention` computes, in float32 PyTorch (P is not rounded to e4m3 here)."""
+    q, k, v = (t.float() * s.float() for t, s in ((query, descale_q), (key, descale_k), (value, descale_v)))
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    return (out * scale_o.float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous()
+
+
+# ---- cuDNN ----------------------------------------------------------------------------------------
+
+_GRAPHS: dict[tuple, tuple] = {}      # layout -> (graph, its tensors, workspace, scratch)
+_HANDLES: dict[int, object] = {}      # device index -> cuDNN handle
+
+
+def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
+    """cuDNN's [B, heads, L, head_dim] dims and strides of a [B, L, heads, head_dim] tensor."""
+    b, length, h, d = t.shape
+    sb, sl, sh, sd = t.stride()
+    return [b, h, length, d], [sb, sh, sl, sd]
+
+
+def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> tuple:
+    import cudnn
+
+    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)))
+    if layout in _GRAPHS:
+        return _GRAPHS[layout]
+    device = query.device
+    if device.index not in _HANDLES:
+        _HANDLES[device.index] = cudnn.create_handle()
+    handle = _HANDLES[device.index]
+    e4m3, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
+    graph = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=fp32, compute_data_type=fp32, handle=handle)
+    tensors = {}
+    for name, t in (("q", query), ("k", key), ("v", value)):
+        dim, stride = _heads_major(t)
+        tensors[name] = graph.tensor(name=name, dim=dim, stride=stride, data_type=e4m3)
+    for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o"):
+        tensors[name] = graph.tensor(name=name, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=fp32)
+    o, _, amax_s, amax_o = graph.sdpa_fp8(
+        q=tensors["q"], k=tensors["k"], v=tensors["v"], descale_q=tensors["descale_q"], descale_k=tensors["descale_k"],
+        descale_v=tensors["descale_v"], descale_s=tensors["descale_s"], scale_s=tensors["scale_s"],
+        scale_o=tensors["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(query.shape[-1]), name="sdpa_fp8")
+    dim, stride = _heads_major(out)
+    o.set_output(True).set_dim(dim).set_stride(stride).set_data_type(e4m3)
+    for amax in (amax_s, amax_o):
+        amax.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
+    tensors.update(o=o, amax_s=amax_s, amax_o=amax_o)
+    graph.validate()
+    graph.build_operation_graph()
+    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    graph.check_support()
+    graph.build_plans()
+    workspace = torch.empty(max(1, graph.get_workspace_size()), device=device, dtype=torch.uint8)
+    scratch = {"amax_s": torch.empty(1, device=device), "amax_o": torch.empty(1, device=device),
+               "scale_s": torch.full((1,), P_SCALE, device=device),
+               "descale_s": torch.full((1,), 1.0 / P_SCALE, device=device)}
+    _GRAPHS[layout] = (graph, tensors, workspace, scratch, handle)
+    return _GRAPHS[layout]
+
+
+def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o) -> torch.Tensor:
+    import cudnn
+
+    out = torch.empty(*query.shape[:3], value.shape[-1], device=query.device, dtype=E4M3)
+    graph, t, workspace, scratch, handle = _graph(query, key, value, out)
+    cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(query.device).cuda_stream)
+    graph.execute({t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
+                   t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
+                   t["scale_o"]: scale_o, t["o"]: out, t["amax_s"]: scratch["amax_s"], t["amax_o"]: scratch["amax_o"]},
+                  workspace, handle=handle)
+    return out
+
+
+@torch.library.custom_op("revise::fp8_attention", mutates_args=())
+def _fp8_attention_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
+                      descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
+    if query.is_cuda:
+        return _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o)
+    return fp8_attention_reference(query, key, value, descale_q, descale_k, descale_v, scale_o)
+
+
+@_fp8_attention_op.register_fake
+def _(query, key, value, descale_q, descale_k, descale_v, scale_o):
+    return query.new_empty(*query.shape[:3], value.shape[-1], dtype=E4M3)
+
+
+def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
+                  descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v of e4m3 ``query`` [B, Lq, heads, head_dim], ``key`` and ``value``
+    [B, Lk, heads, head_dim], each real value being the e4m3 value times its float32 descale (one
+    element each); returns that times ``scale_o`` in e4m3, [B, Lq, heads, head_dim] contiguous."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t.dtype != E4M3 or t.dim() != 4 or t.stride(-1) != 1:
+            raise ValueError(f"fp8_attention: {name} must be e4m3 [B, L, heads, head_dim] with a dense last "
+                             f"dimension, got {t.dtype} {list(t.shape)} strides {t.stride()}")
+    return _fp8_attention_op(query, key, value, descale_q, descale_k, descale_v, scale_o)

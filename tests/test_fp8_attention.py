@@ -1,0 +1,111 @@
+"""FP8 attention (revise/models/fp8_attention.py and its use in the fast path's processors): the
+reference numerics on the CPU, the static q/k scales, the FP8 output projection, the device check,
+and the pipeline option. cuDNN's kernel itself runs on a GPU only (benchmarks/fp8_attention.py)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from revise import ReviseEditPipeline
+from revise.errors import ReviseInputError
+from revise.models.attention_ops import static_fp8_scales
+from revise.models.fp8 import E4M3, Fp8Linear
+from revise.models.fp8_attention import (check_fp8_attention_device, fp8_attention, fp8_attention_supported,
+                                         quantize_tensor)
+from revise.models.norm_rope import norm_rope_reference
+
+KW = dict(num_frames=5, height=32, width=32, num_inference_steps=2, progress=False)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.detach().float() - b.detach().float()).norm() / b.detach().float().norm())
+
+
+def test_quantize_tensor_maps_the_largest_magnitude_to_448():
+    x = torch.randn(2, 5, 3, 8) * 7
+    q, descale = quantize_tensor(x)
+    assert q.dtype == E4M3 and descale.shape == () and q.float().abs().max() == 448
+    assert rel(q.float() * descale, x) < 0.05
+
+
+def test_fp8_attention_is_attention_of_the_dequantized_inputs_scaled_into_e4m3():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 40, 3, 16), torch.randn(2, 24, 3, 16), torch.randn(2, 24, 3, 16) * 3
+    (q8, dq), (k8, dk), (v8, dv) = (quantize_tensor(t) for t in (q, k, v))
+    out = fp8_attention(q8, k8, v8, dq, dk, dv, 1 / dv)
+    assert out.dtype == E4M3 and out.shape == (2, 40, 3, 16) and out.is_contiguous()
+    exact = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    assert rel(out.float() * dv, exact) < 0.08
+    compiled = torch.compile(fp8_attention, fullgraph=True)(q8, k8, v8, dq, dk, dv, 1 / dv)   # one graph
+    assert torch.equal(compiled.float(), out.float())
+    with pytest.raises(ValueError, match="e4m3"):
+        fp8_attention(q, k8, v8, dq, dk, dv, 1 / dv)
+
+
+def test_static_scales_bound_the_prepared_q_and_k():
+    """sqrt(width) * max|weight| bounds every RMS-normed, RoPE'd element, even a row with one spike."""
+    torch.manual_seed(0)
+    norms = [torch.nn.RMSNorm(48, eps=1e-6) for _ in range(2)]
+    for n in norms:
+        torch.nn.init.uniform_(n.weight, 0.2, 2.0)
+    x = torch.randn(1, 6, 96)
+    x[0, 0, 5] = 1e4                              # nearly all of the row's energy in one element
+    scales = static_fp8_scales(norms)
+    cos, sin = torch.ones(1, 6, 1, 16), torch.zeros(1, 6, 1, 16)
+    for y, s in zip(norm_rope_reference(x, [n.weight for n in norms], 1e-6, 3, cos, sin), scales[:2]):
+        assert (y.abs() * s).max() <= 448
+    assert torch.allclose(scales[:2] * scales[2:], torch.ones(2))
+    q8, k8 = norm_rope_reference(x, [n.weight for n in norms], 1e-6, 3, cos, sin, out_scales=(scales[0:1], scales[1:2]))
+    assert q8.dtype == E4M3 and (q8.float() * scales[2]).abs().max() > 0.5 * 48 ** 0.5
+
+
+def test_fp8_linear_on_a_prequantized_input_is_the_linear():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 48)
+    x = torch.randn(2, 7, 32)
+    x8, descale = quantize_tensor(x)
+    y = Fp8Linear(linear).forward_quantized(x8, descale)
+    assert y.shape == (2, 7, 48) and y.dtype == torch.float32
+    assert rel(y, linear(x)) < 0.06
+
+
+def test_fp8_attention_is_refused_with_one_line_where_it_cannot_run(monkeypatch):
+    ok, why = fp8_attention_supported("cpu")
+    assert not ok and "\n" not in why and why.startswith("FP8 attention needs")
+    with pytest.raises(ReviseInputError, match="FP8 attention"):
+        check_fp8_attention_device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA L4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 9))          # Ada: FP8 matmuls only
+    ok, why = fp8_attention_supported("cuda:0")
+    assert not ok and "Hopper" in why and "L4" in why
+
+
+def test_pipeline_fp8_attention_needs_the_fast_path_then_edits_close_to_bf16_attention(tiny_model, clip):
+    from revise.models.attention_inputs import PreparedSelfAttnProcessor
+
+    clip = F.interpolate(clip, size=(32, 32)).narrow(1, 0, 5)
+    want = ReviseEditPipeline(tiny_model)(clip, "make it night", seed=1, output_type="latent", **KW).video
+    plain = ReviseEditPipeline.from_pretrained("tiny", device="cpu")
+    with pytest.raises(ReviseInputError, match="enable_fast_path"):
+        plain.enable_fp8(allow_cpu=True, attention=True)
+    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu").enable_fast_path(compile=False)
+    pipe.enable_fp8(allow_cpu=True, attention=False)
+    assert pipe.quantized == {"transformer": "fp8"}
+    linears_only = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
+    pipe.enable_fp8(allow_cpu=True, attention=True)
+    assert pipe.quantized == {"transformer": "fp8", "attention": "fp8"}
+    blocks = pipe.model.transformer.blocks
+    assert all(isinstance(b.attn1.processor, PreparedSelfAttnProcessor) and b.attn1.processor.fp8 for b in blocks)
+    calls = []
+    import revise.models.attention_ops as ops
+    real = ops.fp8_attention
+    ops.fp8_attention = lambda *a: calls.append(a[0].shape) or real(*a)
+    try:
+        got = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
+    finally:
+        ops.fp8_attention = real
+    # self- and cross-attention, per block and step, both guidance branches in one batch
+    assert len(calls) == 2 * len(blocks) * KW["num_inference_steps"] and all(c[0] == 2 for c in calls)
+    assert 0 < rel(got, linears_only) and rel(got, want) < 0.15
+    assert all(b.attn2.processor.kv_fp8 is None for b in blocks)       # the cached e4m3 K/V dropped after the edit
