@@ -7,7 +7,9 @@ in several ways, so that the next change is chosen by measurement:
 
 - ``bf16``: ``F.linear`` with bias, the baseline;
 - ``fp8 mm, row-wise``: ``torch._scaled_mm`` alone on an input already in e4m3, one scale per row and
-  per output column (what ``revise/models/fp8.py`` runs), and ``fp8 mm, tensor-wise``: one scale each;
+  per output column (what ``revise/models/fp8.py`` runs), the same with Hopper's fast accumulation
+  (``use_fast_accum=True``: no periodic promotion of the sums to float32), and ``fp8 mm,
+  tensor-wise``: one scale each;
 - ``quantize rows``: the input's per-row scaling and cast alone (eager, and compiled by inductor);
 - ``Fp8Linear``: the whole module (quantize, matmul, bias), eager and compiled.
 
@@ -77,6 +79,9 @@ def measure_shape(rows: int, k: int, n: int, device: torch.device, iters: int, c
         out["bf16"] = timed(lambda: F.linear(x, linear.weight, linear.bias), device, iters)
         out["fp8 mm, row-wise"] = timed(lambda: torch._scaled_mm(q, w_t, scale_a=scale, scale_b=fp8.weight_scale,
                                                                  out_dtype=torch.bfloat16), device, iters)
+        out["fp8 mm, row-wise, fast accumulation"] = timed(
+            lambda: torch._scaled_mm(q, w_t, scale_a=scale, scale_b=fp8.weight_scale, out_dtype=torch.bfloat16,
+                                     use_fast_accum=True), device, iters)
         out["fp8 mm, tensor-wise"] = timed(lambda: torch._scaled_mm(q, w_t, scale_a=ones_a, scale_b=ones_b,
                                                                     out_dtype=torch.bfloat16), device, iters)
         out["quantize rows, eager"] = timed(lambda: quantize_rows(x), device, iters)

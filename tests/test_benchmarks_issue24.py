@@ -107,7 +107,8 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
     assert [(r["in"], r["out"]) for r in report["linears"]] == [(32, 96), (32, 32), (32, 32), (32, 32), (32, 64),
                                                                 (64, 32)]
     for r in report["linears"]:
-        assert set(r["seconds"]) == {"bf16", "fp8 mm, row-wise", "fp8 mm, tensor-wise", "quantize rows, eager",
+        assert set(r["seconds"]) == {"bf16", "fp8 mm, row-wise", "fp8 mm, row-wise, fast accumulation",
+                                     "fp8 mm, tensor-wise", "quantize rows, eager",
                                      "Fp8Linear, eager"}
         assert all(s > 0 for s in r["seconds"].values())
     printed = capsys.readouterr().out
