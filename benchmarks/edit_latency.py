@@ -21,7 +21,8 @@ other) with each kind's achieved TFLOP/s, and the GPU's idle share.
 components kept that fit ``--offload-budget-gib``; the same with 8-bit VLM and T5 weights), each
 under ``--memory-cap-gib`` (``torch.cuda.set_per_process_memory_fraction``: a smaller card), with a
 table of what each kept, moved and peaked at against the goal; ``--fp8`` adds FP8 linears to the last
-resident row (with ``--compile``, then FP8 attention as well: cuDNN's FP8 kernel), and every row's
+resident row (with ``--compile``, then FP8 attention as well: cuDNN's FP8 kernel, then the FP8
+matmuls' fast accumulation), and every row's
 relative error of one velocity and of the final latents against the first row's (same noise). Every row shows its total time over the first row's.
 
     python benchmarks/edit_latency.py [--compile] [--profile] [--compile-mode MODE] [--repeats 3] [--json FILE]
@@ -286,16 +287,20 @@ def print_offload_table(rows: list[dict], args) -> None:
               f"{'yes' if met else 'no'} |")
 
 
-def fp8_row(pipe, run_ours, previous: str, device: torch.device, attention: bool = False) -> dict:
-    """The last resident configuration with the DiT's linears in FP8 (``enable_fp8``), and with
+def fp8_row(pipe, run_ours, previous: str, device: torch.device, attention: bool = False,
+            fast_accum: bool = False) -> dict:
+    """The last resident configuration with the DiT's linears in FP8 (``enable_fp8``), with
     ``attention`` its attention too (``enable_fp8(attention=True)``: cuDNN's FP8 attention, on the fast
-    path); on the CPU in emulation (a smoke run), elsewhere refused where the GPU has no FP8."""
+    path), with ``fast_accum`` the FP8 matmuls' fast accumulation; on the CPU in emulation (a smoke
+    run), elsewhere refused where the GPU has no FP8."""
     from revise.errors import ReviseInputError
 
-    label = f"{previous}, + FP8 " + ("attention (enable_fp8(attention=True))" if attention
-                                     else "linears (enable_fp8(attention=False))")
+    what = ("fast accumulation (enable_fp8(attention=True, fast_accum=True))" if fast_accum
+            else "FP8 attention (enable_fp8(attention=True))" if attention
+            else "FP8 linears (enable_fp8(attention=False))")
+    label = f"{previous}, + {what}"
     try:
-        pipe.enable_fp8(allow_cpu=device.type == "cpu", attention=attention)
+        pipe.enable_fp8(allow_cpu=device.type == "cpu", attention=attention, fast_accum=fast_accum)
     except ReviseInputError as err:
         print(f"row '{label}' skipped: {err}")
         return {"label": label, "skipped": str(err)}
@@ -465,6 +470,7 @@ def main() -> None:
         rows.append(fp8_row(pipe, run_ours, last, device))
         if args.compile:
             rows.append(fp8_row(pipe, run_ours, rows[-1]["label"], device, attention=True))
+            rows.append(fp8_row(pipe, run_ours, rows[-1]["label"], device, attention=True, fast_accum=True))
 
     # The burst rate measured at the start varied 744-808 TFLOP/s between runs on H100s of one kind, and
     # fell by up to 8% after minutes of work, while the loops' times varied less: measure both kinds again

@@ -48,6 +48,11 @@ def test_fp8_linears_swap_the_blocks_linears_only(tiny_model):
     ctx = torch.randn(2, 128, dit.config.text_dim)
     want = tiny_model.transformer(x, t, ctx, return_dict=False)[0]
     assert rel(dit(x, t, ctx, return_dict=False)[0], want) < 0.1
+    # a second call swaps nothing more and sets fast accumulation on the layers already in FP8
+    assert not any(m.fast_accum for m in dit.modules() if isinstance(m, Fp8Linear))
+    assert fp8_linears(dit, "cpu", allow_cpu=True, fast_accum=True) == 0
+    assert all(m.fast_accum for m in dit.modules() if isinstance(m, Fp8Linear))
+    assert rel(dit(x, t, ctx, return_dict=False)[0], want) < 0.1
 
 
 def test_fp8_is_refused_with_one_line_where_there_are_no_fp8_matmuls(monkeypatch):

@@ -58,10 +58,13 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Fp8Linear(nn.Module):
-    """``nn.Linear`` with an e4m3 weight and row-wise scales; the input is quantized per token."""
+    """``nn.Linear`` with an e4m3 weight and row-wise scales; the input is quantized per token.
+    ``fast_accum``: Hopper's fast FP8 accumulation (``use_fast_accum``: the tensor cores' partial sums
+    are not periodically promoted to float32), faster and slightly less exact."""
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, fast_accum: bool = False):
         super().__init__()
+        self.fast_accum = fast_accum
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight, scale = quantize_rows(linear.weight.detach())
         self.register_buffer("weight_fp8", weight)                       # [N, K], row-major
@@ -73,7 +76,8 @@ class Fp8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         q, scale = quantize_rows(rows)
         # mat2 must be column-major: the row-major [N, K] weight, transposed, is
-        out = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
+        out = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype,
+                               use_fast_accum=self.fast_accum)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out.view(*x.shape[:-1], self.out_features)
@@ -85,7 +89,7 @@ class Fp8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         scale = descale.float().reshape(1, 1).expand(rows.shape[0], 1).contiguous()
         out = torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
-                               out_dtype=self.out_dtype)
+                               out_dtype=self.out_dtype, use_fast_accum=self.fast_accum)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out.view(*x.shape[:-1], self.out_features)
@@ -94,15 +98,19 @@ class Fp8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, e4m3"
 
 
-def fp8_linears(transformer: nn.Module, device: torch.device | str | None = None, allow_cpu: bool = False) -> int:
+def fp8_linears(transformer: nn.Module, device: torch.device | str | None = None, allow_cpu: bool = False,
+                fast_accum: bool = False) -> int:
     """Swap every ``nn.Linear`` inside ``transformer.blocks`` for an :class:`Fp8Linear`; returns how
-    many. Shapes ``_scaled_mm`` cannot take (a side not a multiple of 16) stay as they are."""
+    many. Shapes ``_scaled_mm`` cannot take (a side not a multiple of 16) stay as they are.
+    ``fast_accum`` is set on the new layers and on those already in FP8."""
     device = device if device is not None else next(transformer.parameters()).device
     check_fp8_device(device, allow_cpu)
     swapped = 0
     for parent in list(transformer.blocks.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear and child.in_features % 16 == 0 and child.out_features % 16 == 0:
-                setattr(parent, name, Fp8Linear(child))
+                setattr(parent, name, Fp8Linear(child, fast_accum))
                 swapped += 1
+            elif isinstance(child, Fp8Linear):
+                child.fast_accum = fast_accum
     return swapped

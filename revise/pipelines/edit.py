@@ -247,7 +247,8 @@ class ReviseEditPipeline:
             self._placement.refresh("transformer")
         return self
 
-    def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = "auto") -> "ReviseEditPipeline":
+    def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = "auto",
+                   fast_accum: bool = False) -> "ReviseEditPipeline":
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+); any other device is refused with one ``ReviseInputError`` line (the CPU
@@ -260,7 +261,10 @@ class ReviseEditPipeline:
         probabilities and the output in e4m3, the output projected in FP8. It needs the fast path
         (after :meth:`enable_fast_path`). ``"auto"`` uses it where all that holds, True requires it
         (else one ``ReviseInputError`` line), False leaves attention in bf16. A later call with
-        ``attention=True`` adds it to FP8 linears already in place."""
+        ``attention=True`` adds it to FP8 linears already in place.
+
+        ``fast_accum``: the FP8 matmuls with Hopper's fast accumulation (``torch._scaled_mm``'s
+        ``use_fast_accum``), faster and slightly less exact; a later call can switch it."""
         from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
         from ..models.fp8_attention import fp8_attention_supported
@@ -271,7 +275,7 @@ class ReviseEditPipeline:
             dit.fuse_lora()
             dit.unload_lora()
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
-        fp8_linears(dit, self.device, allow_cpu=True)
+        fp8_linears(dit, self.device, allow_cpu=True, fast_accum=fast_accum)
         if attention:
             kernel_ok, why = fp8_attention_supported(self.device)
             if allow_cpu and self.device.type == "cpu":
