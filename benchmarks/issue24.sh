@@ -7,10 +7,11 @@
 #      linears on it; each row's velocity and final-latent error against the bf16 eager edit.
 #   2. benchmarks/train_throughput.py: SFT steps with the DiT trained in full and through LoRA
 #      adapters of rank 16 and 64 (step time, samples/s, peak memory, trainable parameters).
-#   3. (fp8, about 3 minutes) where FP8's time goes: benchmarks/fp8_linear.py (each block linear in bf16,
-#      as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled), cuDNN's FP8 attention
-#      against its bf16 attention (benchmarks/fp8_attention.py) and the FP8 fast-path loop with
-#      --profile (GPU time by kernel kind).
+#   3. (fp8, about 8 minutes) FP8 and where its time goes: cuDNN's FP8 attention against its bf16
+#      attention (benchmarks/fp8_attention.py); the bf16 fast path, + FP8 linears, + FP8 attention, +
+#      fast accumulation, with the last profiled by kernel kind (edit_latency.py --fp8 --profile); each
+#      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
+#      (benchmarks/fp8_linear.py).
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
 #   bash benchmarks/issue24.sh [all|edit|train|fp8]     # one part alone (default: all = edit and train)
@@ -34,9 +35,9 @@ status=0
     | tee "$out/train_lora_issue24.log" || status=1; }
 [ "$part" = fp8 ] && { python3 benchmarks/fp8_attention.py --json "$out/fp8_attention_issue24.json" 2>&1 \
     | tee "$out/fp8_attention_issue24.log" || status=1;
-    python3 benchmarks/fp8_linear.py --json "$out/fp8_linear_issue24.json" 2>&1 \
-    | tee "$out/fp8_linear_issue24.log" || status=1;
     python3 benchmarks/edit_latency.py --compile --fast-path-only --no-stock --fp8 --profile --repeats 2 \
         --json "$out/edit_latency_fp8_issue24.json" 2>&1 \
-    | grep -v "it/s\]" | tee "$out/edit_latency_fp8_profile_issue24.log" || status=1; }
+    | grep -v "it/s\]" | tee "$out/edit_latency_fp8_profile_issue24.log" || status=1;
+    python3 benchmarks/fp8_linear.py --json "$out/fp8_linear_issue24.json" 2>&1 \
+    | tee "$out/fp8_linear_issue24.log" || status=1; }
 exit $status
