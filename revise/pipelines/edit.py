@@ -247,7 +247,7 @@ class ReviseEditPipeline:
             self._placement.refresh("transformer")
         return self
 
-    def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = "auto",
+    def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = False,
                    fast_accum: bool = False) -> "ReviseEditPipeline":
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
@@ -259,9 +259,11 @@ class ReviseEditPipeline:
         ``attention``: attention in FP8 too (cuDNN's fused FP8 attention on Hopper and newer, through
         ``nvidia-cudnn-frontend``: ``revise/models/fp8_attention.py``), with q, k, v, the softmax
         probabilities and the output in e4m3, the output projected in FP8. It needs the fast path
-        (after :meth:`enable_fast_path`). ``"auto"`` uses it where all that holds, True requires it
-        (else one ``ReviseInputError`` line), False leaves attention in bf16. A later call with
-        ``attention=True`` adds it to FP8 linears already in place.
+        (after :meth:`enable_fast_path`). Off by default: on an H100 the kernel is only 1.15-1.2x
+        faster than cuDNN's bf16 attention at the released shapes, at 8-12% relative error in the
+        attention output (`docs/performance.md`). ``"auto"`` uses it where all that holds, True
+        requires it (else one ``ReviseInputError`` line), False leaves attention in bf16. A later
+        call with ``attention=True`` adds it to FP8 linears already in place.
 
         ``fast_accum``: the FP8 matmuls with Hopper's fast accumulation (``torch._scaled_mm``'s
         ``use_fast_accum``), faster and slightly less exact; a later call can switch it."""
