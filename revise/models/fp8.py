@@ -57,6 +57,11 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
 
 
+def to_e4m3(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x`` times ``scale`` (one element, or one per row), in e4m3, kept within its range."""
+    return (x.float() * scale.float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+
+
 class Fp8Linear(nn.Module):
     """``nn.Linear`` with an e4m3 weight and row-wise scales; the input is quantized per token.
     ``fast_accum``: Hopper's fast FP8 accumulation (``use_fast_accum``: the tensor cores' partial sums

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ReviseInputError
-from .fp8 import E4M3, E4M3_MAX, fp8_supported
+from .fp8 import E4M3, E4M3_MAX, fp8_supported, to_e4m3
 
 P_SCALE = E4M3_MAX          # the softmax probabilities, at most 1, are cast to e4m3 times this
 
@@ -71,7 +71,7 @@ def fp8_attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch
     """What :func:`fp8_attention` computes, in float32 PyTorch (P is not rounded to e4m3 here)."""
     q, k, v = (t.float() * s.float() for t, s in ((query, descale_q), (key, descale_k), (value, descale_v)))
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
-    return (out * scale_o.float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous()
+    return to_e4m3(out, scale_o).contiguous()
 
 
 # ---- cuDNN ----------------------------------------------------------------------------------------

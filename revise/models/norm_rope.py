@@ -26,7 +26,7 @@ from typing import Sequence
 
 import torch
 
-from .fp8 import E4M3, E4M3_MAX
+from .fp8 import to_e4m3
 
 try:
     import triton
@@ -52,11 +52,8 @@ def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: f
             s = freqs_sin.reshape(length, head_dim)[None, :, None, 1::2].float()
             even, odd = y[..., 0], y[..., 1]
             y = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
-        y = y.flatten(-2)
-        if out_scales is not None:
-            outs.append((y * out_scales[g].float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous())
-        else:
-            outs.append(y.contiguous().to(x.dtype))
+        y = y.flatten(-2).contiguous()
+        outs.append(to_e4m3(y, out_scales[g]) if out_scales is not None else y.to(x.dtype))
     return tuple(outs)
 
 
@@ -141,6 +138,5 @@ def norm_rope(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, head
         freqs_cos = freqs_sin = w0
     out = _norm_rope_op(x, w0, w1, float(eps), heads, len(weights), freqs_cos, freqs_sin, rope).unbind(0)
     if out_scales is not None:      # a pass of its own: this kernel storing e4m3 itself failed to compile
-        out = [(o.float() * s.float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)   # inside Inductor (Triton 3.6, H100)
-               for o, s in zip(out, out_scales)]
+        out = [to_e4m3(o, s) for o, s in zip(out, out_scales)]           # inside Inductor (Triton 3.6, H100)
     return tuple(out)
