@@ -80,12 +80,7 @@ class Fp8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         q, scale = quantize_rows(rows)
-        # mat2 must be column-major: the row-major [N, K] weight, transposed, is
-        out = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype,
-                               use_fast_accum=self.fast_accum)
-        if self.bias is not None:
-            out = out + self.bias.to(out.dtype)
-        return out.view(*x.shape[:-1], self.out_features)
+        return self._matmul(q, scale, x.dtype).view(*x.shape[:-1], self.out_features)
 
     def forward_quantized(self, x: torch.Tensor, descale: torch.Tensor) -> torch.Tensor:
         """The layer on an input already in e4m3 with one float32 ``descale`` for all of it (the real
@@ -93,11 +88,16 @@ class Fp8Linear(nn.Module):
         layer's dtype."""
         rows = x.reshape(-1, self.in_features)
         scale = descale.float().reshape(1, 1).expand(rows.shape[0], 1).contiguous()
+        return self._matmul(rows, scale, self.out_dtype).view(*x.shape[:-1], self.out_features)
+
+    def _matmul(self, rows: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        """e4m3 ``rows`` [M, K] with their scales [M, 1] times the weight, plus the bias: [M, N]."""
+        # mat2 must be column-major: the row-major [N, K] weight, transposed, is
         out = torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
-                               out_dtype=self.out_dtype, use_fast_accum=self.fast_accum)
+                               out_dtype=out_dtype, use_fast_accum=self.fast_accum)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
-        return out.view(*x.shape[:-1], self.out_features)
+        return out
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, e4m3"
