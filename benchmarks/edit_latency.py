@@ -153,7 +153,7 @@ def profile_loop(pipe, latents, context, scheduler_factory, guidance: float, ste
         rate_txt = f"{rate / (us / 1e6) / 1e12:.0f}" if rate else ""
         print(f"| {kind} | {us / 1e6:.3f} | {us / 1e6 / busy:.1%} | {rate_txt} |")
     print("top kernels:")
-    for name, us in sorted(top.items(), key=lambda kv: -kv[1])[:12]:
+    for name, us in sorted(top.items(), key=lambda kv: -kv[1])[:20]:
         print(f"  {us / 1e6:.3f} s  {kernel_kind(name):>10}  {name[:110]}")
 
 
@@ -315,7 +315,8 @@ def fp8_row(pipe, run_ours, previous: str, device: torch.device, attention: bool
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compile", action="store_true", help="also time the fast path (compiled blocks)")
-    ap.add_argument("--profile", action="store_true", help="GPU time by kernel kind of the last row")
+    ap.add_argument("--profile", action="store_true",
+                    help="GPU time by kernel kind of the last row (with --fp8: of the row before the FP8 rows and of each FP8 row)")
     ap.add_argument("--compile-mode", default=None,
                     help="torch.compile mode of the fast-path rows, e.g. max-autotune-no-cudagraphs")
     ap.add_argument("--repeats", type=int, default=3)
@@ -465,12 +466,21 @@ def main() -> None:
             print(f"edit with '{b}' vs '{a}', same seed: max |difference| {(edits[b] - edits[a]).abs().max():.2e}")
         print(f"compile + warm-ups + runs took {time.perf_counter() - t:.0f} s")
 
+    def profile_now(label: str) -> None:
+        print(f"\n[profile] {label}")
+        with torch.no_grad():
+            noise = torch.randn(latents.shape, device=device)
+            profile_loop(pipe, noise, torch.cat([cond, uncond]), lambda: make_scheduler("unipc", shift), g, 3, flops)
+
     if args.fp8:
         last = rows[-1]["label"] if args.compile else f"revise{encoders_note(pipe)}, eager (default SDPA)"
-        rows.append(fp8_row(pipe, run_ours, last, device))
-        if args.compile:
-            rows.append(fp8_row(pipe, run_ours, rows[-1]["label"], device, attention=True))
-            rows.append(fp8_row(pipe, run_ours, rows[-1]["label"], device, attention=True, fast_accum=True))
+        if args.profile:            # the bf16 row the FP8 rows start from, then each FP8 row that ran
+            profile_now(last)
+        variants = [{}] + ([{"attention": True}, {"attention": True, "fast_accum": True}] if args.compile else [])
+        for kw in variants:
+            rows.append(fp8_row(pipe, run_ours, rows[-1]["label"] if kw else last, device, **kw))
+            if args.profile and "total" in rows[-1]:
+                profile_now(rows[-1]["label"])
 
     # The burst rate measured at the start varied 744-808 TFLOP/s between runs on H100s of one kind, and
     # fell by up to 8% after minutes of work, while the loops' times varied less: measure both kinds again
@@ -516,11 +526,8 @@ def main() -> None:
                        "loop_pflop": loop_flops / 1e15, "rows": rows,
                        "wanpipeline_s": stock_s}, f, indent=2)
 
-    if args.profile:
-        with torch.no_grad():
-            ctx = torch.cat([cond, uncond])
-            noise = torch.randn(latents.shape, device=device)
-            profile_loop(pipe, noise, ctx, lambda: make_scheduler("unipc", shift), g, 3, flops)
+    if args.profile and not args.fp8:
+        profile_now(rows[-1]["label"])
 
 
 if __name__ == "__main__":

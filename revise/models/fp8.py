@@ -4,8 +4,8 @@ Each ``nn.Linear`` inside the transformer's blocks (attention projections, fused
 feed-forward) becomes an :class:`Fp8Linear`: its weight is stored once as e4m3 with one float32
 scale per output row (the row's largest magnitude maps to e4m3's largest value, 448), and at every
 call the input is scaled per token the same way, cast to e4m3, and multiplied by ``_scaled_mm``
-with both scales applied in its epilogue ("row-wise" scaling, the recipe of torchao's
-``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``); the bias is added after.
+with both scales and the bias applied in its epilogue ("row-wise" scaling, the recipe of torchao's
+``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``).
 The matmul then runs at up to twice bf16's rate on Hopper, and the weights take half the memory.
 
 The patch embedding, the time and text embedders and the output head stay in their dtype (they are
@@ -91,13 +91,13 @@ class Fp8Linear(nn.Module):
         return self._matmul(rows, scale, self.out_dtype).view(*x.shape[:-1], self.out_features)
 
     def _matmul(self, rows: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
-        """e4m3 ``rows`` [M, K] with their scales [M, 1] times the weight, plus the bias: [M, N]."""
+        """e4m3 ``rows`` [M, K] with their scales [M, 1] times the weight, plus the bias: [M, N]. The
+        bias is added in the matmul's epilogue: added after, it is a pass over the output of its own
+        wherever the next op is not one Inductor fuses it into (the q/k norm+RoPE kernel is not)."""
+        bias = self.bias.to(out_dtype) if self.bias is not None else None
         # mat2 must be column-major: the row-major [N, K] weight, transposed, is
-        out = torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
-                               out_dtype=out_dtype, use_fast_accum=self.fast_accum)
-        if self.bias is not None:
-            out = out + self.bias.to(out.dtype)
-        return out
+        return torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
+                                out_dtype=out_dtype, use_fast_accum=self.fast_accum)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, e4m3"
