@@ -7,9 +7,9 @@ tokens) and cross-attention (4400 queries x 2560 context tokens). Rows:
 - ``fp8 cuDNN``: :func:`revise.models.fp8_attention.fp8_attention` on inputs already in e4m3;
 - ``quantize v`` and ``quantize q, k (static scale)``: the casts that the FP8 path adds, compiled.
 
-Each attention row gives us per call, TFLOP/s and the relative error of its output against float32
+Calls are timed back to back (``fp8_linear.timed``). Each attention row gives us per call, TFLOP/s and the relative error of its output against float32
 attention of the unquantized inputs, for two softmax temperatures ("logit std" 1 and 4: flat and
-peaked attention).
+peaked attention). Then every candidate plan cuDNN offered for each layout, with its time.
 
     python benchmarks/fp8_attention.py [--iters 50] [--json FILE]       # a CUDA GPU with FP8 (Hopper+)
 """
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fp8_linear import timed  # noqa: E402
 
 from revise.models.fp8 import E4M3, E4M3_MAX  # noqa: E402
-from revise.models.fp8_attention import fp8_attention, fp8_attention_supported, quantize_tensor  # noqa: E402
+from revise.models.fp8_attention import (fp8_attention, fp8_attention_supported, plan_timings,  # noqa: E402
+                                         quantize_tensor)
 
 
 CUDA = torch.device("cuda")
@@ -108,9 +109,17 @@ def main() -> None:
                 print(f"| fp8 cuDNN | {t_fp8 * 1e6:.1f} | {flop / t_fp8 / 1e12:.0f} | {err_fp8:.2e} |")
                 print(f"| quantize v (amax + cast, compiled) | {t_qv * 1e6:.1f} | | |")
                 print(f"| cast q (static scale, compiled) | {t_qs * 1e6:.1f} | | |")
+    print("\ncuDNN's candidate FP8 plans per layout, us per call on the first inputs (* the one kept):")
+    plans = []
+    for layout, timings in plan_timings().items():
+        shapes = [list(layout[i]) for i in range(1, len(layout))]
+        print(f"  q, k, v, out shape+strides {shapes}")
+        for name, us in timings:
+            print(f"    {us:9.1f}  {name}")
+        plans.append({"layout": shapes, "plans": [{"name": n, "us": us} for n, us in timings]})
     if args.json:
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                               "rows": rows}, indent=2))
+                                               "rows": rows, "plans": plans}, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ this module runs it on PyTorch tensors:
   :func:`fp8_attention_reference` (dequantize, attention in float32, quantize), which the tests use.
 
 Each call builds nothing after the first at a given shape and stride: cuDNN's plans are built once
-per layout and kept (:data:`_GRAPHS`).
+per layout and kept (:data:`_GRAPHS`). cuDNN's heuristics rank its FP8 kernels without timing them,
+and their first choice depends on the layout (on an H100 at the loop's shapes, 600 or 764 TFLOP/s for
+two layouts of the same inputs, `docs/performance.md`). So every plan the heuristics offer (modes A,
+B and the fallback list) is built, and the first call at a layout times each one on its inputs and keeps
+the fastest, as ``torch.backends.cudnn.benchmark`` does for convolutions (:data:`AUTOTUNE`; the
+timings are in :func:`plan_timings`).
 """
 
 from __future__ import annotations
@@ -76,8 +81,10 @@ def fp8_attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch
 
 # ---- cuDNN ----------------------------------------------------------------------------------------
 
-_GRAPHS: dict[tuple, tuple] = {}      # layout -> (graph, its tensors, workspace, scratch)
+_GRAPHS: dict[tuple, tuple] = {}      # layout -> (graph, its tensors, workspace, scratch, handle, plans)
 _HANDLES: dict[int, object] = {}      # device index -> cuDNN handle
+AUTOTUNE = True         # time every built plan on the first call at a layout; False: the heuristics' first
+TIMING_CALLS = 5        # timed calls per plan (after one untimed)
 
 
 def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -116,27 +123,76 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
     tensors.update(o=o, amax_s=amax_s, amax_o=amax_o)
     graph.validate()
     graph.build_operation_graph()
-    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    try:
+        graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.B, cudnn.heur_mode.FALLBACK])
+    except Exception:             # a cuDNN whose mode-B heuristics do not cover this graph
+        graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
     graph.check_support()
-    graph.build_plans()
-    workspace = torch.empty(max(1, graph.get_workspace_size()), device=device, dtype=torch.uint8)
+    built = []                    # (plan index, name), in the heuristics' order
+    for i in range(graph.get_execution_plan_count() if AUTOTUNE else 0):
+        try:
+            graph.build_plan_at_index(i)
+        except Exception:         # a candidate this device or layout refuses: the others remain
+            continue
+        built.append((i, graph.get_plan_name_at_index(i)))
+    if not built:                 # no autotuning, or no candidate built one by one: the heuristics' first
+        graph.build_plans()
+    sizes = [graph.get_workspace_size_plan_at_index(i) for i, _ in built] or [graph.get_workspace_size()]
+    workspace = torch.empty(max(1, *sizes), device=device, dtype=torch.uint8)
     scratch = {"amax_s": torch.empty(1, device=device), "amax_o": torch.empty(1, device=device),
                "scale_s": torch.full((1,), P_SCALE, device=device),
                "descale_s": torch.full((1,), 1.0 / P_SCALE, device=device)}
-    _GRAPHS[layout] = (graph, tensors, workspace, scratch, handle)
+    plans = {"built": built, "chosen": None if len(built) > 1 else (built[0][0] if built else -1), "timings": []}
+    _GRAPHS[layout] = (graph, tensors, workspace, scratch, handle, plans)
     return _GRAPHS[layout]
+
+
+def _fastest_plan(graph, pack: dict, workspace: torch.Tensor, handle, plans: dict) -> int:
+    """Time every built plan on this call's inputs; record the timings and return the fastest's index."""
+    stream = torch.cuda.current_stream(workspace.device)
+    for index, name in plans["built"]:
+        try:
+            graph.execute_plan_at_index(pack, workspace, index, handle=handle)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            for _ in range(TIMING_CALLS):
+                graph.execute_plan_at_index(pack, workspace, index, handle=handle)
+            end.record(stream)
+            end.synchronize()
+            plans["timings"].append((name, start.elapsed_time(end) * 1000 / TIMING_CALLS))
+        except Exception:         # a plan that built but will not run here
+            plans["timings"].append((name, float("inf")))
+    best = min(range(len(plans["built"])), key=lambda j: plans["timings"][j][1])
+    return plans["built"][best][0]
+
+
+def plan_timings() -> dict[tuple, list[tuple[str, float]]]:
+    """Per layout run so far (device, then shape and strides of q, k, v and the output): each
+    candidate plan's name and microseconds per call on its first inputs, and which one runs (``*``)."""
+    out = {}
+    for layout, entry in _GRAPHS.items():
+        plans = entry[-1]
+        names = {index: name for index, name in plans["built"]}
+        out[layout] = [(("* " if names.get(plans["chosen"]) == name else "  ") + name, us)
+                       for name, us in plans["timings"]]
+    return out
 
 
 def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o) -> torch.Tensor:
     import cudnn
 
     out = torch.empty(*query.shape[:3], value.shape[-1], device=query.device, dtype=E4M3)
-    graph, t, workspace, scratch, handle = _graph(query, key, value, out)
+    graph, t, workspace, scratch, handle, plans = _graph(query, key, value, out)
     cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(query.device).cuda_stream)
-    graph.execute({t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
-                   t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
-                   t["scale_o"]: scale_o, t["o"]: out, t["amax_s"]: scratch["amax_s"], t["amax_o"]: scratch["amax_o"]},
-                  workspace, handle=handle)
+    pack = {t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
+            t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
+            t["scale_o"]: scale_o, t["o"]: out, t["amax_s"]: scratch["amax_s"], t["amax_o"]: scratch["amax_o"]}
+    if plans["chosen"] is None:
+        plans["chosen"] = _fastest_plan(graph, pack, workspace, handle, plans)
+    if plans["chosen"] < 0:
+        graph.execute(pack, workspace, handle=handle)
+    else:
+        graph.execute_plan_at_index(pack, workspace, plans["chosen"], handle=handle)
     return out
 
 
