@@ -55,7 +55,7 @@ def test_static_scales_bound_the_prepared_q_and_k():
     for y, s in zip(norm_rope_reference(x, [n.weight for n in norms], 1e-6, 3, cos, sin), scales[:2]):
         assert (y.abs() * s).max() <= 448
     assert torch.allclose(scales[:2] * scales[2:], torch.ones(2))
-    q8, k8 = norm_rope_reference(x, [n.weight for n in norms], 1e-6, 3, cos, sin, out_scales=(scales[0:1], scales[1:2]))
+    q8, k8 = norm_rope_reference(x, [n.weight for n in norms], 1e-6, 3, cos, sin, out_scales=scales[0:2])
     assert q8.dtype == E4M3 and (q8.float() * scales[2]).abs().max() > 0.5 * 48 ** 0.5
 
 

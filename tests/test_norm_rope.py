@@ -75,10 +75,15 @@ KERNEL_CHECK = textwrap.dedent("""
                         assert g.dtype == dtype and g.shape == w.shape and g.is_contiguous()
                         torch.testing.assert_close(g.float(), w.float(), atol=tol, rtol=tol)
                 # FP8 output (revise/models/fp8_attention.py): times a scale, in e4m3, within its rounding
-                scales = [torch.tensor([448 / (d ** 0.5 * w.abs().max().item())], device=DEVICE) for w in ws]
-                for g, w, s in zip(nr.norm_rope(x, ws, 1e-6, 3, *tables, out_scales=scales), want, scales):
-                    assert g.dtype == torch.float8_e4m3fn and g.shape == w.shape and g.is_contiguous()
-                    torch.testing.assert_close(g.float() / s, w.float(), rtol=0.07, atol=2 ** -9 / s.item())
+                scales = torch.tensor([448 / (d ** 0.5 * w.abs().max().item()) for w in ws], device=DEVICE)
+                fp8 = [nr.norm_rope(x, ws, 1e-6, 3, *tables, out_scales=scales)]
+                if DEVICE == "cuda":
+                    fp8.append(torch.compile(lambda t: nr.norm_rope(t, ws, 1e-6, 3, *tables, out_scales=scales),
+                                             fullgraph=True)(x))
+                for got in fp8:
+                    for g, w, s in zip(got, want, scales):
+                        assert g.dtype == torch.float8_e4m3fn and g.shape == w.shape and g.is_contiguous()
+                        torch.testing.assert_close(g.float() / s, w.float(), rtol=0.07, atol=2 ** -9 / s.item())
     print("kernel ok")
 """)
 
@@ -93,6 +98,42 @@ def test_triton_kernel_matches_the_reference():
     res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + KERNEL_CHECK], cwd=root, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "kernel ok" in res.stdout, (res.stdout + res.stderr)[-3000:]
+
+
+E4M3_CHECK = textwrap.dedent("""
+    import torch, triton, triton.language as tl
+    from revise.models import norm_rope as nr
+
+    @triton.jit
+    def encode(x_ptr, o_ptr, n, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(o_ptr + i, nr._e4m3_bits(tl.load(x_ptr + i, mask=i < n, other=0.0)).to(tl.uint8), mask=i < n)
+
+    torch.manual_seed(0)
+    every = torch.arange(0, 127, dtype=torch.uint8).view(torch.float8_e4m3fn).float()   # each finite e4m3 >= 0
+    ties = (every[1:] + every[:-1]) / 2                                                  # halfway between two
+    x = torch.cat([torch.randn(20000) * 10.0 ** torch.randint(-5, 3, (20000,)).float(), every, -every, ties, -ties,
+                   torch.tensor([449.0, 464.0, 465.0, -1e6, 1e-12, -1e-12, 0.0, -0.0])]).to(DEVICE)
+    got = torch.empty(x.numel(), dtype=torch.uint8, device=DEVICE)
+    encode[(triton.cdiv(x.numel(), 1024),)](x, got, x.numel(), BLOCK=1024)
+    want = x.clamp(-448, 448).to(torch.float8_e4m3fn).view(torch.uint8)
+    bad = (got != want).nonzero().flatten()[:5].tolist()
+    assert not bad, [(x[i].item(), got[i].item(), want[i].item()) for i in bad]
+    print("encoding ok")
+""")
+
+
+def test_e4m3_encoding_is_torchs_cast():
+    """The kernel's own float32 -> e4m3 encoding (integer arithmetic on the bits) gives the bits of
+    PyTorch's saturating cast for every e4m3 value, the ties between them, subnormals, zeros of both
+    signs, values past 448 and random values over eight decades."""
+    pytest.importorskip("triton")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    env = dict(os.environ, TRITON_INTERPRET="0" if device == "cuda" else "1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + E4M3_CHECK], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "encoding ok" in res.stdout, (res.stdout + res.stderr)[-3000:]
 
 
 def test_gradients_take_the_reference_path():

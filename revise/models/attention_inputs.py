@@ -39,7 +39,7 @@ class PreparedSelfAttnProcessor(WanAttnProcessor):
             qkv = attn.to_qkv(hidden_states)
             s = attn.fp8_scales
             query, key = prepare(qkv[..., :2 * attn.inner_dim], (attn.norm_q, attn.norm_k), attn.heads, rotary_emb,
-                                 out_scales=(s[0:1], s[1:2]))
+                                 out_scales=s[0:2])
             value, descale_v = quantize_tensor(qkv[..., 2 * attn.inner_dim:])
             return attend_fp8(attn, query, key, value.unflatten(2, (attn.heads, -1)), s[2:3], s[3:4], descale_v)
         if getattr(attn, "fused_projections", False):      # q and k side by side: one launch for both

@@ -39,7 +39,7 @@ def has_rms_norms(attn) -> bool:
 def prepare(x: torch.Tensor, norms, heads: int, rotary_emb=None, out_scales=None) -> tuple[torch.Tensor, ...]:
     """``x`` [B, L, G*d] holds G = len(norms) projections side by side (q, or q and k): each one
     normed by its RMSNorm, RoPE'd when tables are given, [B, L, heads, head_dim]; with ``out_scales``
-    (a one-element tensor per projection) times its scale in e4m3. The norms share their eps (Wan's do)."""
+    (float32, one element per projection) times its scale in e4m3. The norms share their eps (Wan's do)."""
     eps = norms[0].eps if norms[0].eps is not None else torch.finfo(x.dtype).eps
     return norm_rope(x, [n.weight for n in norms], eps, heads, *(rotary_emb or (None, None)), out_scales=out_scales)
 

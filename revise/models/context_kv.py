@@ -41,7 +41,7 @@ class ContextKVProcessor(WanAttnProcessor):
         if self.kv_fp8 is not None and attention_mask is None:
             key, descale_k, value, descale_v = self.kv_fp8
             s = attn.fp8_scales
-            query, = prepare(attn.to_q(hidden_states), (attn.norm_q,), attn.heads, out_scales=(s[0:1],))
+            query, = prepare(attn.to_q(hidden_states), (attn.norm_q,), attn.heads, out_scales=s[0:1])
             return attend_fp8(attn, query, key, value, s[1:2], descale_k, descale_v)
         key, value = self.kv
         if self.prepared and attention_mask is None and has_rms_norms(attn):

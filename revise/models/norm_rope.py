@@ -11,6 +11,10 @@ that through [B, heads, L, head_dim] strides and writes its output in the same t
 neither side needs a layout copy. Given the fused projection's q and k side by side ([B, L, 2d], two
 norms), one launch prepares both: 48 us against 110 us for the compiled diffusers path at the
 released shapes (`benchmarks/norm_rope.py`, H100).
+With FP8 attention (``fp8_attention.py``) the kernel writes q and k in e4m3, times a static scale,
+in the same pass: it encodes them with integer arithmetic on the float's bits (:func:`_e4m3_bits`,
+bit-exact with PyTorch's cast), since Triton's own FP8 conversion, stored by this kernel, failed in
+Triton 3.6's LLVM lowering inside Inductor on an H100.
 :func:`norm_rope_reference` is the same computation in PyTorch (the CPU path, and the tests' oracle).
 Inside ``torch.compile`` the kernel is a ``torch.library.triton_op``, so the graph stays whole.
 
@@ -26,7 +30,7 @@ from typing import Sequence
 
 import torch
 
-from .fp8 import to_e4m3
+from .fp8 import E4M3, E4M3_MAX, to_e4m3
 
 try:
     import triton
@@ -37,11 +41,11 @@ except ImportError:        # CPU-only installs: the PyTorch path below
 
 def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
                         freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None,
-                        out_scales: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+                        out_scales: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """``x`` [B, L, G*d] holds G = len(weights) groups (q, or q and k) side by side. Each group is
     RMS-normed over its d, times its weight, then (with tables) RoPE'd on each head's interleaved
     pairs; returns G tensors [B, L, heads, d / heads], contiguous, in ``x``'s dtype, or with
-    ``out_scales`` (one float32 tensor of one element per group) times its scale in FP8 e4m3."""
+    ``out_scales`` (float32, one element per group) times its scale in FP8 e4m3."""
     outs = []
     for g, (x_g, weight) in enumerate(zip(x.chunk(len(weights), dim=-1), weights)):
         y = x_g.float() * torch.rsqrt(x_g.float().pow(2).mean(-1, keepdim=True) + eps) * weight.float()
@@ -53,11 +57,13 @@ def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: f
             even, odd = y[..., 0], y[..., 1]
             y = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
         y = y.flatten(-2).contiguous()
-        outs.append(to_e4m3(y, out_scales[g]) if out_scales is not None else y.to(x.dtype))
+        outs.append(to_e4m3(y, out_scales[g:g + 1]) if out_scales is not None else y.to(x.dtype))
     return tuple(outs)
 
 
 if triton is not None:
+    E4M3_MAX_F = tl.constexpr(E4M3_MAX)
+
     @triton.jit
     def _normed_rotated(x, w_ptr, c, s, eps, h, j, mask, H: tl.constexpr, H_POW2: tl.constexpr,
                         HEAD_DIM: tl.constexpr, ROPE: tl.constexpr):
@@ -69,9 +75,32 @@ if triton is not None:
         return y
 
     @triton.jit
-    def _norm_rope_kernel(x_ptr, w0_ptr, w1_ptr, cos_ptr, sin_ptr, out_ptr, B, L, stride_b, stride_l, eps,
+    def _e4m3_bits(y):
+        """float32 -> the bits of the nearest e4m3 value (ties to even), saturating at +-448, as int32
+        (0..255). Integer arithmetic on the float's bits, not Triton's FP8 conversion: stored by this
+        kernel, that conversion failed in Triton 3.6's LLVM lowering inside Inductor (H100)."""
+        bits = y.to(tl.int32, bitcast=True)
+        sign = (bits >> 24) & 0x80
+        a = tl.minimum(tl.abs(y), E4M3_MAX_F)
+        abits = a.to(tl.int32, bitcast=True)
+        # normal (|y| >= 2**-6): keep the exponent and 3 mantissa bits, rounding the 20 dropped bits to
+        # nearest even, then rebias the exponent from float32's 127 to e4m3's 7
+        normal = ((abits + 0x7FFFF + ((abits >> 20) & 1)) >> 20) - (120 << 3)
+        # subnormal: multiples of 2**-9; adding 2**23 rounds the product to an integer, ties to even
+        sub = ((a * 512.0 + 8388608.0) - 8388608.0).to(tl.int32)
+        return tl.where(a < 0.015625, sub, normal) | sign
+
+    @triton.jit
+    def _store(dst, y, scale_ptr, g: tl.constexpr, mask, FP8: tl.constexpr):
+        if FP8:
+            tl.store(dst, _e4m3_bits(y * tl.load(scale_ptr + g)).to(tl.uint8), mask=mask)
+        else:
+            tl.store(dst, y.to(dst.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _norm_rope_kernel(x_ptr, w0_ptr, w1_ptr, cos_ptr, sin_ptr, scale_ptr, out_ptr, B, L, stride_b, stride_l, eps,
                           GROUPS: tl.constexpr, H: tl.constexpr, H_POW2: tl.constexpr, HEAD_DIM: tl.constexpr,
-                          ROPE: tl.constexpr):
+                          ROPE: tl.constexpr, FP8: tl.constexpr):
         row = tl.program_id(0)                    # one token row: batch b, position l
         b = row // L
         pos = row % L
@@ -90,22 +119,25 @@ if triton is not None:
             s = tl.load(sin_ptr + pos * HEAD_DIM + 2 * i + 1).to(tl.float32)
         dst = out_ptr + ((b * L + pos) * H + h) * HEAD_DIM + j
         y0 = _normed_rotated(x0, w0_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
-        tl.store(dst, y0.to(out_ptr.dtype.element_ty), mask=mask)
+        _store(dst, y0, scale_ptr, 0, mask, FP8)
         if GROUPS == 2:
             y1 = _normed_rotated(x1, w1_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
-            tl.store(dst + B * H * L * HEAD_DIM, y1.to(out_ptr.dtype.element_ty), mask=mask)
+            _store(dst + B * H * L * HEAD_DIM, y1, scale_ptr, 1, mask, FP8)
 
     @torch.library.triton_op("revise::norm_rope", mutates_args=())
     def _norm_rope_op(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, eps: float, heads: int, groups: int,
-                      cos: torch.Tensor, sin: torch.Tensor, rope: bool) -> torch.Tensor:
+                      cos: torch.Tensor, sin: torch.Tensor, rope: bool, scales: torch.Tensor, fp8: bool) -> torch.Tensor:
+        """[groups, B, L, heads, head_dim] in ``x``'s dtype, or with ``fp8`` the bits of e4m3 values
+        (uint8) of each group times its element of ``scales``."""
         batch, length, width = x.shape
         head_dim = width // groups // heads
-        out = torch.empty(groups, batch, length, heads, head_dim, device=x.device, dtype=x.dtype)
+        out = torch.empty(groups, batch, length, heads, head_dim, device=x.device,
+                          dtype=torch.uint8 if fp8 else x.dtype)
         h_pow2 = triton.next_power_of_2(heads)
         warps = max(1, min(4, h_pow2 * head_dim // 512))     # no more threads than a row has pairs
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
-            x, w0, w1, cos, sin, out, batch, length, x.stride(0), x.stride(1), eps,
-            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, num_warps=warps)
+            x, w0, w1, cos, sin, scales, out, batch, length, x.stride(0), x.stride(1), eps,
+            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, FP8=fp8, num_warps=warps)
         return out
 
 
@@ -126,17 +158,16 @@ def _interpreting() -> bool:
 
 def norm_rope(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
               freqs_cos: torch.Tensor | None = None, freqs_sin: torch.Tensor | None = None,
-              out_scales: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+              out_scales: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """:func:`norm_rope_reference`, in one kernel launch where :func:`kernel_applies` and no gradient
     is wanted (the kernel has no backward: training takes the PyTorch path)."""
     wants_grad = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
     if wants_grad or not kernel_applies(x, heads, len(weights), freqs_cos, freqs_sin):
         return norm_rope_reference(x, weights, eps, heads, freqs_cos, freqs_sin, out_scales)
-    rope = freqs_cos is not None
+    rope, fp8 = freqs_cos is not None, out_scales is not None
     w0, w1 = weights[0], weights[-1]
     if not rope:                                   # unused by the kernel; the op's schema wants tensors
         freqs_cos = freqs_sin = w0
-    out = _norm_rope_op(x, w0, w1, float(eps), heads, len(weights), freqs_cos, freqs_sin, rope).unbind(0)
-    if out_scales is not None:      # a pass of its own: this kernel storing e4m3 itself failed to compile
-        out = [to_e4m3(o, s) for o, s in zip(out, out_scales)]           # inside Inductor (Triton 3.6, H100)
-    return tuple(out)
+    scales = out_scales if fp8 else w0
+    out = _norm_rope_op(x, w0, w1, float(eps), heads, len(weights), freqs_cos, freqs_sin, rope, scales, fp8)
+    return tuple((out.view(E4M3) if fp8 else out).unbind(0))
