@@ -1,8 +1,9 @@
 """The FP8 denoising loop under kernel-choice variants, A/B on one GPU (issue #24's <= 1.0x goal).
 
 The released setting (17 frames, 352x640, 40 UniPC steps, CFG batched, the `wan2.1-1.3b` preset in
-bf16, random weights) with ``enable_fast_path()`` then ``enable_fp8(attention=True, fast_accum=True)``.
-The blocks are recompiled for each variant (Dynamo reset, Inductor caches off):
+bf16, random weights). First the bf16 fast path (``enable_fast_path()``) as the reference, then
+``enable_fp8(attention=True, fast_accum=True)`` with the blocks recompiled for each variant (Dynamo
+reset, Inductor caches off):
 
     base        Inductor keeps rows of up to 2048 values in registers (``compiled_blocks.MAX_PERSISTENT_ROW``),
                 so the feed-forward's GELU + row-wise quantization over 8960 values reads each row twice;
@@ -11,11 +12,13 @@ The blocks are recompiled for each variant (Dynamo reset, Inductor caches off):
     wide_tuned  + every cuDNN FP8 attention plan timed on the first call, the fastest kept
                 (``fp8_attention.AUTOTUNE``)
 
-Each variant prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its
-ratio to the FLOP-bound time at the bf16 matmul rate measured in the same run, and the GPU time of
-its three biggest kernels of each kind over three steps.
+Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
+the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
+latents against the bf16 fast path's (same noise and context), and the GPU time of its three biggest
+kernels of each kind over three steps.
 
     python benchmarks/fp8_loop_variants.py [base wide wide_tuned] [--repeats 2]     # Hopper GPU only
+
 """
 
 from __future__ import annotations
@@ -46,14 +49,25 @@ VARIANTS = {
 }
 
 
-def loop_seconds(pipe, latents, context, shift: float, steps: int, guidance: float) -> float:
+def run_loop(pipe, latents, context, shift: float, steps: int, guidance: float) -> tuple[float, torch.Tensor]:
+    """Seconds of one denoising loop, and its final latents."""
     scheduler = make_scheduler("unipc", shift)
     scheduler.set_timesteps(steps, device=latents.device)
     sync(latents.device)
     t = time.perf_counter()
-    pipe.denoise(latents, context, scheduler, guidance)
+    out = pipe.denoise(latents, context, scheduler, guidance)
     sync(latents.device)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, out
+
+
+def measure(pipe, noise, context, shift: float, steps: int, guidance: float, repeats: int):
+    """(best seconds, all seconds, seconds of the compiling warm-up of 2 steps, final latents)."""
+    t = time.perf_counter()
+    run_loop(pipe, noise, context, shift, 2, guidance)
+    warm = time.perf_counter() - t
+    runs = [run_loop(pipe, noise, context, shift, steps, guidance) for _ in range(repeats)]
+    times = [r[0] for r in runs]
+    return min(times), times, warm, runs[-1][1]
 
 
 def top_kernels(pipe, latents, context, shift: float, guidance: float) -> None:
@@ -91,7 +105,7 @@ def main() -> None:
     rate = matmul_rate(device, dtype)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; bf16 matmul burst {rate:.1f} TFLOP/s")
     model = ReviseModel.from_preset("wan2.1-1.3b", device=device, dtype=dtype)
-    pipe = ReviseEditPipeline(model).enable_fast_path().enable_fp8(attention=True, fast_accum=True)
+    pipe = ReviseEditPipeline(model).enable_fast_path()
     dit = model.transformer
     c = dit.config
     with torch.no_grad():
@@ -107,22 +121,32 @@ def main() -> None:
     loop_flops = steps * 2 * (sum(flops.values()) - once) + 2 * once
     print(f"loop: {loop_flops / 1e15:.4f} PFLOP (attention {sum(flops[k] for k in ATTENTION) / sum(flops.values()):.0%})")
     results = {}
+    with torch.no_grad():
+        best, times, warm, reference = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
+    results["bf16 fast path"] = (best, 0.0)
+    print(f"\nbf16 fast path: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + 2 steps "
+          f"{warm:.0f} s)")
+    with torch.no_grad():
+        top_kernels(pipe, noise, context, shift, guidance)
+    pipe.enable_fp8(attention=True, fast_accum=True)
     for name in args.variants:
         v = VARIANTS[name]
         compiled_blocks.MAX_PERSISTENT_ROW = v["rows"]
         fp8_attention.AUTOTUNE = v["autotune"]
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()
+        try:
+            with torch.no_grad():
+                best, times, warm, latents_out = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
+        except Exception as err:        # e.g. a kernel that does not compile here: report it, keep the others
+            print(f"\nFP8 {name} {v}: failed: {type(err).__name__}: {str(err)[-1500:]}")
+            continue
         with torch.no_grad():
-            t = time.perf_counter()
-            loop_seconds(pipe, noise, context, shift, 2, guidance)          # compiles
-            warm = time.perf_counter() - t
-            times = [loop_seconds(pipe, noise, context, shift, steps, guidance) for _ in range(args.repeats)]
             rate = max(rate, matmul_rate(device, dtype))
-            best = min(times)
-            results[name] = best
-            print(f"\n{name} {v}: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + "
-                  f"2 steps {warm:.0f} s)")
+            err = float((latents_out.float() - reference.float()).norm() / reference.float().norm())
+            results[f"FP8 {name}"] = (best, err)
+            print(f"\nFP8 {name} {v}: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + "
+                  f"2 steps {warm:.0f} s); final latents vs bf16 fast path: {err:.2e} relative")
             top_kernels(pipe, noise, context, shift, guidance)
             if v["autotune"]:
                 for layout, timings in fp8_attention.plan_timings().items():
@@ -131,9 +155,9 @@ def main() -> None:
                         print(f"    {us:9.1f} us  {plan}")
     bound = loop_flops / rate / 1e12
     print(f"\nFLOP-bound loop time at the highest bf16 burst rate read ({rate:.1f} TFLOP/s): {bound:.3f} s")
-    print("| variant | loop s | / FLOP bound |\n| --- | --- | --- |")
-    for name, s in results.items():
-        print(f"| {name} | {s:.3f} | {s / bound:.2f}x |")
+    print("| loop | seconds | / FLOP bound | final latents vs bf16 fast path |\n| --- | --- | --- | --- |")
+    for name, (secs, err) in results.items():
+        print(f"| {name} | {secs:.3f} | {secs / bound:.2f}x | {err:.2e} |")
 
 
 if __name__ == "__main__":
