@@ -7,11 +7,12 @@
 #      linears on it; each row's velocity and final-latent error against the bf16 eager edit.
 #   2. benchmarks/train_throughput.py: SFT steps with the DiT trained in full and through LoRA
 #      adapters of rank 16 and 64 (step time, samples/s, peak memory, trainable parameters).
-#   3. (fp8, about 8 minutes) FP8 and where its time goes: cuDNN's FP8 attention against its bf16
+#   3. (fp8, about 11 minutes) FP8 and where its time goes: cuDNN's FP8 attention against its bf16
 #      attention (benchmarks/fp8_attention.py); the bf16 fast path, + FP8 linears, + FP8 attention, +
-#      fast accumulation, with the last profiled by kernel kind (edit_latency.py --fp8 --profile); each
+#      fast accumulation, each profiled by kernel kind (edit_latency.py --fp8 --profile); each
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
-#      (benchmarks/fp8_linear.py).
+#      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
+#      fast path (benchmarks/fp8_loop_variants.py).
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
 #   bash benchmarks/issue24.sh [all|edit|train|fp8]     # one part alone (default: all = edit and train)
@@ -39,5 +40,6 @@ status=0
         --json "$out/edit_latency_fp8_issue24.json" 2>&1 \
     | grep -v "it/s\]" | tee "$out/edit_latency_fp8_profile_issue24.log" || status=1;
     python3 benchmarks/fp8_linear.py --json "$out/fp8_linear_issue24.json" 2>&1 \
-    | tee "$out/fp8_linear_issue24.log" || status=1; }
+    | tee "$out/fp8_linear_issue24.log" || status=1;
+    python3 benchmarks/fp8_loop_variants.py 2>&1 | tee "$out/fp8_loop_variants_issue24.log" || status=1; }
 exit $status

@@ -115,9 +115,18 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
     assert "the block's linears over 30 layers x 40 steps" in printed and "| Fp8Linear, eager |" in printed
 
 
-def test_fp8_attention_benchmark_needs_a_gpu_and_says_so_in_one_line():
+@pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py"])
+def test_fp8_gpu_benchmarks_need_a_gpu_and_say_so_in_one_line(script):
     import subprocess
 
-    res = subprocess.run([sys.executable, str(BENCH / "fp8_attention.py")], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, str(BENCH / script)], capture_output=True, text=True,
                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}, timeout=300)
     assert res.returncode == 2 and res.stderr.strip() == "error: this benchmark needs a CUDA GPU"
+
+
+def test_fp8_loop_variants_refuses_an_unknown_variant_in_one_line():
+    import subprocess
+
+    res = subprocess.run([sys.executable, str(BENCH / "fp8_loop_variants.py"), "fastest"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2 and "unknown variant 'fastest'" in res.stderr.strip().splitlines()[-1]
