@@ -9,9 +9,10 @@ tokens) and cross-attention (4400 queries x 2560 context tokens). Rows:
 
 Calls are timed back to back (``fp8_linear.timed``). Each attention row gives us per call, TFLOP/s and the relative error of its output against float32
 attention of the unquantized inputs, for two softmax temperatures ("logit std" 1 and 4: flat and
-peaked attention). Then every candidate plan cuDNN offered for each layout, with its time.
+peaked attention). With ``--autotune``, then every candidate plan cuDNN offered for each layout,
+with its time (the FP8 rows then run the fastest).
 
-    python benchmarks/fp8_attention.py [--iters 50] [--json FILE]       # a CUDA GPU with FP8 (Hopper+)
+    python benchmarks/fp8_attention.py [--iters 50] [--autotune] [--json FILE]       # a CUDA GPU with FP8 (Hopper+)
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--autotune", action="store_true",
+                    help="time every cuDNN plan the heuristics offer and keep the fastest (fp8_attention.AUTOTUNE)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("error: this benchmark needs a CUDA GPU", file=sys.stderr)
@@ -72,6 +75,9 @@ def main() -> None:
         print(f"error: {why}", file=sys.stderr)
         sys.exit(2)
     import cudnn
+
+    from revise.models import fp8_attention as fp8_module
+    fp8_module.AUTOTUNE = args.autotune
     print(f"cuDNN frontend {cudnn.__version__}, backend {cudnn.backend_version_string()}")
     rows = []
     quantize_v = torch.compile(quantize_tensor)
@@ -109,8 +115,9 @@ def main() -> None:
                 print(f"| fp8 cuDNN | {t_fp8 * 1e6:.1f} | {flop / t_fp8 / 1e12:.0f} | {err_fp8:.2e} |")
                 print(f"| quantize v (amax + cast, compiled) | {t_qv * 1e6:.1f} | | |")
                 print(f"| cast q (static scale, compiled) | {t_qs * 1e6:.1f} | | |")
-    print("\ncuDNN's candidate FP8 plans per layout, us per call on the first inputs (* the one kept):")
     plans = []
+    if args.autotune:
+        print("\ncuDNN's candidate FP8 plans per layout, us per call on the first inputs (* the one kept):")
     for layout, timings in plan_timings().items():
         shapes = [list(layout[i]) for i in range(1, len(layout))]
         print(f"  q, k, v, out shape+strides {shapes}")

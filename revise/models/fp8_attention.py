@@ -18,12 +18,12 @@ this module runs it on PyTorch tensors:
   :func:`fp8_attention_reference` (dequantize, attention in float32, quantize), which the tests use.
 
 Each call builds nothing after the first at a given shape and stride: cuDNN's plans are built once
-per layout and kept (:data:`_GRAPHS`). cuDNN's heuristics rank its FP8 kernels without timing them,
-and their first choice depends on the layout (on an H100 at the loop's shapes, 600 or 764 TFLOP/s for
-two layouts of the same inputs, `docs/performance.md`). So every plan the heuristics offer (modes A,
-B and the fallback list) is built, and the first call at a layout times each one on its inputs and keeps
-the fastest, as ``torch.backends.cudnn.benchmark`` does for convolutions (:data:`AUTOTUNE`; the
-timings are in :func:`plan_timings`).
+per layout and kept (:data:`_GRAPHS`). The plan is the one cuDNN's heuristics rank first, which in
+the denoising loop on an H100 ran at 755-764 TFLOP/s (`docs/performance.md`). With :data:`AUTOTUNE`
+set, every plan the heuristics offer (modes A, B and the fallback list) is built instead, and the
+first call at a layout times each one on its inputs and keeps the fastest, as
+``torch.backends.cudnn.benchmark`` does for convolutions (the timings: :func:`plan_timings`). It is
+off until it has been measured on a GPU (``benchmarks/fp8_loop_variants.py wide_tuned``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def fp8_attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch
 
 _GRAPHS: dict[tuple, tuple] = {}      # layout -> (graph, its tensors, workspace, scratch, handle, plans)
 _HANDLES: dict[int, object] = {}      # device index -> cuDNN handle
-AUTOTUNE = True         # time every built plan on the first call at a layout; False: the heuristics' first
+AUTOTUNE = False        # True: time every plan the heuristics offer on the first call at a layout, keep the fastest
 TIMING_CALLS = 5        # timed calls per plan (after one untimed)
 
 
@@ -123,10 +123,13 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
     tensors.update(o=o, amax_s=amax_s, amax_o=amax_o)
     graph.validate()
     graph.build_operation_graph()
+    modes = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
     try:
-        graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.B, cudnn.heur_mode.FALLBACK])
+        graph.create_execution_plans(modes[:1] + [cudnn.heur_mode.B] + modes[1:] if AUTOTUNE else modes)
     except Exception:             # a cuDNN whose mode-B heuristics do not cover this graph
-        graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+        if not AUTOTUNE:
+            raise
+        graph.create_execution_plans(modes)
     graph.check_support()
     built = []                    # (plan index, name), in the heuristics' order
     for i in range(graph.get_execution_plan_count() if AUTOTUNE else 0):
