@@ -109,3 +109,46 @@ def test_pipeline_fp8_attention_needs_the_fast_path_then_edits_close_to_bf16_att
     assert len(calls) == 2 * len(blocks) * KW["num_inference_steps"] and all(c[0] == 2 for c in calls)
     assert 0 < rel(got, linears_only) and rel(got, want) < 0.15
     assert all(b.attn2.processor.kv_fp8 is None for b in blocks)       # the cached e4m3 K/V dropped after the edit
+
+
+def test_plan_autotuning_keeps_the_fastest_plan_that_runs(monkeypatch):
+    """``fp8_attention.AUTOTUNE``: every built plan is timed on the first call's inputs, one that fails
+    to run counts as infinitely slow, the fastest is kept, and ``plan_timings`` marks it. A stand-in
+    graph and event clock replace cuDNN and CUDA (the kernel itself runs on a GPU only)."""
+    from types import SimpleNamespace
+
+    from revise.models import fp8_attention as fa
+
+    cost = {0: 5.0, 1: 2.0, 2: 1.0, 3: 3.0}         # plan index -> ms a call; plan 2 fails to run
+    clock = [0.0]
+
+    class Graph:
+        def execute_plan_at_index(self, pack, workspace, index, handle=None):
+            if index == 2:
+                raise RuntimeError("not supported")
+            clock[0] += cost[index]
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self, stream=None):
+            self.t = clock[0]
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return end.t - self.t
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    plans = {"built": [(0, "a"), (1, "b"), (2, "c"), (3, "d")], "chosen": None, "timings": []}
+    chosen = fa._fastest_plan(Graph(), {}, SimpleNamespace(device="cuda"), None, plans)
+    assert chosen == 1
+    assert [n for n, _ in plans["timings"]] == ["a", "b", "c", "d"]
+    assert [us for _, us in plans["timings"]] == [5000.0, 2000.0, float("inf"), 3000.0]
+    plans["chosen"] = chosen
+    monkeypatch.setattr(fa, "_GRAPHS", {("layout",): (None, None, None, None, None, plans)})
+    assert fa.plan_timings()[("layout",)][1] == ("* b", 2000.0)
+    assert fa.plan_timings()[("layout",)][0] == ("  a", 5000.0)
