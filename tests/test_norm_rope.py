@@ -88,16 +88,21 @@ KERNEL_CHECK = textwrap.dedent("""
 """)
 
 
-def test_triton_kernel_matches_the_reference():
-    """On CUDA the kernel itself (eager and compiled); elsewhere Triton's interpreter runs it on the CPU
-    (in a subprocess, since the interpreter is chosen when the kernel is defined)."""
+def run_triton_check(script: str, done: str) -> None:
+    """``script`` with ``DEVICE`` set, on CUDA as it is, elsewhere in Triton's interpreter on the CPU (in a
+    subprocess, since the interpreter is chosen when a kernel is defined); it must print ``done``."""
     pytest.importorskip("triton")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     env = dict(os.environ, TRITON_INTERPRET="0" if device == "cuda" else "1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + KERNEL_CHECK], cwd=root, env=env,
+    res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + script], cwd=root, env=env,
                          capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and "kernel ok" in res.stdout, (res.stdout + res.stderr)[-3000:]
+    assert res.returncode == 0 and done in res.stdout, (res.stdout + res.stderr)[-3000:]
+
+
+def test_triton_kernel_matches_the_reference():
+    """On CUDA the kernel itself (eager and compiled); elsewhere in Triton's interpreter."""
+    run_triton_check(KERNEL_CHECK, "kernel ok")
 
 
 E4M3_CHECK = textwrap.dedent("""
@@ -127,13 +132,7 @@ def test_e4m3_encoding_is_torchs_cast():
     """The kernel's own float32 -> e4m3 encoding (integer arithmetic on the bits) gives the bits of
     PyTorch's saturating cast for every e4m3 value, the ties between them, subnormals, zeros of both
     signs, values past 448 and random values over eight decades."""
-    pytest.importorskip("triton")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    env = dict(os.environ, TRITON_INTERPRET="0" if device == "cuda" else "1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + E4M3_CHECK], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and "encoding ok" in res.stdout, (res.stdout + res.stderr)[-3000:]
+    run_triton_check(E4M3_CHECK, "encoding ok")
 
 
 def test_gradients_take_the_reference_path():
