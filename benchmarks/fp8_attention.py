@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8_linear import timed  # noqa: E402
 
+from revise.models import fp8_attention as fp8_module  # noqa: E402
 from revise.models.fp8 import E4M3, E4M3_MAX  # noqa: E402
 from revise.models.fp8_attention import (fp8_attention, fp8_attention_supported, plan_timings,  # noqa: E402
                                          quantize_tensor)
@@ -76,7 +77,6 @@ def main() -> None:
         sys.exit(2)
     import cudnn
 
-    from revise.models import fp8_attention as fp8_module
     fp8_module.AUTOTUNE = args.autotune
     print(f"cuDNN frontend {cudnn.__version__}, backend {cudnn.backend_version_string()}")
     rows = []

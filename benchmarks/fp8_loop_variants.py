@@ -14,8 +14,8 @@ reset, Inductor caches off):
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
-latents against the bf16 fast path's (same noise and context), and the GPU time of its three biggest
-kernels of each kind over three steps.
+latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
+kernel kind with the top kernels (``edit_latency.profile_loop``).
 
     python benchmarks/fp8_loop_variants.py [base wide wide_tuned] [--repeats 2]     # Hopper GPU only
 
@@ -36,7 +36,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_latency import ATTENTION, ONCE, dit_flops, kernel_kind, matmul_rate, sync  # noqa: E402
+from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, sync  # noqa: E402
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
 from revise.models import compiled_blocks, fp8_attention  # noqa: E402
@@ -68,25 +68,6 @@ def measure(pipe, noise, context, shift: float, steps: int, guidance: float, rep
     runs = [run_loop(pipe, noise, context, shift, steps, guidance) for _ in range(repeats)]
     times = [r[0] for r in runs]
     return min(times), times, warm, runs[-1][1]
-
-
-def top_kernels(pipe, latents, context, shift: float, guidance: float) -> None:
-    from torch.profiler import ProfilerActivity, profile
-
-    scheduler = make_scheduler("unipc", shift)
-    scheduler.set_timesteps(3, device=latents.device)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        pipe.denoise(latents, context, scheduler, guidance)
-        sync(latents.device)
-    per_kind: dict[str, dict[str, float]] = {}
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            kind = per_kind.setdefault(kernel_kind(e.name), {})
-            kind[e.name] = kind.get(e.name, 0.0) + e.time_range.elapsed_us()
-    for kind, names in sorted(per_kind.items(), key=lambda kv: -sum(kv[1].values())):
-        print(f"  {kind}: {sum(names.values()) / 3e3:.2f} ms a step")
-        for name, us in sorted(names.items(), key=lambda kv: -kv[1])[:3]:
-            print(f"      {us / 3e3:6.2f} ms  {name[:120]}")
 
 
 def main() -> None:
@@ -127,7 +108,7 @@ def main() -> None:
     print(f"\nbf16 fast path: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + 2 steps "
           f"{warm:.0f} s)")
     with torch.no_grad():
-        top_kernels(pipe, noise, context, shift, guidance)
+        profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, 3, flops)
     pipe.enable_fp8(attention=True, fast_accum=True)
     for name in args.variants:
         v = VARIANTS[name]
@@ -147,7 +128,7 @@ def main() -> None:
             results[f"FP8 {name}"] = (best, err)
             print(f"\nFP8 {name} {v}: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + "
                   f"2 steps {warm:.0f} s); final latents vs bf16 fast path: {err:.2e} relative")
-            top_kernels(pipe, noise, context, shift, guidance)
+            profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, 3, flops)
             if v["autotune"]:
                 for layout, timings in fp8_attention.plan_timings().items():
                     print(f"  cuDNN plans for q, k, v, out {[list(x) for x in layout[1:]]}:")
