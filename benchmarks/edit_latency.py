@@ -91,6 +91,8 @@ def kernel_kind(name: str) -> str:
     n = name.lower()
     if "norm_rope" in n:                 # revise/models/norm_rope.py
         return "q/k norm+RoPE (one-pass kernel)"
+    if "gelu_quantize" in n:             # revise/models/fp8_ffn.py
+        return "FP8 GELU+row quantization (one-pass kernel)"
     if n.startswith("triton"):           # compiled fusions (their names list the ops they fused)
         return "fused elementwise (compiled)"
     if any(k in n for k in ("fmha", "flash", "attention", "attn", "sdpa", "cudnn_generated")):

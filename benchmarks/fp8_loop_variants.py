@@ -5,19 +5,20 @@ bf16, random weights). First the bf16 fast path (``enable_fast_path()``) as the 
 ``enable_fp8(attention=True, fast_accum=True)`` with the blocks recompiled for each variant (Dynamo
 reset, Inductor caches off):
 
-    base        Inductor keeps rows of up to 2048 values in registers (``compiled_blocks.MAX_PERSISTENT_ROW``),
-                so the feed-forward's GELU + row-wise quantization over 8960 values reads each row twice;
-                cuDNN's FP8 attention runs the plan its heuristics rank first
-    wide        rows of up to 16384 values in one read: that kernel reads each row once
-    wide_tuned  + every cuDNN FP8 attention plan timed on the first call, the fastest kept
-                (``fp8_attention.AUTOTUNE``)
+    inductor_ffn  the feed-forward's GELU + row-wise quantization over 8960 values compiled by Inductor
+                  (``fp8_ffn.kernel_applies`` off): a looped reduction that reads each row twice (the
+                  loop of 2026-12-07, 2.103 s on an H100)
+    base          that step as one Triton kernel reading each row once (``fp8_ffn.py``, the default);
+                  cuDNN's FP8 attention runs the plan its heuristics rank first
+    tuned         + every cuDNN FP8 attention plan timed on the first call, the fastest kept
+                  (``fp8_attention.AUTOTUNE``)
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
 latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
 kernel kind with the top kernels (``edit_latency.profile_loop``).
 
-    python benchmarks/fp8_loop_variants.py [base wide wide_tuned] [--repeats 2]     # Hopper GPU only
+    python benchmarks/fp8_loop_variants.py [inductor_ffn base tuned] [--repeats 2]     # Hopper GPU only
 
 """
 
@@ -39,13 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, sync  # noqa: E402
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
-from revise.models import compiled_blocks, fp8_attention  # noqa: E402
+from revise.models import fp8_attention, fp8_ffn  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
-    "base": {"rows": 2048, "autotune": False},
-    "wide": {"rows": 16384, "autotune": False},
-    "wide_tuned": {"rows": 16384, "autotune": True},
+    "inductor_ffn": {"ffn_kernel": False, "autotune": False},
+    "base": {"ffn_kernel": True, "autotune": False},
+    "tuned": {"ffn_kernel": True, "autotune": True},
 }
 
 
@@ -110,9 +111,10 @@ def main() -> None:
     with torch.no_grad():
         profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, 3, flops)
     pipe.enable_fp8(attention=True, fast_accum=True)
+    kernel_applies = fp8_ffn.kernel_applies
     for name in args.variants:
         v = VARIANTS[name]
-        compiled_blocks.MAX_PERSISTENT_ROW = v["rows"]
+        fp8_ffn.kernel_applies = kernel_applies if v["ffn_kernel"] else (lambda x: False)
         fp8_attention.AUTOTUNE = v["autotune"]
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()

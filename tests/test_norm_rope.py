@@ -107,12 +107,12 @@ def test_triton_kernel_matches_the_reference():
 
 E4M3_CHECK = textwrap.dedent("""
     import torch, triton, triton.language as tl
-    from revise.models import norm_rope as nr
+    from revise.models.triton_e4m3 import e4m3_bits
 
     @triton.jit
     def encode(x_ptr, o_ptr, n, BLOCK: tl.constexpr):
         i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        tl.store(o_ptr + i, nr._e4m3_bits(tl.load(x_ptr + i, mask=i < n, other=0.0)).to(tl.uint8), mask=i < n)
+        tl.store(o_ptr + i, e4m3_bits(tl.load(x_ptr + i, mask=i < n, other=0.0)).to(tl.uint8), mask=i < n)
 
     torch.manual_seed(0)
     every = torch.arange(0, 127, dtype=torch.uint8).view(torch.float8_e4m3fn).float()   # each finite e4m3 >= 0

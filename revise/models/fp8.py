@@ -82,12 +82,14 @@ class Fp8Linear(nn.Module):
         q, scale = quantize_rows(rows)
         return self._matmul(q, scale, x.dtype).view(*x.shape[:-1], self.out_features)
 
-    def forward_quantized(self, x: torch.Tensor, descale: torch.Tensor) -> torch.Tensor:
-        """The layer on an input already in e4m3 with one float32 ``descale`` for all of it (the real
-        input is ``x * descale``), e.g. FP8 attention's output (``fp8_attention.py``); returns the
-        layer's dtype."""
+    def forward_quantized(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The layer on an input already in e4m3, the real input being ``x * scale`` with float32
+        ``scale`` one element for all of it (e.g. FP8 attention's output, ``fp8_attention.py``) or one
+        per row of ``x.reshape(-1, in_features)`` (e.g. ``fp8_ffn.py``); returns the layer's dtype."""
         rows = x.reshape(-1, self.in_features)
-        scale = descale.float().reshape(1, 1).expand(rows.shape[0], 1).contiguous()
+        scale = scale.float().reshape(-1, 1)
+        if scale.shape[0] != rows.shape[0]:
+            scale = scale.expand(rows.shape[0], 1).contiguous()
         return self._matmul(rows, scale, self.out_dtype).view(*x.shape[:-1], self.out_features)
 
     def _matmul(self, rows: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:

@@ -26,6 +26,7 @@ class FusedLinearGELU(nn.Module):
         if block.approximate != "tanh" or block.proj.bias is None:
             raise ValueError("only a biased Linear followed by the tanh GELU can be fused")
         self.proj = block.proj
+        self.approximate = "tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not x.is_cuda or type(self.proj) is not nn.Linear:     # off the GPU, or FP8 linears (models/fp8.py)

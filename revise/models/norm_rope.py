@@ -12,9 +12,8 @@ neither side needs a layout copy. Given the fused projection's q and k side by s
 norms), one launch prepares both: 48 us against 110 us for the compiled diffusers path at the
 released shapes (`benchmarks/norm_rope.py`, H100).
 With FP8 attention (``fp8_attention.py``) the kernel writes q and k in e4m3, times a static scale,
-in the same pass: it encodes them with integer arithmetic on the float's bits (:func:`_e4m3_bits`,
-bit-exact with PyTorch's cast), since Triton's own FP8 conversion, stored by this kernel, failed in
-Triton 3.6's LLVM lowering inside Inductor on an H100.
+in the same pass: it encodes them with integer arithmetic on the float's bits (``triton_e4m3.py``),
+bit-exact with PyTorch's cast.
 :func:`norm_rope_reference` is the same computation in PyTorch (the CPU path, and the tests' oracle).
 Inside ``torch.compile`` the kernel is a ``torch.library.triton_op``, so the graph stays whole.
 
@@ -30,13 +29,15 @@ from typing import Sequence
 
 import torch
 
-from .fp8 import E4M3, E4M3_MAX, to_e4m3
+from .fp8 import E4M3, to_e4m3
 
 try:
     import triton
     import triton.language as tl
 except ImportError:        # CPU-only installs: the PyTorch path below
     triton = None
+else:
+    from .triton_e4m3 import e4m3_bits
 
 
 def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
@@ -62,8 +63,6 @@ def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: f
 
 
 if triton is not None:
-    E4M3_MAX_F = tl.constexpr(E4M3_MAX)
-
     @triton.jit
     def _normed_rotated(x, w_ptr, c, s, eps, h, j, mask, H: tl.constexpr, H_POW2: tl.constexpr,
                         HEAD_DIM: tl.constexpr, ROPE: tl.constexpr):
@@ -75,25 +74,9 @@ if triton is not None:
         return y
 
     @triton.jit
-    def _e4m3_bits(y):
-        """float32 -> the bits of the nearest e4m3 value (ties to even), saturating at +-448, as int32
-        (0..255). Integer arithmetic on the float's bits, not Triton's FP8 conversion: stored by this
-        kernel, that conversion failed in Triton 3.6's LLVM lowering inside Inductor (H100)."""
-        bits = y.to(tl.int32, bitcast=True)
-        sign = (bits >> 24) & 0x80
-        a = tl.minimum(tl.abs(y), E4M3_MAX_F)
-        abits = a.to(tl.int32, bitcast=True)
-        # normal (|y| >= 2**-6): keep the exponent and 3 mantissa bits, rounding the 20 dropped bits to
-        # nearest even, then rebias the exponent from float32's 127 to e4m3's 7
-        normal = ((abits + 0x7FFFF + ((abits >> 20) & 1)) >> 20) - (120 << 3)
-        # subnormal: multiples of 2**-9; adding 2**23 rounds the product to an integer, ties to even
-        sub = ((a * 512.0 + 8388608.0) - 8388608.0).to(tl.int32)
-        return tl.where(a < 0.015625, sub, normal) | sign
-
-    @triton.jit
     def _store(dst, y, scale_ptr, g: tl.constexpr, mask, FP8: tl.constexpr):
         if FP8:
-            tl.store(dst, _e4m3_bits(y * tl.load(scale_ptr + g)).to(tl.uint8), mask=mask)
+            tl.store(dst, e4m3_bits(y * tl.load(scale_ptr + g)).to(tl.uint8), mask=mask)
         else:
             tl.store(dst, y.to(dst.dtype.element_ty), mask=mask)
 

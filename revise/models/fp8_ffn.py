@@ -1,0 +1,123 @@
+"""The DiT's feed-forward in FP8, with its GELU and the second matmul's input quantization in one pass.
+
+Wan's feed-forward is ``Linear(d, f) -> GELU(tanh) -> Linear(f, d)`` with f = 8960 at 1.3B. With FP8
+linears (``fp8.py``) the first matmul returns bf16 (``torch._scaled_mm`` has no GELU epilogue), and
+the second needs its input in e4m3 with one scale per row, i.e. each row's largest magnitude after the
+GELU. Compiled, Inductor fuses GELU, the row maximum and the cast into one kernel, but over rows of 8960
+values it emits a looped reduction that reads each row twice and recomputes the GELU; on an H100 at
+the released shapes that kernel took 8.7 ms of a 52.6 ms denoising step (`docs/performance.md`).
+
+:func:`gelu_quantize_rows` does it in one read of each row: a Triton kernel, one program per row held
+in registers, computing in float32 and writing e4m3 (``triton_e4m3.py``) and the row's scale.
+:class:`Fp8FeedForward` is the feed-forward built on it, swapped in by :func:`fp8_feed_forwards`.
+The PyTorch computation (:func:`gelu_quantize_rows_reference`) is the CPU path and the tests' oracle;
+it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the CPU and GPU agree.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fp8 import E4M3, Fp8Linear, quantize_rows
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:        # CPU-only installs: the PyTorch path
+    triton = None
+else:
+    from .triton_e4m3 import e4m3_bits
+
+
+def gelu_quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` [M, N] -> tanh-GELU(x) as (e4m3 [M, N], float32 scales [M, 1]), quantized row by row
+    (:func:`fp8.quantize_rows`), computed in float32."""
+    return quantize_rows(F.gelu(x.float(), approximate="tanh"))
+
+
+if triton is not None:
+    @triton.jit
+    def _gelu_quantize_kernel(x_ptr, q_ptr, scale_ptr, N, stride, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        cols = tl.arange(0, BLOCK)
+        mask = cols < N
+        x = tl.load(x_ptr + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+        # 0.5 x (1 + tanh(z)) = x * sigmoid(2 z), z = sqrt(2 / pi) (x + 0.044715 x^3)
+        y = x * tl.sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x))
+        scale = tl.maximum(tl.max(tl.abs(y), axis=0), 1e-12) / 448.0      # masked lanes are 0
+        tl.store(scale_ptr + row, scale)
+        tl.store(q_ptr + row * N + cols, e4m3_bits(y / scale).to(tl.uint8), mask=mask)
+
+    @torch.library.triton_op("revise::gelu_quantize_rows", mutates_args=())
+    def _gelu_quantize_op(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the bits of the e4m3 values (uint8) [M, N], float32 scales [M, 1])."""
+        rows, n = x.shape
+        q = torch.empty(rows, n, device=x.device, dtype=torch.uint8)
+        scale = torch.empty(rows, 1, device=x.device, dtype=torch.float32)
+        block = triton.next_power_of_2(n)
+        warps = max(1, min(16, block // 512))       # a 16384-wide block: 32 values a thread
+        torch.library.wrap_triton(_gelu_quantize_kernel)[(rows,)](x, q, scale, n, x.stride(0), BLOCK=block,
+                                                                   num_warps=warps)
+        return q, scale
+
+
+def kernel_applies(x: torch.Tensor) -> bool:
+    """Whether :func:`gelu_quantize_rows` runs the Triton kernel: CUDA (or Triton's interpreter), rows
+    with a dense last dimension of up to 65536 values, and no gradient wanted (it has no backward)."""
+    return (triton is not None and x.dim() == 2 and x.stride(-1) == 1 and 0 < x.shape[-1] <= 65536
+            and not (torch.is_grad_enabled() and x.requires_grad)
+            and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"))
+
+
+def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gelu_quantize_rows_reference`, in one kernel launch where :func:`kernel_applies`."""
+    if not kernel_applies(x):
+        return gelu_quantize_rows_reference(x)
+    q, scale = _gelu_quantize_op(x)
+    return q.view(E4M3), scale
+
+
+class Fp8FeedForward(nn.Module):
+    """``up`` (an :class:`Fp8Linear`, its bias in the matmul), tanh-GELU and the row quantization of
+    its output in one pass (:func:`gelu_quantize_rows`), then ``down`` on the e4m3 rows."""
+
+    def __init__(self, up: Fp8Linear, down: Fp8Linear):
+        super().__init__()
+        self.up, self.down = up, down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        q, scale = gelu_quantize_rows(h.reshape(-1, h.shape[-1]))
+        return self.down.forward_quantized(q, scale).view(*x.shape[:-1], self.down.out_features)
+
+
+def _up_and_down(ffn: nn.Module) -> tuple[Fp8Linear, Fp8Linear] | None:
+    """(up, down) of a diffusers ``FeedForward`` that is tanh-GELU between two FP8 linears with
+    nothing else that computes (dropouts of p = 0, as in every Wan block), else None."""
+    net = getattr(ffn, "net", None)
+    if not isinstance(net, nn.ModuleList) or len(net) < 2:
+        return None
+    first, rest = net[0], list(net[1:])
+    up, down = getattr(first, "proj", None), rest[-1] if rest else None
+    tanh = getattr(first, "approximate", None) == "tanh"
+    inert = all(isinstance(m, nn.Dropout) and m.p == 0 for m in rest[:-1])
+    if tanh and inert and isinstance(up, Fp8Linear) and isinstance(down, Fp8Linear):
+        return up, down
+    return None
+
+
+def fp8_feed_forwards(transformer: nn.Module) -> int:
+    """Swap each feed-forward of ``transformer.blocks`` whose linears are already FP8
+    (:func:`fp8.fp8_linears`) for an :class:`Fp8FeedForward`; returns how many."""
+    swapped = 0
+    for parent in list(transformer.blocks.modules()):
+        for name, child in list(parent.named_children()):
+            pair = _up_and_down(child)
+            if pair is not None:
+                setattr(parent, name, Fp8FeedForward(*pair))
+                swapped += 1
+    return swapped
