@@ -23,7 +23,7 @@ the denoising loop on an H100 ran at 755-764 TFLOP/s (`docs/performance.md`). Wi
 set, every plan the heuristics offer (modes A, B and the fallback list) is built instead, and the
 first call at a layout times each one on its inputs and keeps the fastest, as
 ``torch.backends.cudnn.benchmark`` does for convolutions (the timings: :func:`plan_timings`). It is
-off until it has been measured on a GPU (``benchmarks/fp8_loop_variants.py wide_tuned``).
+off until it has been measured on a GPU (``benchmarks/fp8_loop_variants.py tuned``).
 """
 
 from __future__ import annotations
