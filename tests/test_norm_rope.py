@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -93,10 +94,14 @@ def run_triton_check(script: str, done: str) -> None:
     subprocess, since the interpreter is chosen when a kernel is defined); it must print ``done``."""
     pytest.importorskip("triton")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    env = dict(os.environ, TRITON_INTERPRET="0" if device == "cuda" else "1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", f"DEVICE = {device!r}\n" + script], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, TRITON_INTERPRET="0" if device == "cuda" else "1",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory() as tmp:      # a file: Triton reads a jit function's source from it
+        path = os.path.join(tmp, "triton_check.py")
+        with open(path, "w") as f:
+            f.write(f"DEVICE = {device!r}\n" + script)
+        res = subprocess.run([sys.executable, path], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and done in res.stdout, (res.stdout + res.stderr)[-3000:]
 
 

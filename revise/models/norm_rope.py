@@ -67,7 +67,7 @@ if triton is not None:
     def _normed_rotated(x, w_ptr, c, s, eps, h, j, mask, H: tl.constexpr, H_POW2: tl.constexpr,
                         HEAD_DIM: tl.constexpr, ROPE: tl.constexpr):
         ms = tl.sum(tl.sum(x * x, axis=1), axis=0) / (H * HEAD_DIM)
-        y = x * tl.rsqrt(ms + eps) * tl.load(w_ptr + h * HEAD_DIM + j, mask=mask, other=0.0).to(tl.float32)
+        y = x * tl.rsqrt((ms + eps).to(tl.float32)) * tl.load(w_ptr + h * HEAD_DIM + j, mask=mask, other=0.0).to(tl.float32)
         if ROPE:
             even, odd = tl.split(tl.reshape(y, (H_POW2, HEAD_DIM // 2, 2)))
             y = tl.reshape(tl.join(even * c - odd * s, even * s + odd * c), (H_POW2, HEAD_DIM))

@@ -4,7 +4,10 @@ The kernels that write e4m3 (``norm_rope.py``, ``fp8_ffn.py``) store the bits as
 views the result as ``torch.float8_e4m3fn``. Triton's own FP8 conversion, stored by such a kernel,
 failed in Triton 3.6's LLVM lowering inside Inductor on an H100; :func:`e4m3_bits` is bit-exact with
 PyTorch's saturating cast (``tests/test_norm_rope.py`` checks every e4m3 value, the ties between them,
-subnormals and signed zeros). ``triton`` is None where Triton is not installed.
+subnormals and signed zeros). It casts its input to float32 first: compiled by Inductor (torch 2.11),
+a kernel's Python float arguments arrive as float64 scalars and widen what they touch, and the float32
+bitcast then failed to build while the same kernel ran eagerly. ``triton`` is None where Triton is not
+installed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if triton is not None:
     def e4m3_bits(y):
         """float32 -> the bits of the nearest e4m3 value (ties to even), saturating at +-448, as int32
         (0..255)."""
+        y = y.to(tl.float32)          # a float64 scalar operand (Inductor passes Python floats so) widens y
         bits = y.to(tl.int32, bitcast=True)
         sign = (bits >> 24) & 0x80
         a = tl.minimum(tl.abs(y), E4M3_MAX_F)
