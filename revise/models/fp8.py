@@ -96,13 +96,13 @@ class Fp8Linear(nn.Module):
         """e4m3 ``rows`` [M, K] with their scales [M, 1] times the weight, plus the bias: [M, N]. The
         bias is added in the matmul's epilogue: added after, it is a pass over the output of its own
         wherever the next op is not one Inductor fuses it into (the q/k norm+RoPE kernel is not)."""
-        bias = self.bias.to(out_dtype) if self.bias is not None else None
         if rows.device.type == "cpu":
-            # the CPU backend takes only per-tensor scales before torch 2.13: apply both in float32 after
-            one = torch.ones((), device=rows.device)
+            # torch 2.11's CPU backend takes only per-tensor scales: apply both in float32 after
+            one = scale.new_ones(())
             out = torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=one, scale_b=one, out_dtype=torch.float32)
             out = out * scale * self.weight_scale
             return (out + self.bias.float() if self.bias is not None else out).to(out_dtype)
+        bias = self.bias.to(out_dtype) if self.bias is not None else None
         # mat2 must be column-major: the row-major [N, K] weight, transposed, is
         return torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
                                 out_dtype=out_dtype, use_fast_accum=self.fast_accum)
