@@ -95,7 +95,8 @@ class Fp8Linear(nn.Module):
     def _matmul(self, rows: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
         """e4m3 ``rows`` [M, K] with their scales [M, 1] times the weight, plus the bias: [M, N]. The
         bias is added in the matmul's epilogue: added after, it is a pass over the output of its own
-        wherever the next op is not one Inductor fuses it into (the q/k norm+RoPE kernel is not)."""
+        wherever the next op is not one Inductor fuses it into (the q/k norm+RoPE kernel is not). On
+        the CPU (the tests' numerics) the scales and the bias are applied after the matmul instead."""
         if rows.device.type == "cpu":
             # torch 2.11's CPU backend takes only per-tensor scales: apply both in float32 after
             one = scale.new_ones(())
