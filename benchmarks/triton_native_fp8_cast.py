@@ -40,7 +40,7 @@ def _norm_e4m3_kernel(x_ptr, out_ptr, eps, scale, N: tl.constexpr, NATIVE: tl.co
     else:
         y = x * tl.rsqrt(ms + eps) * scale
     if NATIVE:
-        y = tl.minimum(tl.maximum(y, -448.0), 448.0)
+        y = tl.minimum(tl.maximum(y.to(tl.float32), -448.0), 448.0)
         tl.store(out_ptr + row * N + cols, y.to(tl.float8e4nv).to(tl.uint8, bitcast=True))
     else:
         tl.store(out_ptr + row * N + cols, e4m3_bits(y).to(tl.uint8))

@@ -12,8 +12,8 @@ neither side needs a layout copy. Given the fused projection's q and k side by s
 norms), one launch prepares both: 48 us against 110 us for the compiled diffusers path at the
 released shapes (`benchmarks/norm_rope.py`, H100).
 With FP8 attention (``fp8_attention.py``) the kernel writes q and k in e4m3, times a static scale,
-in the same pass: it encodes them with integer arithmetic on the float's bits (``triton_e4m3.py``),
-bit-exact with PyTorch's cast.
+in the same pass (``triton_e4m3.py``: the GPU's own e4m3 conversion, or in Triton's interpreter integer
+arithmetic on the float's bits; each matches PyTorch's cast).
 :func:`norm_rope_reference` is the same computation in PyTorch (the CPU path, and the tests' oracle).
 Inside ``torch.compile`` the kernel is a ``torch.library.triton_op``, so the graph stays whole.
 
@@ -37,7 +37,7 @@ try:
 except ImportError:        # CPU-only installs: the PyTorch path below
     triton = None
 else:
-    from .triton_e4m3 import e4m3_bits
+    from .triton_e4m3 import e4m3_store_bits, native_cast
 
 
 def norm_rope_reference(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,
@@ -74,16 +74,16 @@ if triton is not None:
         return y
 
     @triton.jit
-    def _store(dst, y, scale_ptr, g: tl.constexpr, mask, FP8: tl.constexpr):
+    def _store(dst, y, scale_ptr, g: tl.constexpr, mask, FP8: tl.constexpr, NATIVE: tl.constexpr):
         if FP8:
-            tl.store(dst, e4m3_bits(y * tl.load(scale_ptr + g)).to(tl.uint8), mask=mask)
+            tl.store(dst, e4m3_store_bits(y * tl.load(scale_ptr + g), NATIVE), mask=mask)
         else:
             tl.store(dst, y.to(dst.dtype.element_ty), mask=mask)
 
     @triton.jit
     def _norm_rope_kernel(x_ptr, w0_ptr, w1_ptr, cos_ptr, sin_ptr, scale_ptr, out_ptr, B, L, stride_b, stride_l, eps,
                           GROUPS: tl.constexpr, H: tl.constexpr, H_POW2: tl.constexpr, HEAD_DIM: tl.constexpr,
-                          ROPE: tl.constexpr, FP8: tl.constexpr):
+                          ROPE: tl.constexpr, FP8: tl.constexpr, NATIVE: tl.constexpr):
         row = tl.program_id(0)                    # one token row: batch b, position l
         b = row // L
         pos = row % L
@@ -102,10 +102,10 @@ if triton is not None:
             s = tl.load(sin_ptr + pos * HEAD_DIM + 2 * i + 1).to(tl.float32)
         dst = out_ptr + ((b * L + pos) * H + h) * HEAD_DIM + j
         y0 = _normed_rotated(x0, w0_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
-        _store(dst, y0, scale_ptr, 0, mask, FP8)
+        _store(dst, y0, scale_ptr, 0, mask, FP8, NATIVE)
         if GROUPS == 2:
             y1 = _normed_rotated(x1, w1_ptr, c, s, eps, h, j, mask, H, H_POW2, HEAD_DIM, ROPE)
-            _store(dst + B * H * L * HEAD_DIM, y1, scale_ptr, 1, mask, FP8)
+            _store(dst + B * H * L * HEAD_DIM, y1, scale_ptr, 1, mask, FP8, NATIVE)
 
     @torch.library.triton_op("revise::norm_rope", mutates_args=())
     def _norm_rope_op(x: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, eps: float, heads: int, groups: int,
@@ -120,7 +120,8 @@ if triton is not None:
         warps = max(1, min(4, h_pow2 * head_dim // 512))     # no more threads than a row has pairs
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
             x, w0, w1, cos, sin, scales, out, batch, length, x.stride(0), x.stride(1), eps,
-            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, FP8=fp8, num_warps=warps)
+            GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, FP8=fp8, NATIVE=native_cast(x),
+            num_warps=warps)
         return out
 
 

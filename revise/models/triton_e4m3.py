@@ -1,18 +1,36 @@
-"""float32 -> FP8 e4m3 inside Triton kernels, by integer arithmetic on the float's bits.
+"""float32 -> FP8 e4m3 inside Triton kernels: the GPU's own conversion, or integer arithmetic on the bits.
 
 The kernels that write e4m3 (``norm_rope.py``, ``fp8_ffn.py``) store the bits as uint8, and the caller
-views the result as ``torch.float8_e4m3fn``. Triton's own FP8 conversion, stored by such a kernel,
-failed in Triton 3.6's LLVM lowering inside Inductor on an H100; :func:`e4m3_bits` is bit-exact with
-PyTorch's saturating cast (``tests/test_norm_rope.py`` checks every e4m3 value, the ties between them,
-subnormals and signed zeros). It casts its input to float32 first: compiled by Inductor (torch 2.11),
-a kernel's Python float arguments arrive as float64 scalars and widen what they touch, and the float32
-bitcast then failed to build while the same kernel ran eagerly. ``triton`` is None where Triton is not
-installed.
+views the result as ``torch.float8_e4m3fn``. :func:`e4m3_store_bits` picks the encoding by ``NATIVE``:
+
+- on a GPU, Triton's own cast (``tl.float8e4nv``: one conversion instruction per two values, saturated
+  first at +-448). Its input must be float32: compiled by Inductor (torch 2.11), a kernel's Python float
+  arguments arrive as float64 scalars and widen what they touch, and Triton 3.6 has no float64 -> e4m3
+  conversion ("Unsupported conversion from f64 to f8E4M3FN": the build failure an H100 showed inside
+  Inductor, while the same kernel ran eagerly). Cast to float32 it matched PyTorch's cast in every byte,
+  eager and compiled (`benchmarks/triton_native_fp8_cast.py`, H100, 2026-12-07).
+- in Triton's interpreter (the CPU tests), :func:`e4m3_bits`, bit-exact with PyTorch's saturating cast
+  (``tests/test_norm_rope.py`` checks every e4m3 value, the ties between them, subnormals and signed
+  zeros); the interpreter's own float8 conversion rounds differently. It costs about 20 integer
+  operations a value, which made the feed-forward's GELU + quantization kernel compute-bound.
+
+:func:`native_cast` says which a launch on a tensor takes (``NATIVE_CAST`` turns the GPU's off for
+A/B runs). ``triton`` is None where Triton is not installed.
 """
 
 from __future__ import annotations
 
+import torch
+
 from .fp8 import E4M3_MAX
+
+NATIVE_CAST = True          # the GPU's conversion where it applies (False: e4m3_bits everywhere)
+
+
+def native_cast(t: torch.Tensor) -> bool:
+    """Whether a kernel launched on ``t`` encodes e4m3 with Triton's own cast: on CUDA, unless
+    ``NATIVE_CAST`` is off; in Triton's interpreter (CPU tensors) never."""
+    return NATIVE_CAST and t.is_cuda
 
 try:
     import triton
@@ -39,3 +57,14 @@ if triton is not None:
         # subnormal: multiples of 2**-9; adding 2**23 rounds the product to an integer, ties to even
         sub = ((a * 512.0 + 8388608.0) - 8388608.0).to(tl.int32)
         return tl.where(a < 0.015625, sub, normal) | sign
+
+    @triton.jit
+    def e4m3_store_bits(y, NATIVE: tl.constexpr):
+        """float -> the bits of the nearest e4m3 value (ties to even), saturating at +-448, as uint8:
+        the GPU's conversion with ``NATIVE``, else :func:`e4m3_bits`."""
+        y = y.to(tl.float32)          # Triton has no float64 -> e4m3 conversion
+        if NATIVE:
+            y = tl.minimum(tl.maximum(y, -E4M3_MAX_F), E4M3_MAX_F)
+            return y.to(tl.float8e4nv).to(tl.uint8, bitcast=True)
+        else:
+            return e4m3_bits(y).to(tl.uint8)
