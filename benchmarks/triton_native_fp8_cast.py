@@ -1,13 +1,18 @@
-"""Does Triton's own float32 -> e4m3 cast build inside Inductor? (issue #24, ``triton_e4m3.py``'s open question)
+"""Does Triton's own float32 -> e4m3 cast build inside Inductor? (issue #24, ``triton_e4m3.py``)
 
 ``triton_e4m3.e4m3_bits`` encodes e4m3 by integer arithmetic because Triton's own cast
 (``y.to(tl.float8e4nv)``), stored by a kernel compiled into an Inductor graph, failed to build on an
-H100. A later run found that Inductor passes a kernel's Python float arguments as float64 scalars,
-which widen what they touch. This script runs an RMS-norm + scale + e4m3 store kernel, shaped like
-``norm_rope.py``'s, four ways: the native cast or the integer encoder, each with the float eps
-added as passed (float64 under Inductor) or cast to float32 first; each eagerly and under
-``torch.compile(fullgraph=True)``. A row prints whether it built and how many of its bytes differ
-from PyTorch's saturating cast. If the native cast builds and matches, the integer encoder can go.
+H100. Inductor passes a kernel's Python float arguments as float64 scalars, which widen what they
+touch. This script runs an RMS-norm + scale + e4m3 store kernel, shaped like ``norm_rope.py``'s, four
+ways: the native cast (its input cast to float32 first, as ``triton_e4m3.e4m3_store_bits`` does) or
+the integer encoder, each with the float eps added as passed (float64 under Inductor) or cast to
+float32; each eagerly and under ``torch.compile(fullgraph=True)``. A row prints whether it built and
+how many of its bytes differ from PyTorch's saturating cast.
+
+On an H100 (2026-12-07, ``benchmarks/results/triton_native_fp8_cast_issue24_h100.log``) every row
+built and matched in every byte. Without the float32 cast before the native cast, both compiled
+native rows failed: "Unsupported conversion from f64 to f8E4M3FN" (Triton 3.6 has none; the float64
+``scale`` argument widened the value), while the eager ones ran.
 
     python benchmarks/triton_native_fp8_cast.py          # CUDA GPU with FP8 (sm_89+) only
 """

@@ -31,29 +31,33 @@ def test_reference_is_the_tanh_gelu_quantized_row_by_row():
 
 KERNEL_CHECK = textwrap.dedent("""
     import torch
-    from revise.models import fp8_ffn
+    from revise.models import fp8_ffn, triton_e4m3
 
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
-    # rows of very different sizes, widths below, at and past a power of two, a row of zeros, and a
-    # strided view (rows of a wider tensor)
-    for rows, width in ((7, 40), (3, 64), (4, 8960 if DEVICE == "cuda" else 1000)):
-        wide = torch.randn(rows, width + 8, device=DEVICE) * torch.logspace(-3, 2, rows, device=DEVICE)[:, None]
-        wide[0] = 0
-        for dtype in (torch.float32, torch.bfloat16):
-            x = wide.to(dtype)[:, :width]
-            assert fp8_ffn.kernel_applies(x)
-            want_q, want_s = fp8_ffn.gelu_quantize_rows_reference(x)
-            runs = [fp8_ffn.gelu_quantize_rows(x)]
-            if DEVICE == "cuda":
-                runs.append(torch.compile(fp8_ffn.gelu_quantize_rows, fullgraph=True)(x))
-            for q, s in runs:
-                assert q.dtype == torch.float8_e4m3fn and q.shape == x.shape and s.shape == (rows, 1)
-                torch.testing.assert_close(s, want_s, rtol=1e-5, atol=0)
-                # the kernel's GELU is x * sigmoid(2z), the reference's 0.5 x (1 + tanh z): equal up to
-                # float32 rounding, which may move a value across an e4m3 rounding boundary
-                steps = (q.view(torch.uint8).int() - want_q.view(torch.uint8).int()).abs()
-                assert int(steps.max()) <= 1 and float((steps > 0).float().mean()) < 0.01, steps.max()
+    # rows of very different sizes, widths below, at and past a power of two (one padded block, or a
+    # power-of-two head and a tail: 40 = 32 + 8, 1536 = 1024 + 512, 8960 = 8192 + 768), a row of zeros,
+    # and a strided view (rows of a wider tensor); on CUDA with either e4m3 encoding
+    for native in ((False, True) if DEVICE == "cuda" else (False,)):
+        triton_e4m3.NATIVE_CAST = native
+        torch._dynamo.reset()
+        for rows, width in ((7, 40), (3, 64), (2, 1536), (4, 8960 if DEVICE == "cuda" else 1000)):
+            wide = torch.randn(rows, width + 8, device=DEVICE) * torch.logspace(-3, 2, rows, device=DEVICE)[:, None]
+            wide[0] = 0
+            for dtype in (torch.float32, torch.bfloat16):
+                x = wide.to(dtype)[:, :width]
+                assert fp8_ffn.kernel_applies(x)
+                want_q, want_s = fp8_ffn.gelu_quantize_rows_reference(x)
+                runs = [fp8_ffn.gelu_quantize_rows(x)]
+                if DEVICE == "cuda":
+                    runs.append(torch.compile(fp8_ffn.gelu_quantize_rows, fullgraph=True)(x))
+                for q, s in runs:
+                    assert q.dtype == torch.float8_e4m3fn and q.shape == x.shape and s.shape == (rows, 1)
+                    torch.testing.assert_close(s, want_s, rtol=1e-5, atol=0)
+                    # the kernel's GELU is x * sigmoid(2z), the reference's 0.5 x (1 + tanh z): equal up to
+                    # float32 rounding, which may move a value across an e4m3 rounding boundary
+                    steps = (q.view(torch.uint8).int() - want_q.view(torch.uint8).int()).abs()
+                    assert int(steps.max()) <= 1 and float((steps > 0).float().mean()) < 0.01, steps.max()
     print("kernel ok")
 """)
 

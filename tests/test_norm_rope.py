@@ -56,7 +56,7 @@ def test_reference_is_diffusers_norm_rope_and_layout(rope):
 KERNEL_CHECK = textwrap.dedent("""
     import torch
     from tests.test_norm_rope import inputs
-    from revise.models import norm_rope as nr
+    from revise.models import norm_rope as nr, triton_e4m3
 
     torch.set_grad_enabled(False)              # the kernel's domain (with gradients: the reference)
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
@@ -75,16 +75,21 @@ KERNEL_CHECK = textwrap.dedent("""
                     for g, w in zip(got, want):
                         assert g.dtype == dtype and g.shape == w.shape and g.is_contiguous()
                         torch.testing.assert_close(g.float(), w.float(), atol=tol, rtol=tol)
-                # FP8 output (revise/models/fp8_attention.py): times a scale, in e4m3, within its rounding
+                # FP8 output (revise/models/fp8_attention.py): times a scale, in e4m3, within its rounding;
+                # on CUDA with either encoding (triton_e4m3.py)
                 scales = torch.tensor([448 / (d ** 0.5 * w.abs().max().item()) for w in ws], device=DEVICE)
-                fp8 = [nr.norm_rope(x, ws, 1e-6, 3, *tables, out_scales=scales)]
-                if DEVICE == "cuda":
-                    fp8.append(torch.compile(lambda t: nr.norm_rope(t, ws, 1e-6, 3, *tables, out_scales=scales),
-                                             fullgraph=True)(x))
-                for got in fp8:
-                    for g, w, s in zip(got, want, scales):
-                        assert g.dtype == torch.float8_e4m3fn and g.shape == w.shape and g.is_contiguous()
-                        torch.testing.assert_close(g.float() / s, w.float(), rtol=0.07, atol=2 ** -9 / s.item())
+                for native in ((False, True) if DEVICE == "cuda" else (False,)):
+                    triton_e4m3.NATIVE_CAST = native
+                    fp8 = [nr.norm_rope(x, ws, 1e-6, 3, *tables, out_scales=scales)]
+                    if DEVICE == "cuda":
+                        torch._dynamo.reset()
+                        fp8.append(torch.compile(lambda t: nr.norm_rope(t, ws, 1e-6, 3, *tables, out_scales=scales),
+                                                 fullgraph=True)(x))
+                    for got in fp8:
+                        for g, w, s in zip(got, want, scales):
+                            assert g.dtype == torch.float8_e4m3fn and g.shape == w.shape and g.is_contiguous()
+                            torch.testing.assert_close(g.float() / s, w.float(), rtol=0.07,
+                                                       atol=2 ** -9 / s.item())
     print("kernel ok")
 """)
 
