@@ -12,8 +12,8 @@ neither side needs a layout copy. Given the fused projection's q and k side by s
 norms), one launch prepares both: 48 us against 110 us for the compiled diffusers path at the
 released shapes (`benchmarks/norm_rope.py`, H100).
 With FP8 attention (``fp8_attention.py``) the kernel writes q and k in e4m3, times a static scale,
-in the same pass (``triton_e4m3.py``: the GPU's own e4m3 conversion, or in Triton's interpreter integer
-arithmetic on the float's bits; each matches PyTorch's cast).
+in the same pass (``triton_e4m3.py``: integer arithmetic on the float's bits, or with ``NATIVE_CAST``
+the GPU's own e4m3 conversion; each matches PyTorch's cast).
 :func:`norm_rope_reference` is the same computation in PyTorch (the CPU path, and the tests' oracle).
 Inside ``torch.compile`` the kernel is a ``torch.library.triton_op``, so the graph stays whole.
 

@@ -3,16 +3,18 @@
 The kernels that write e4m3 (``norm_rope.py``, ``fp8_ffn.py``) store the bits as uint8, and the caller
 views the result as ``torch.float8_e4m3fn``. :func:`e4m3_store_bits` picks the encoding by ``NATIVE``:
 
-- with ``NATIVE_CAST`` on a GPU, Triton's own cast (``tl.float8e4nv``: one conversion instruction per two values, saturated
-  first at +-448). Its input must be float32: compiled by Inductor (torch 2.11), a kernel's Python float
-  arguments arrive as float64 scalars and widen what they touch, and Triton 3.6 has no float64 -> e4m3
-  conversion ("Unsupported conversion from f64 to f8E4M3FN": the build failure an H100 showed inside
-  Inductor, while the same kernel ran eagerly). Cast to float32 it matched PyTorch's cast in every byte,
-  eager and compiled (`benchmarks/triton_native_fp8_cast.py`, H100, 2026-12-07).
-- otherwise, and always in Triton's interpreter (the CPU tests), :func:`e4m3_bits`, bit-exact with PyTorch's saturating cast
-  (``tests/test_norm_rope.py`` checks every e4m3 value, the ties between them, subnormals and signed
-  zeros); the interpreter's own float8 conversion rounds differently. It costs about 20 integer
-  operations a value, which made the feed-forward's GELU + quantization kernel compute-bound.
+- with ``NATIVE_CAST`` on a GPU, Triton's own cast (``tl.float8e4nv``: one conversion instruction per
+  two values, saturated first at +-448). Its input must be float32: compiled by Inductor (torch 2.11),
+  a kernel's Python float arguments arrive as float64 scalars and widen what they touch, and Triton 3.6
+  has no float64 -> e4m3 conversion ("Unsupported conversion from f64 to f8E4M3FN": the build failure
+  an H100 showed inside Inductor, while the same kernel ran eagerly). Cast to float32 it matched
+  PyTorch's cast in every byte, eager and compiled (`benchmarks/triton_native_fp8_cast.py`, H100,
+  2026-12-07).
+- otherwise, and always in Triton's interpreter (the CPU tests), :func:`e4m3_bits`, bit-exact with
+  PyTorch's saturating cast (``tests/test_norm_rope.py`` checks every e4m3 value, the ties between
+  them, subnormals and signed zeros); the interpreter's own float8 conversion rounds differently. It
+  costs about 20 integer operations a value, which made the feed-forward's GELU + quantization kernel
+  compute-bound.
 
 ``NATIVE_CAST`` is off by default until the kernels that use it have run in the denoising loop on a GPU
 (`benchmarks/fp8_loop_variants.py native_e4m3`); :func:`native_cast` says which encoding a launch on a
@@ -32,6 +34,7 @@ def native_cast(t: torch.Tensor) -> bool:
     """Whether a kernel launched on ``t`` encodes e4m3 with Triton's own cast: on CUDA with
     ``NATIVE_CAST`` on; in Triton's interpreter (CPU tensors) never."""
     return NATIVE_CAST and t.is_cuda
+
 
 try:
     import triton
