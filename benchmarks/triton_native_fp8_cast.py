@@ -4,13 +4,13 @@
 (``y.to(tl.float8e4nv)``), stored by a kernel compiled into an Inductor graph, failed to build on an
 H100. Inductor passes a kernel's Python float arguments as float64 scalars, which widen what they
 touch. This script runs an RMS-norm + scale + e4m3 store kernel, shaped like ``norm_rope.py``'s, four
-ways: the native cast (its input cast to float32 first, as ``triton_e4m3.e4m3_store_bits`` does) or
-the integer encoder, each with the float eps added as passed (float64 under Inductor) or cast to
-float32; each eagerly and under ``torch.compile(fullgraph=True)``. A row prints whether it built and
-how many of its bytes differ from PyTorch's saturating cast.
+ways: through ``triton_e4m3.e4m3_store_bits`` (the kernels' encoder), with the native cast (its input
+cast to float32 first) or the integer encoder, each with the float eps added as passed (float64 under
+Inductor) or cast to float32; each eagerly and under ``torch.compile(fullgraph=True)``. A row prints
+whether it built and how many of its bytes differ from PyTorch's saturating cast.
 
-On an H100 (2026-12-07, ``benchmarks/results/triton_native_fp8_cast_issue24_h100.log``) every row
-built and matched in every byte. Without the float32 cast before the native cast, both compiled
+On an H100 (2026-12-07, ``benchmarks/results/triton_native_fp8_cast_issue24_h100.log``, from the
+script's earlier form with the same cast written inline) every row built and matched in every byte. Without the float32 cast before the native cast, both compiled
 native rows failed: "Unsupported conversion from f64 to f8E4M3FN" (Triton 3.6 has none; the float64
 ``scale`` argument widened the value), while the eager ones ran.
 
@@ -29,7 +29,7 @@ import triton.language as tl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from revise.models.fp8 import E4M3_MAX  # noqa: E402
-from revise.models.triton_e4m3 import e4m3_bits  # noqa: E402
+from revise.models.triton_e4m3 import e4m3_store_bits  # noqa: E402
 
 WIDTH = 2048             # a power of two (tl.arange)
 
@@ -44,11 +44,7 @@ def _norm_e4m3_kernel(x_ptr, out_ptr, eps, scale, N: tl.constexpr, NATIVE: tl.co
         y = x * tl.rsqrt((ms + eps).to(tl.float32)) * scale
     else:
         y = x * tl.rsqrt(ms + eps) * scale
-    if NATIVE:
-        y = tl.minimum(tl.maximum(y.to(tl.float32), -448.0), 448.0)
-        tl.store(out_ptr + row * N + cols, y.to(tl.float8e4nv).to(tl.uint8, bitcast=True))
-    else:
-        tl.store(out_ptr + row * N + cols, e4m3_bits(y).to(tl.uint8))
+    tl.store(out_ptr + row * N + cols, e4m3_store_bits(y, NATIVE))
 
 
 def launch(x: torch.Tensor, eps: float, scale: float, native: bool, eps_f32: bool) -> torch.Tensor:
