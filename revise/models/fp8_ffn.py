@@ -86,7 +86,10 @@ if triton is not None:
         rows, n = x.shape
         q = torch.empty(rows, n, device=x.device, dtype=torch.uint8)
         scale = torch.empty(rows, 1, device=x.device, dtype=torch.float32)
-        head, tail = _row_split(n)
+        # the block sizes and warps are compile-time constants: a row length that torch.compile made
+        # dynamic (after a second width) is specialised here, else Inductor would emit symbolic
+        # expressions for them that its generated code cannot evaluate
+        head, tail = _row_split(int(n))
         warps = max(1, min(16, head // 512))        # an 8192-lane head: 16 values a thread
         torch.library.wrap_triton(_gelu_quantize_kernel)[(rows,)](
             x, q, scale, n, x.stride(0), HEAD=head, TAIL=tail, NATIVE=native_cast(x), num_warps=warps)

@@ -113,7 +113,7 @@ if triton is not None:
         """[groups, B, L, heads, head_dim] in ``x``'s dtype, or with ``fp8`` the bits of e4m3 values
         (uint8) of each group times its element of ``scales``."""
         batch, length, width = x.shape
-        head_dim = width // groups // heads
+        head_dim = int(width) // groups // heads        # compile-time constants: see fp8_ffn's op
         out = torch.empty(groups, batch, length, heads, head_dim, device=x.device,
                           dtype=torch.uint8 if fp8 else x.dtype)
         h_pow2 = triton.next_power_of_2(heads)

@@ -29,6 +29,7 @@ from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from ..config import SamplingConfig
 from .sampling_options import INT8_COMPONENTS, SOLVERS, check_call_options, check_instructions, resolve_sampling
+from .cuda_graph import GraphedCall
 from .stages import COMPONENTS, OFFLOAD_CHOICES, OFFLOAD_MODES, STAGES, Placement, module_bytes
 from .step_plan import StepPlan
 
@@ -131,6 +132,7 @@ class ReviseEditPipeline:
     def __init__(self, model: ReviseModel):
         self.model = model
         self._fast_path = False
+        self.cuda_graph = False      # the loop's DiT call replayed from a CUDA graph (enable_fast_path)
         self.lora_adapters: dict[str, dict] = {}     # the loaded LoRA adapters by name: {"path", "scale"}
         self._execution_device: torch.device | None = None   # set by enable_model_cpu_offload
         self._placement: Placement | None = None
@@ -319,7 +321,7 @@ class ReviseEditPipeline:
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
                          fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
-                         compile_mode: str | None = None) -> "ReviseEditPipeline":
+                         compile_mode: str | None = None, cuda_graph: bool = False) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
@@ -338,6 +340,10 @@ class ReviseEditPipeline:
           LayerNorm rows reduced in one read (``revise/models/compiled_blocks.py``);
           ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. "max-autotune-no-cudagraphs", which
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
+        - ``cuda_graph``: on a GPU without offload, the denoising loop's DiT call (both guidance
+          branches) is captured as one CUDA graph at its second step and replayed at every later
+          step (``revise/pipelines/cuda_graph.py``), so the GPU does not wait for Python to launch
+          kernels; it holds one forward's activations for the edit. Off by default.
         """
         dit = self.model.transformer
         if has_lora(dit):                       # the fused projections need plain layers: adapters merged in
@@ -359,6 +365,7 @@ class ReviseEditPipeline:
             dit.set_attention_backend(attention)
         if compile:
             compile_blocks(dit, mode=compile_mode)
+        self.cuda_graph = cuda_graph
         if self._placement is not None:          # fused projections are new weights: they move with the DiT
             self._placement.refresh("transformer")
         return self
@@ -596,12 +603,17 @@ class ReviseEditPipeline:
                 v = v_cond + guidance * (v_cond - v_uncond)
             return v
 
+        graphed = self.cuda_graph and latents.is_cuda and self._placement is None
+        # replayed from a CUDA graph after the first step (the graph is dropped when the loop ends)
+        calls = GraphedCall(velocity) if graphed else contextlib.nullcontext(velocity)
         plan = StepPlan.from_scheduler(scheduler) if step_end is None else None
-        with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
+        with cached_context_kv(dit, context), calls as velocity:
             timesteps = scheduler.timesteps.to(latents.device)
             if plan is None:                          # a sampler that is not linear: its own steps
                 for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
-                    latents = scheduler.step(velocity(latents, t), t, latents, return_dict=False)[0]
+                    v = velocity(latents, t)
+                    v = v.clone() if graphed else v           # a graph's output is overwritten by its next replay
+                    latents = scheduler.step(v, t, latents, return_dict=False)[0]
                     if step_end is not None:
                         latents = step_end(i, t, latents)
                     if callback is not None:
