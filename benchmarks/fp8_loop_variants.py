@@ -16,13 +16,18 @@ fast_accum=True)`` with the blocks recompiled for each variant (Dynamo reset, In
                   (``enable_fast_path(cuda_graph=True)``, ``revise/pipelines/cuda_graph.py``)
     tuned         base + every cuDNN FP8 attention plan timed on the first call, the fastest kept
                   (``fp8_attention.AUTOTUNE``; on an H100 on 2026-12-07 no faster than base)
+    cdt           native_e4m3 compiled with Inductor's coordinate-descent tuning of its kernels' block
+                  sizes and warps
+    max_autotune  native_e4m3 compiled as mode "max-autotune-no-cudagraphs" (Triton matmul templates,
+                  FP8 ones included, timed against cuBLAS, with elementwise work fused into them; slow
+                  to compile)
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
 latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
 kernel kind with the top kernels (``edit_latency.profile_loop``).
 
-    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 graph tuned] [--repeats 2]     # Hopper GPU only
+    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 graph tuned cdt max_autotune] [--repeats 2]     # Hopper GPU only
 
 """
 
@@ -37,6 +42,7 @@ from pathlib import Path
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
 import torch  # noqa: E402
+from torch._inductor import config as inductor_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +59,10 @@ VARIANTS = {
     "native_e4m3": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": False},
     "graph": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": True},
     "tuned": {"ffn_kernel": True, "native_e4m3": False, "autotune": True, "cuda_graph": False},
+    "cdt": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": False,
+            "inductor": {"coordinate_descent_tuning": True}},
+    "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": False,
+                     "inductor": {"max_autotune": True, "coordinate_descent_tuning": True}},
 }
 
 
@@ -134,7 +144,7 @@ def main() -> None:
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), inductor_config.patch(v.get("inductor", {})):    # compiled in the warm-up
                 best, times, warm, latents_out = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
         except Exception as err:        # e.g. a kernel that does not compile here: report it, keep the others
             print(f"\nFP8 {name} {v}: failed: {type(err).__name__}: {str(err)[-1500:]}")

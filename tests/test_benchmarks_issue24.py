@@ -115,7 +115,7 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
     assert "the block's linears over 30 layers x 40 steps" in printed and "| Fp8Linear, eager |" in printed
 
 
-@pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py"])
+@pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py", "fp8_kernel_configs.py"])
 def test_fp8_gpu_benchmarks_need_a_gpu_and_say_so_in_one_line(script):
     import subprocess
 

@@ -116,3 +116,24 @@ def test_prepared_attention_processors_give_the_same_forward():
         with cached_context_kv(dit, context):
             got = dit(x, t, context, return_dict=False)[0]
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_backend_is_set_for_this_dit_alone(monkeypatch):
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    active = _AttentionBackendRegistry._active_backend
+    pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0)).enable_fast_path(
+        compile=False, attention="_native_math")
+    backends = {b.attn1.processor._attention_backend for b in pipe.model.transformer.blocks}
+    assert {str(getattr(b, "value", b)) for b in backends} == {"_native_math"}
+    # diffusers would also have made it every model's default; other models keep theirs
+    assert _AttentionBackendRegistry._active_backend == active
+    # "auto" on a Hopper GPU: cuDNN's attention for a bf16 model, not for a float32 one (cuDNN has none)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    chosen = []
+    monkeypatch.setattr("revise.pipelines.edit.set_attention_backend", lambda dit, name: chosen.append(name))
+    for dtype in (torch.float32, torch.bfloat16):
+        pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0, dtype=dtype))
+        monkeypatch.setattr(type(pipe), "device", property(lambda self: torch.device("cuda")))
+        pipe.enable_fast_path(compile=False, fuse_gelu=False)
+    assert chosen == ["_native_cudnn"]

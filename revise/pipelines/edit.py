@@ -333,7 +333,9 @@ class ReviseEditPipeline:
           one pass (a Triton kernel on the GPU, ``revise/models/norm_rope.py``) and v is handed to
           attention as a strided view (``revise/models/attention_inputs.py``): no layout copies.
         - ``attention``: a diffusers attention backend (``_native_cudnn``, ``_native_flash``, ...);
-          "auto" takes cuDNN's fused attention on Hopper and newer GPUs, else PyTorch's default SDPA.
+          "auto" takes cuDNN's fused attention on Hopper and newer GPUs for a bf16 or fp16 model, else
+          PyTorch's default SDPA. Only this DiT's attention changes: diffusers' ``set_attention_backend``
+          also makes it the default of every other model in the process, which is undone here.
         - LoRA adapters loaded before are merged into the DiT's weights at their scales.
         - ``compile``: ``torch.compile`` of the repeated DiT block (``compile_repeated_blocks``): one
           graph for all blocks, compiled on the first edit (10-20 s at the released shapes), with the
@@ -358,11 +360,11 @@ class ReviseEditPipeline:
             fuse_ffn_gelu(dit)
         if fuse_qk_norm_rope:
             use_prepared_attention_inputs(dit)
-        if attention == "auto":
+        if attention == "auto":             # cuDNN's fused attention takes bf16 and fp16 only
             hopper = self.device.type == "cuda" and torch.cuda.get_device_capability(self.device)[0] >= 9
-            attention = "_native_cudnn" if hopper else None
+            attention = "_native_cudnn" if hopper and dit.dtype in (torch.bfloat16, torch.float16) else None
         if attention is not None:
-            dit.set_attention_backend(attention)
+            set_attention_backend(dit, attention)
         if compile:
             compile_blocks(dit, mode=compile_mode)
         self.cuda_graph = cuda_graph
@@ -629,6 +631,17 @@ class ReviseEditPipeline:
                 if callback is not None:
                     callback(i + 1, steps)
         return latents
+
+
+def set_attention_backend(dit, backend: str) -> None:
+    """diffusers' ``dit.set_attention_backend(backend)`` for ``dit``'s attention alone: diffusers also
+    makes ``backend`` the process-wide default (its registry's active backend), so that e.g. a model on
+    the CPU in the same process would then call cuDNN; the default is put back."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    active = _AttentionBackendRegistry._active_backend
+    dit.set_attention_backend(backend)
+    _AttentionBackendRegistry.set_active_backend(active)
 
 
 class _Clock:
