@@ -2,8 +2,8 @@
 
 The released setting (17 frames, 352x640, 40 UniPC steps, CFG batched, the `wan2.1-1.3b` preset in
 bf16, random weights). First the bf16 fast path (``enable_fast_path()``) as the reference, then
-the same with its DiT calls replayed from a CUDA graph, then ``enable_fp8(attention=True,
-fast_accum=True)`` with the blocks recompiled for each variant (Dynamo reset, Inductor caches off):
+``enable_fp8(attention=True, fast_accum=True)`` with the blocks recompiled for each variant (Dynamo
+reset, Inductor caches off):
 
     inductor_ffn  the feed-forward's GELU + row-wise quantization over 8960 values compiled by Inductor
                   (``fp8_ffn.kernel_applies`` off): a looped reduction that reads each row twice (the
@@ -11,9 +11,10 @@ fast_accum=True)`` with the blocks recompiled for each variant (Dynamo reset, In
     base          that step as one Triton kernel reading each row once (``fp8_ffn.py``, the default),
                   the Triton kernels encoding e4m3 by integer arithmetic; cuDNN's FP8 attention runs
                   the plan its heuristics rank first
-    native_e4m3   + the GPU's own e4m3 conversion in those kernels (``triton_e4m3.NATIVE_CAST``)
-    graph         native_e4m3 + the DiT call of each step replayed from one CUDA graph
-                  (``enable_fast_path(cuda_graph=True)``, ``revise/pipelines/cuda_graph.py``)
+    native_e4m3   + the GPU's own e4m3 conversion in those kernels (``triton_e4m3.NATIVE_CAST``, the
+                  default since 2026-12-07)
+    fused_norms   native_e4m3 + each block's residual add, LayerNorm, modulation and quantization of
+                  a matmul input in one Triton kernel (``fp8_block.py``; what ``enable_fp8`` does)
     tuned         base + every cuDNN FP8 attention plan timed on the first call, the fastest kept
                   (``fp8_attention.AUTOTUNE``; on an H100 on 2026-12-07 no faster than base)
     cdt           native_e4m3 compiled with Inductor's coordinate-descent tuning of its kernels' block
@@ -27,7 +28,7 @@ the FLOP-bound time at the highest bf16 matmul rate read in the run, the relativ
 latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
 kernel kind with the top kernels (``edit_latency.profile_loop``).
 
-    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 graph tuned cdt max_autotune] [--repeats 2]     # Hopper GPU only
+    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 fused_norms tuned cdt max_autotune] [--repeats 2]     # Hopper GPU only
 
 """
 
@@ -51,17 +52,18 @@ from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, 
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
 from revise.models import fp8_attention, fp8_ffn, triton_e4m3  # noqa: E402
+from revise.models.fp8_block import fused_fp8_blocks  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
-    "inductor_ffn": {"ffn_kernel": False, "native_e4m3": False, "autotune": False, "cuda_graph": False},
-    "base": {"ffn_kernel": True, "native_e4m3": False, "autotune": False, "cuda_graph": False},
-    "native_e4m3": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": False},
-    "graph": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": True},
-    "tuned": {"ffn_kernel": True, "native_e4m3": False, "autotune": True, "cuda_graph": False},
-    "cdt": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": False,
+    "inductor_ffn": {"ffn_kernel": False, "native_e4m3": False, "autotune": False, "fused_norms": False},
+    "base": {"ffn_kernel": True, "native_e4m3": False, "autotune": False, "fused_norms": False},
+    "native_e4m3": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": False},
+    "fused_norms": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": True},
+    "tuned": {"ffn_kernel": True, "native_e4m3": False, "autotune": True, "fused_norms": False},
+    "cdt": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": False,
             "inductor": {"coordinate_descent_tuning": True}},
-    "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": False,
+    "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": False,
                      "inductor": {"max_autotune": True, "coordinate_descent_tuning": True}},
 }
 
@@ -126,13 +128,6 @@ def main() -> None:
           f"{warm:.0f} s)")
     with torch.no_grad():
         profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, 3, flops)
-    pipe.cuda_graph = True
-    with torch.no_grad():
-        best, times, warm, latents_out = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
-        err = float((latents_out.float() - reference.float()).norm() / reference.float().norm())
-    results["bf16 fast path + CUDA graph"] = (best, err)
-    print(f"\nbf16 fast path + CUDA graph: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}); "
-          f"final latents vs without: {err:.2e} relative")
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
     for name in args.variants:
@@ -140,7 +135,10 @@ def main() -> None:
         fp8_ffn.kernel_applies = kernel_applies if v["ffn_kernel"] else (lambda x: False)
         fp8_attention.AUTOTUNE = v["autotune"]
         triton_e4m3.NATIVE_CAST = v["native_e4m3"]
-        pipe.cuda_graph = v["cuda_graph"]
+        for block in dit.blocks:
+            block.__dict__.pop("forward", None)          # diffusers' block forward ...
+        if v["fused_norms"]:
+            fused_fp8_blocks(dit)                       # ... or the fused one
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()
         try:

@@ -29,7 +29,6 @@ from ..models.revise_model import ReviseModel
 from ..models.attention_inputs import use_prepared_attention_inputs
 from ..config import SamplingConfig
 from .sampling_options import INT8_COMPONENTS, SOLVERS, check_call_options, check_instructions, resolve_sampling
-from .cuda_graph import GraphedCall
 from .stages import COMPONENTS, OFFLOAD_CHOICES, OFFLOAD_MODES, STAGES, Placement, module_bytes
 from .step_plan import StepPlan
 
@@ -132,7 +131,6 @@ class ReviseEditPipeline:
     def __init__(self, model: ReviseModel):
         self.model = model
         self._fast_path = False
-        self.cuda_graph = False      # the loop's DiT call replayed from a CUDA graph (enable_fast_path)
         self.lora_adapters: dict[str, dict] = {}     # the loaded LoRA adapters by name: {"path", "scale"}
         self._execution_device: torch.device | None = None   # set by enable_model_cpu_offload
         self._placement: Placement | None = None
@@ -254,7 +252,9 @@ class ReviseEditPipeline:
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+), each feed-forward's GELU and the row quantization of its output done in one pass
-        (``revise/models/fp8_ffn.py``); any other device is refused with one ``ReviseInputError`` line (the CPU
+        (``revise/models/fp8_ffn.py``), and after :meth:`enable_fast_path` each block's residual add,
+        LayerNorm, modulation and quantization of a matmul input in one pass too
+        (``revise/models/fp8_block.py``); any other device is refused with one ``ReviseInputError`` line (the CPU
         runs it in emulation with ``allow_cpu``, for tests). LoRA adapters are merged in first. Call it
         after :meth:`enable_fast_path` when both are wanted (its fused projections become FP8 too, and
         the feed-forward's GELU is then applied after the FP8 matmul).
@@ -273,6 +273,7 @@ class ReviseEditPipeline:
         ``use_fast_accum``), faster and slightly less exact; a later call can switch it."""
         from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
+        from ..models.fp8_block import fused_fp8_blocks
         from ..models.fp8_ffn import fp8_feed_forwards
         from ..models.fp8_attention import fp8_attention_supported
 
@@ -284,6 +285,7 @@ class ReviseEditPipeline:
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
         fp8_linears(dit, self.device, allow_cpu=True, fast_accum=fast_accum)
         fp8_feed_forwards(dit)          # GELU + the second matmul's row quantization in one pass
+        fused_fp8_blocks(dit)           # with the fast path: residual, norm and quantization in one pass
         if attention:
             kernel_ok, why = fp8_attention_supported(self.device)
             if allow_cpu and self.device.type == "cpu":
@@ -321,7 +323,7 @@ class ReviseEditPipeline:
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
                          fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
-                         compile_mode: str | None = None, cuda_graph: bool = False) -> "ReviseEditPipeline":
+                         compile_mode: str | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
@@ -342,10 +344,6 @@ class ReviseEditPipeline:
           LayerNorm rows reduced in one read (``revise/models/compiled_blocks.py``);
           ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. "max-autotune-no-cudagraphs", which
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
-        - ``cuda_graph``: on a GPU without offload, the denoising loop's DiT call (both guidance
-          branches) is captured as one CUDA graph at its second step and replayed at every later
-          step (``revise/pipelines/cuda_graph.py``), so the GPU does not wait for Python to launch
-          kernels; it holds one forward's activations for the edit. Off by default.
         """
         dit = self.model.transformer
         if has_lora(dit):                       # the fused projections need plain layers: adapters merged in
@@ -367,7 +365,6 @@ class ReviseEditPipeline:
             set_attention_backend(dit, attention)
         if compile:
             compile_blocks(dit, mode=compile_mode)
-        self.cuda_graph = cuda_graph
         if self._placement is not None:          # fused projections are new weights: they move with the DiT
             self._placement.refresh("transformer")
         return self
@@ -605,17 +602,12 @@ class ReviseEditPipeline:
                 v = v_cond + guidance * (v_cond - v_uncond)
             return v
 
-        graphed = self.cuda_graph and latents.is_cuda and self._placement is None
-        # replayed from a CUDA graph after the first step (the graph is dropped when the loop ends)
-        calls = GraphedCall(velocity) if graphed else contextlib.nullcontext(velocity)
         plan = StepPlan.from_scheduler(scheduler) if step_end is None else None
-        with cached_context_kv(dit, context), calls as velocity:
+        with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
             timesteps = scheduler.timesteps.to(latents.device)
             if plan is None:                          # a sampler that is not linear: its own steps
                 for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
-                    v = velocity(latents, t)
-                    v = v.clone() if graphed else v           # a graph's output is overwritten by its next replay
-                    latents = scheduler.step(v, t, latents, return_dict=False)[0]
+                    latents = scheduler.step(velocity(latents, t), t, latents, return_dict=False)[0]
                     if step_end is not None:
                         latents = step_end(i, t, latents)
                     if callback is not None:
