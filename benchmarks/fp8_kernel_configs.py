@@ -5,10 +5,7 @@ Kernels (e4m3 written with the encoding ``triton_e4m3.NATIVE_CAST`` picks):
 - ``gelu``: ``fp8_ffn._gelu_quantize_kernel`` on the feed-forward's hidden rows, [2 * 4400, 8960] bf16,
   one program per row: the row split the op uses (8192 + 1024 lanes) and one padded 16384-lane block;
 - ``qk``: ``norm_rope._norm_rope_kernel`` on self-attention's fused projection, q and k of
-  [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token;
-- ``norm``: ``norm_quantize._norm_quantize_kernel`` at a block's second site (the stream [2, 4400, 1536]
-  bf16 plus the self-attention's output times its gate, LayerNorm with weights, e4m3 rows): one
-  program per token.
+  [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token.
 
 Each row is a number of warps per program; microseconds a call (median of CUDA-event timings),
 the bytes the kernel must move at least (its input read once, its output written once), and the time
@@ -29,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from revise.models import fp8_ffn, norm_quantize, norm_rope, triton_e4m3  # noqa: E402
+from revise.models import fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
 
 
 def time_us(fn, iters: int) -> float:
@@ -102,21 +99,6 @@ def main() -> None:
                 GROUPS=2, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=True, FP8=True, NATIVE=native,
                 num_warps=warps)
         row("qk", f"one token a program, {warps} warps", time_us(qk, args.iters), nbytes)
-
-    h = torch.randn(batch, length, d, device="cuda", dtype=torch.bfloat16)
-    attn_out = torch.randn_like(h)
-    gate = torch.rand(batch, 6, d, device="cuda").chunk(6, dim=1)[2]
-    weight, bias = torch.rand(d, device="cuda") + 0.5, torch.randn(d, device="cuda") * 0.1
-    stream, q8 = torch.empty_like(h), torch.empty(batch * length, d, device="cuda", dtype=torch.uint8)
-    s8 = torch.empty(batch * length, 1, device="cuda")
-    nbytes = 3 * h.numel() * 2 + q8.numel() + s8.numel() * 4
-    for warps in (1, 2, 4, 8):
-        def norm(warps=warps):
-            norm_quantize._norm_quantize_kernel[(batch * length,)](
-                h, attn_out, gate, weight, bias, gate, gate, stream, q8, s8, length, d, 1e-6, gate.stride(0),
-                gate.stride(0), BLOCK=norm_rope.triton.next_power_of_2(d), RESIDUAL=True, GATE=True, AFFINE=True,
-                MODULATE=False, NATIVE=native, num_warps=warps)
-        row("norm", f"one token a program, {warps} warps", time_us(norm, args.iters), nbytes)
 
 
 if __name__ == "__main__":

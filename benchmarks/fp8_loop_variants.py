@@ -13,8 +13,6 @@ reset, Inductor caches off):
                   the plan its heuristics rank first
     native_e4m3   + the GPU's own e4m3 conversion in those kernels (``triton_e4m3.NATIVE_CAST``, the
                   default since 2026-12-07)
-    fused_norms   native_e4m3 + each block's residual add, LayerNorm, modulation and quantization of
-                  a matmul input in one Triton kernel (``fp8_block.py``; what ``enable_fp8`` does)
     tuned         base + every cuDNN FP8 attention plan timed on the first call, the fastest kept
                   (``fp8_attention.AUTOTUNE``; on an H100 on 2026-12-07 no faster than base)
     cdt           native_e4m3 compiled with Inductor's coordinate-descent tuning of its kernels' block
@@ -28,7 +26,7 @@ the FLOP-bound time at the highest bf16 matmul rate read in the run, the relativ
 latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
 kernel kind with the top kernels (``edit_latency.profile_loop``).
 
-    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 fused_norms tuned cdt max_autotune] [--repeats 2]     # Hopper GPU only
+    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune] [--repeats 2]     # Hopper GPU only
 
 """
 
@@ -52,18 +50,16 @@ from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, 
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
 from revise.models import fp8_attention, fp8_ffn, triton_e4m3  # noqa: E402
-from revise.models.fp8_block import fused_fp8_blocks  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
-    "inductor_ffn": {"ffn_kernel": False, "native_e4m3": False, "autotune": False, "fused_norms": False},
-    "base": {"ffn_kernel": True, "native_e4m3": False, "autotune": False, "fused_norms": False},
-    "native_e4m3": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": False},
-    "fused_norms": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": True},
-    "tuned": {"ffn_kernel": True, "native_e4m3": False, "autotune": True, "fused_norms": False},
-    "cdt": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": False,
+    "inductor_ffn": {"ffn_kernel": False, "native_e4m3": False, "autotune": False},
+    "base": {"ffn_kernel": True, "native_e4m3": False, "autotune": False},
+    "native_e4m3": {"ffn_kernel": True, "native_e4m3": True, "autotune": False},
+    "tuned": {"ffn_kernel": True, "native_e4m3": False, "autotune": True},
+    "cdt": {"ffn_kernel": True, "native_e4m3": True, "autotune": False,
             "inductor": {"coordinate_descent_tuning": True}},
-    "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": False,
+    "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False,
                      "inductor": {"max_autotune": True, "coordinate_descent_tuning": True}},
 }
 
@@ -135,10 +131,6 @@ def main() -> None:
         fp8_ffn.kernel_applies = kernel_applies if v["ffn_kernel"] else (lambda x: False)
         fp8_attention.AUTOTUNE = v["autotune"]
         triton_e4m3.NATIVE_CAST = v["native_e4m3"]
-        for block in dit.blocks:
-            block.__dict__.pop("forward", None)          # diffusers' block forward ...
-        if v["fused_norms"]:
-            fused_fp8_blocks(dit)                       # ... or the fused one
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()
         try:

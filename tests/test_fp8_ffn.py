@@ -37,7 +37,8 @@ KERNEL_CHECK = textwrap.dedent("""
     torch.manual_seed(0)
     # rows of very different sizes, widths below, at and past a power of two (one padded block, or a
     # power-of-two head and a tail: 40 = 32 + 8, 1536 = 1024 + 512, 8960 = 8192 + 768), a row of zeros,
-    # and a strided view (rows of a wider tensor); on CUDA with either e4m3 encoding
+    # and a strided view (rows of a wider tensor); on CUDA with either e4m3 encoding, and compiled, where
+    # Dynamo makes the width dynamic from the second width on (which once broke the op's block sizes)
     for native in ((False, True) if DEVICE == "cuda" else (False,)):
         triton_e4m3.NATIVE_CAST = native
         torch._dynamo.reset()

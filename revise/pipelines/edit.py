@@ -252,9 +252,7 @@ class ReviseEditPipeline:
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+), each feed-forward's GELU and the row quantization of its output done in one pass
-        (``revise/models/fp8_ffn.py``), and after :meth:`enable_fast_path` each block's residual add,
-        LayerNorm, modulation and quantization of a matmul input in one pass too
-        (``revise/models/fp8_block.py``); any other device is refused with one ``ReviseInputError`` line (the CPU
+        (``revise/models/fp8_ffn.py``); any other device is refused with one ``ReviseInputError`` line (the CPU
         runs it in emulation with ``allow_cpu``, for tests). LoRA adapters are merged in first. Call it
         after :meth:`enable_fast_path` when both are wanted (its fused projections become FP8 too, and
         the feed-forward's GELU is then applied after the FP8 matmul).
@@ -273,7 +271,6 @@ class ReviseEditPipeline:
         ``use_fast_accum``), faster and slightly less exact; a later call can switch it."""
         from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
-        from ..models.fp8_block import fused_fp8_blocks
         from ..models.fp8_ffn import fp8_feed_forwards
         from ..models.fp8_attention import fp8_attention_supported
 
@@ -285,7 +282,6 @@ class ReviseEditPipeline:
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
         fp8_linears(dit, self.device, allow_cpu=True, fast_accum=fast_accum)
         fp8_feed_forwards(dit)          # GELU + the second matmul's row quantization in one pass
-        fused_fp8_blocks(dit)           # with the fast path: residual, norm and quantization in one pass
         if attention:
             kernel_ok, why = fp8_attention_supported(self.device)
             if allow_cpu and self.device.type == "cpu":
