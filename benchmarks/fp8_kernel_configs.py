@@ -7,7 +7,8 @@ Kernels (e4m3 written with the encoding ``triton_e4m3.NATIVE_CAST`` picks):
 - ``qk``: ``norm_rope._norm_rope_kernel`` on self-attention's fused projection, q and k of
   [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token.
 
-Each row is a number of warps per program; microseconds a call (median of CUDA-event timings),
+Each row is a number of warps per program; microseconds a call (median of CUDA-event timings of
+calls queued back to back, so that the host's launch hides behind the previous call, as in the loop),
 the bytes the kernel must move at least (its input read once, its output written once), and the time
 those bytes take at the copy rate read in the same run (a ``copy_`` of 512 MiB: bytes read + written
 over seconds). "x memory" is the kernel's time over that: 1.00 is memory speed.
@@ -18,30 +19,22 @@ over seconds). "x memory" is the kernel's time over that: 1.00 is memory speed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fp8_linear import timed  # noqa: E402
 
 from revise.models import fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
 
 
 def time_us(fn, iters: int) -> float:
-    """Median microseconds of ``fn()`` over ``iters`` CUDA-event-timed calls, after 3 untimed."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000)
-    return statistics.median(times)
+    """Median microseconds of ``fn()`` on the GPU, calls queued back to back (``fp8_linear.timed``)."""
+    return timed(fn, torch.device("cuda"), iters) * 1e6
 
 
 def copy_rate(iters: int) -> float:

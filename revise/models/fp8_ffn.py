@@ -12,8 +12,8 @@ in registers, computing in float32 and writing e4m3 (``triton_e4m3.py``) and the
 the 8960-wide row in one padded 16384-lane block and e4m3 encoded by integer arithmetic, it took 6.3 ms
 a step on an H100 (2026-12-07), compute-bound: about twice its time at memory speed. A row is now a
 power-of-two head and a short tail (8192 + 1024 lanes), encoded with the GPU's own conversion
-(``triton_e4m3.NATIVE_CAST``): 3.0 ms a step in the loop, 103 us a call alone at 8 warps, 1.3x its
-time at memory speed (`docs/performance.md`).
+(``triton_e4m3.NATIVE_CAST``): 3.0 ms a step in the loop (100 us a call), within 1.3x of its time at
+memory speed (`docs/performance.md`).
 :class:`Fp8FeedForward` is the feed-forward built on it, swapped in by :func:`fp8_feed_forwards`.
 The PyTorch computation (:func:`gelu_quantize_rows_reference`) is the CPU path and the tests' oracle;
 it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the CPU and GPU agree.
