@@ -10,9 +10,10 @@ Inductor) or cast to float32; each eagerly and under ``torch.compile(fullgraph=T
 whether it built and how many of its bytes differ from PyTorch's saturating cast.
 
 On an H100 (2026-12-07, ``benchmarks/results/triton_native_fp8_cast_issue24_h100.log``, from the
-script's earlier form with the same cast written inline) every row built and matched in every byte. Without the float32 cast before the native cast, both compiled
-native rows failed: "Unsupported conversion from f64 to f8E4M3FN" (Triton 3.6 has none; the float64
-``scale`` argument widened the value), while the eager ones ran.
+script's earlier form with the same cast written inline) every row built and matched in every byte.
+Without the float32 cast before the native cast, both compiled native rows failed: "Unsupported
+conversion from f64 to f8E4M3FN" (Triton 3.6 has none; the float64 ``scale`` argument widened the
+value), while the eager ones ran.
 
     python benchmarks/triton_native_fp8_cast.py          # CUDA GPU with FP8 (sm_89+) only
 """

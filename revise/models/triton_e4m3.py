@@ -3,10 +3,10 @@
 The kernels that write e4m3 (``norm_rope.py``, ``fp8_ffn.py``) store the bits as uint8, and the caller
 views the result as ``torch.float8_e4m3fn``. :func:`e4m3_store_bits` picks the encoding by ``NATIVE``:
 
-- with ``NATIVE_CAST`` (the default) on a GPU, Triton's own cast (``tl.float8e4nv``: one conversion instruction per
-  two values, saturated first at +-448). Its input must be float32: compiled by Inductor (torch 2.11),
-  a kernel's Python float arguments arrive as float64 scalars and widen what they touch, and Triton 3.6
-  has no float64 -> e4m3 conversion ("Unsupported conversion from f64 to f8E4M3FN": the build failure
+- with ``NATIVE_CAST`` (the default) on a GPU, Triton's own cast (``tl.float8e4nv``: one conversion
+  instruction per two values, saturated first at +-448). Its input must be float32: compiled by
+  Inductor (torch 2.11), a kernel's Python float arguments arrive as float64 scalars and widen what
+  they touch, and Triton 3.6 has no float64 -> e4m3 conversion ("Unsupported conversion from f64 to f8E4M3FN": the build failure
   an H100 showed inside Inductor, while the same kernel ran eagerly). Cast to float32 it matched
   PyTorch's cast in every byte, eager and compiled (`benchmarks/triton_native_fp8_cast.py`, H100,
   2026-12-07).
