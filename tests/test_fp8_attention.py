@@ -2,6 +2,8 @@
 reference numerics on the CPU, the static q/k scales, the FP8 output projection, the device check,
 and the pipeline option. cuDNN's kernel itself runs on a GPU only (benchmarks/fp8_attention.py)."""
 
+import textwrap
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,7 @@ from revise.models.fp8 import E4M3, Fp8Linear
 from revise.models.fp8_attention import (check_fp8_attention_device, fp8_attention, fp8_attention_supported,
                                          quantize_tensor)
 from revise.models.norm_rope import norm_rope_reference
+from tests.test_norm_rope import run_triton_check
 
 KW = dict(num_frames=5, height=32, width=32, num_inference_steps=2, progress=False)
 
@@ -26,6 +29,36 @@ def test_quantize_tensor_maps_the_largest_magnitude_to_448():
     q, descale = quantize_tensor(x)
     assert q.dtype == E4M3 and descale.shape == () and q.float().abs().max() == 448
     assert rel(q.float() * descale, x) < 0.05
+
+
+QUANTIZE_CHECK = textwrap.dedent("""
+    import torch
+    from revise.models import fp8_attention
+    from revise.models.fp8_attention import E4M3, E4M3_MAX, _kernel_applies, quantize_tensor
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 37, 3, 16, device=DEVICE) * 10.0 ** torch.randint(-4, 3, (2, 37, 3, 16), device=DEVICE)
+    x[0, 0, 0, 0] = 300.0
+    heads_major = x.to(torch.bfloat16).transpose(1, 2).contiguous().transpose(1, 2)    # context_kv's K/V layout
+    for t in (x, x.to(torch.bfloat16), heads_major, heads_major[:1]):
+        assert _kernel_applies(t)
+        q, descale = quantize_tensor(t)
+        want_descale = t.abs().amax().float().clamp(min=1e-12) / E4M3_MAX
+        want = (t.float() / want_descale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+        assert q.dtype == E4M3 and q.shape == t.shape and q.stride() == t.stride(), (q.stride(), t.stride())
+        assert torch.equal(descale, want_descale)
+        assert torch.equal(q.view(torch.uint8), want.view(torch.uint8))
+    assert not _kernel_applies(x[:, ::2]) and not _kernel_applies(x[..., :8])      # not dense: PyTorch's ops
+    q, _ = quantize_tensor(x[:, ::2])
+    assert q.dtype == E4M3
+    print("quantize ok")
+""")
+
+
+def test_quantize_tensor_kernel_gives_pytorchs_bytes_in_the_inputs_layout():
+    """The one-pass Triton division and cast (on CUDA; elsewhere in Triton's interpreter) against
+    PyTorch's ops, on contiguous and heads-major (transposed) inputs."""
+    run_triton_check(QUANTIZE_CHECK, "quantize ok")
 
 
 def test_fp8_attention_is_attention_of_the_dequantized_inputs_scaled_into_e4m3():
