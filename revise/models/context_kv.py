@@ -82,13 +82,45 @@ class _KeptTextEmbedding(torch.nn.Module):
         return self.embedded if x is self.context else self.embedder(x)
 
 
+_KEPT = "_revise_kept_context"     # the transformer attribute holding the tensors kept for reuse
+
+
+def _into_kept(holder, new: tuple) -> tuple:
+    """``new`` (tensors, or None) copied into the tensors ``holder`` kept from an earlier call where
+    they have the same shapes, strides and dtypes (their memory, and so what a CUDA graph captured on
+    them reads, stays the same); otherwise ``new`` becomes what it keeps."""
+    kept = holder.__dict__.get(_KEPT)
+    same = kept is not None and len(kept) == len(new) and all(
+        (a is None) == (b is None) and (a is None or (a.shape == b.shape and a.stride() == b.stride()
+                                                      and a.dtype == b.dtype and a.device == b.device))
+        for a, b in zip(kept, new))
+    if not same:
+        holder.__dict__[_KEPT] = new
+        return new
+    for a, b in zip(kept, new):
+        if a is not None:
+            a.copy_(b)
+    return kept
+
+
+def release_kept_context(transformer) -> None:
+    """Drop the tensors ``cached_context_kv(..., keep=True)`` kept (the context's K/V in every block)."""
+    for holder in (transformer, *(b.attn2.processor for b in transformer.blocks)):
+        holder.__dict__.pop(_KEPT, None)
+
+
 @contextmanager
-def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
+def cached_context_kv(transformer, context: torch.Tensor, keep: bool = False) -> Iterator[None]:
     """Within the block, ``transformer(x, t, context)`` reuses K/V of ``context`` computed here once.
 
     Every call inside must pass this same ``context`` (the same tensor: its embedding is reused
     too); the K/V are dropped on leaving. Models with image cross-attention (I2V:
     ``added_kv_proj_dim``) are left as they are.
+
+    ``keep``: the embedded context and the K/V are written into the tensors kept from the last
+    ``keep`` call where the shapes match (kept on leaving, until :func:`release_kept_context`), so
+    that they are at the same addresses at every edit of one shape: a CUDA graph of the DiT call
+    (``revise/pipelines/cuda_graph.py``) reads them there.
     """
     blocks = transformer.blocks
     if any(b.attn2.add_k_proj is not None for b in blocks):
@@ -96,16 +128,22 @@ def cached_context_kv(transformer, context: torch.Tensor) -> Iterator[None]:
         return
     with torch.no_grad():
         embedded = transformer.condition_embedder.text_embedder(context)
+        if keep:
+            embedded, = _into_kept(transformer, (embedded,))
         for block in blocks:
             attn = block.attn2
             if not isinstance(attn.processor, ContextKVProcessor):
                 processor = ContextKVProcessor()
                 processor._attention_backend = getattr(attn.processor, "_attention_backend", None)
                 attn.set_processor(processor)
-            attn.processor.kv = tuple(heads_major(t) for t in context_kv(attn, embedded))
-            if attn.processor.fp8:      # one scale each for the whole K and V, found once per edit
-                key, value = attn.processor.kv
-                attn.processor.kv_fp8 = (*quantize_tensor(key), *quantize_tensor(value))
+            kv = tuple(heads_major(t) for t in context_kv(attn, embedded))
+            # FP8 attention: one scale each for the whole K and V, found once per edit
+            kv_fp8 = (*quantize_tensor(kv[0]), *quantize_tensor(kv[1])) if attn.processor.fp8 else (None,) * 4
+            if keep:
+                kept = _into_kept(attn.processor, (*kv, *kv_fp8))
+                kv, kv_fp8 = kept[:2], kept[2:]
+            attn.processor.kv = tuple(kv)
+            attn.processor.kv_fp8 = tuple(kv_fp8) if attn.processor.fp8 else None
     embedder = transformer.condition_embedder
     text_embedder = embedder.text_embedder
     embedder.text_embedder = _KeptTextEmbedding(text_embedder, context, embedded)

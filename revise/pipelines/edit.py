@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ReviseInputError
 from ..models.compiled_blocks import compile_blocks
-from ..models.context_kv import cached_context_kv
+from ..models.context_kv import cached_context_kv, release_kept_context
 from ..models.fused_ffn import fuse_ffn_gelu
 from ..models.lora import has_lora
 from ..models.prompt_style import RELEASE_SKIP_FRAMES
@@ -30,6 +30,7 @@ from ..models.attention_inputs import use_prepared_attention_inputs
 from ..config import SamplingConfig
 from .sampling_options import INT8_COMPONENTS, SOLVERS, check_call_options, check_instructions, resolve_sampling
 from .stages import COMPONENTS, OFFLOAD_CHOICES, OFFLOAD_MODES, STAGES, Placement, module_bytes
+from .cuda_graph import GraphedCall
 from .step_plan import StepPlan
 
 SIGMA_SCHEDULES = ("diffusers", "wan")
@@ -136,6 +137,8 @@ class ReviseEditPipeline:
         self._placement: Placement | None = None
         self.offload_keep: tuple[str, ...] = ()      # with offload: the components that stay on the device
         self.quantized: dict[str, str] = {}          # {"transformer": "fp8", "encoders": "int8"} once applied
+        self.cuda_graph = False      # the loop's DiT call replayed from a CUDA graph (enable_fast_path)
+        self._graph: tuple[tuple, GraphedCall] | None = None     # (what it was captured for, the graph)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
@@ -238,6 +241,7 @@ class ReviseEditPipeline:
         if self._fast_path:
             raise ReviseInputError("load LoRA weights before enable_fast_path (its fused projections "
                                    "would leave the adapter out)")
+        self.release_graph()
         dit = self.model.transformer
         name = adapter_name if adapter_name is not None else f"default_{len(self.lora_adapters)}"
         load_lora(dit, path, name)
@@ -248,7 +252,7 @@ class ReviseEditPipeline:
         return self
 
     def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = False,
-                   fast_accum: bool = False) -> "ReviseEditPipeline":
+                   fast_accum: bool = False, fused_norms: bool = False) -> "ReviseEditPipeline":
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+), each feed-forward's GELU and the row quantization of its output done in one pass
@@ -268,13 +272,20 @@ class ReviseEditPipeline:
         call with ``attention=True`` adds it to FP8 linears already in place.
 
         ``fast_accum``: the FP8 matmuls with Hopper's fast accumulation (``torch._scaled_mm``'s
-        ``use_fast_accum``), faster and slightly less exact; a later call can switch it."""
+        ``use_fast_accum``), faster and slightly less exact; a later call can switch it.
+
+        ``fused_norms``: after :meth:`enable_fast_path`, each block's residual add, LayerNorm,
+        modulation and the row quantization of the next matmul's input in one Triton pass, several rows
+        a program (``revise/models/fp8_block.py``, ``norm_quantize.py``), instead of Inductor's fused
+        kernels. Off by default: its speed in the loop is not measured yet (`docs/performance.md`)."""
         from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
+        from ..models.fp8_block import fused_fp8_blocks
         from ..models.fp8_ffn import fp8_feed_forwards
         from ..models.fp8_attention import fp8_attention_supported
 
         check_fp8_device(self.device, allow_cpu)
+        self.release_graph()
         dit = self.model.transformer
         if has_lora(dit):
             dit.fuse_lora()
@@ -282,6 +293,8 @@ class ReviseEditPipeline:
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
         fp8_linears(dit, self.device, allow_cpu=True, fast_accum=fast_accum)
         fp8_feed_forwards(dit)          # GELU + the second matmul's row quantization in one pass
+        if fused_norms:                 # with the fast path: residual, norm and quantization in one pass
+            fused_fp8_blocks(dit)
         if attention:
             kernel_ok, why = fp8_attention_supported(self.device)
             if allow_cpu and self.device.type == "cpu":
@@ -319,7 +332,7 @@ class ReviseEditPipeline:
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
                          fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
-                         compile_mode: str | None = None) -> "ReviseEditPipeline":
+                         compile_mode: str | None = None, cuda_graph: bool = False) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
@@ -340,7 +353,15 @@ class ReviseEditPipeline:
           LayerNorm rows reduced in one read (``revise/models/compiled_blocks.py``);
           ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. "max-autotune-no-cudagraphs", which
           also tries Triton matmuls with the elementwise work fused in, and compiles for minutes).
+        - ``cuda_graph``: on a GPU without offload, the denoising loop's DiT call (both guidance
+          branches) is captured as one CUDA graph at the second step of the first edit of a shape and
+          replayed at every step after, in later edits of that shape too (``revise/pipelines/cuda_graph.py``),
+          so the GPU never waits for Python to launch kernels. It holds one DiT call's activations and
+          the context's K/V of every block (``cached_context_kv(keep=True)``) between edits; changing
+          the DiT through the pipeline (``enable_fp8``, ``load_lora_weights``, ...) drops it, and so
+          does an edit of another shape or guidance. Off by default (see `docs/performance.md`).
         """
+        self.release_graph()
         dit = self.model.transformer
         if has_lora(dit):                       # the fused projections need plain layers: adapters merged in
             dit.fuse_lora()
@@ -361,6 +382,7 @@ class ReviseEditPipeline:
             set_attention_backend(dit, attention)
         if compile:
             compile_blocks(dit, mode=compile_mode)
+        self.cuda_graph = cuda_graph
         if self._placement is not None:          # fused projections are new weights: they move with the DiT
             self._placement.refresh("transformer")
         return self
@@ -578,6 +600,26 @@ class ReviseEditPipeline:
                                    f"noise for a pipeline on {self.device}: use CPU generators")
         return randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
 
+    def _step_graph(self, velocity: Callable, key: tuple) -> GraphedCall:
+        """The CUDA graph of the guided velocity for ``key`` (shapes, dtypes, device, guidance): the one
+        kept if it was made for ``key``, else a new one around ``velocity`` (run eagerly once, then
+        captured). Its captured kernels read the context's K/V where ``cached_context_kv(keep=True)``
+        keeps them."""
+        if self._graph is None or self._graph[0] != key:
+            self.release_graph()
+            self._graph = (key, GraphedCall(velocity))
+        call = self._graph[1]
+        if call.graph is None:      # not captured yet: this edit's velocity (its context) is the one run
+            call.fn = velocity
+        return call
+
+    def release_graph(self) -> None:
+        """Drop the denoising step's CUDA graph and the context K/V kept for it (``cuda_graph``)."""
+        if self._graph is not None:
+            self._graph[1].release()
+            self._graph = None
+        release_kept_context(self.model.transformer)
+
     def denoise(self, latents: torch.Tensor, context: torch.Tensor, scheduler, guidance: float,
                 progress: bool = False, callback: Callable[[int, int], None] | None = None,
                 step_end: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
@@ -598,12 +640,21 @@ class ReviseEditPipeline:
                 v = v_cond + guidance * (v_cond - v_uncond)
             return v
 
+        graphed = self.cuda_graph and latents.is_cuda and self._placement is None
+        if graphed:     # replayed from the CUDA graph of this shape (captured at its second step)
+            velocity = self._step_graph(velocity, (tuple(latents.shape), latents.dtype, tuple(context.shape),
+                                                   context.dtype, latents.device, float(guidance)))
+        elif self._graph is not None:
+            self.release_graph()
         plan = StepPlan.from_scheduler(scheduler) if step_end is None else None
-        with cached_context_kv(dit, context):         # the context's cross-attention K/V, once
+        # the context's cross-attention K/V, once; with the graph, where it reads them
+        with cached_context_kv(dit, context, keep=graphed):
             timesteps = scheduler.timesteps.to(latents.device)
             if plan is None:                          # a sampler that is not linear: its own steps
                 for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
-                    latents = scheduler.step(velocity(latents, t), t, latents, return_dict=False)[0]
+                    v = velocity(latents, t)
+                    v = v.clone() if graphed else v           # a graph's output is overwritten by its next replay
+                    latents = scheduler.step(v, t, latents, return_dict=False)[0]
                     if step_end is not None:
                         latents = step_end(i, t, latents)
                     if callback is not None:
