@@ -157,6 +157,27 @@ def profile_loop(pipe, latents, context, scheduler_factory, guidance: float, ste
     print("top kernels:")
     for name, us in sorted(top.items(), key=lambda kv: -kv[1])[:20]:
         print(f"  {us / 1e6:.3f} s  {kernel_kind(name):>10}  {name[:110]}")
+    if cuda:
+        idle_before(prof)
+
+
+def idle_before(prof, top: int = 8) -> None:
+    """Where the GPU waited: the idle time before each kernel (from the end of all earlier kernels to
+    its start), summed by that kernel's name. Idle before a kernel is the host launching it late."""
+    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                   if e.device_type == torch.autograd.DeviceType.CUDA)
+    waits: dict[str, list[float]] = {}
+    end = spans[0][0] if spans else 0
+    for start, stop, name in spans:
+        if start > end:
+            row = waits.setdefault(name, [0.0, 0])
+            row[0] += start - end
+            row[1] += 1
+        end = max(end, stop)
+    total = sum(w for w, _ in waits.values())
+    print(f"GPU idle between kernels: {total / 1e6:.3f} s; the kernels it waited for most:")
+    for name, (us, n) in sorted(waits.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"  {us / 1e6:.3f} s over {n} waits  {kernel_kind(name):>10}  {name[:100]}")
 
 
 GIB = 2**30

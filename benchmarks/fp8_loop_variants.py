@@ -20,13 +20,27 @@ reset, Inductor caches off):
     max_autotune  native_e4m3 compiled as mode "max-autotune-no-cudagraphs" (Triton matmul templates,
                   FP8 ones included, timed against cuBLAS, with elementwise work fused into them; slow
                   to compile)
+    fused_norms   native_e4m3 with each block's matmul inputs (residual add, LayerNorm, modulation, row
+                  quantization) made by ``norm_quantize.py``'s kernel instead of Inductor's fused ones
+                  (``enable_fp8(fused_norms=True)``, ``fp8_block.py``)
+    graph         native_e4m3 + the DiT call of each step replayed from one CUDA graph, captured in the
+                  warm-up and kept for the timed loops (``enable_fast_path(cuda_graph=True)``,
+                  ``revise/pipelines/cuda_graph.py``)
+    qk_1warp      native_e4m3 with the q/k norm+RoPE kernel at 1 warp a program (``norm_rope.WARPS``;
+                  its default is 2)
+    qk_4warps     the same at 4 warps
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
 latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
 kernel kind with the top kernels (``edit_latency.profile_loop``).
 
-    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune] [--repeats 2]     # Hopper GPU only
+    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune fused_norms graph
+        qk_1warp qk_4warps] [--repeats 2] [--profile-steps 3] [--host-profile]     # Hopper GPU only
+
+``--profile-steps 40`` profiles a whole loop: its GPU-idle share is then the loop's own, and the
+profile ends with the kernels the GPU waited for longest (idle before them: the host launching them
+late). With ``graph`` the bf16 loop is also timed with the CUDA graph.
 
 """
 
@@ -49,7 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, sync  # noqa: E402
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
-from revise.models import fp8_attention, fp8_ffn, triton_e4m3  # noqa: E402
+from revise.models import fp8_attention, fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
+from revise.models.fp8_block import fused_fp8_blocks  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
@@ -61,6 +76,10 @@ VARIANTS = {
             "inductor": {"coordinate_descent_tuning": True}},
     "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False,
                      "inductor": {"max_autotune": True, "coordinate_descent_tuning": True}},
+    "fused_norms": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": True},
+    "graph": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": True},
+    "qk_1warp": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 1},
+    "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
 }
 
 
@@ -85,10 +104,33 @@ def measure(pipe, noise, context, shift: float, steps: int, guidance: float, rep
     return min(times), times, warm, runs[-1][1]
 
 
+def host_profile(fn, top: int = 25) -> None:
+    """``fn()`` under cProfile: the functions that took the most host time, by their own time."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    fn()
+    prof.disable()
+    print(f"host profile (cProfile, which slows the host itself) of one loop: {time.perf_counter() - t:.3f} s")
+    stats = pstats.Stats(prof)
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]
+    print("| own s | with callees s | calls | function |\n| --- | --- | --- | --- |")
+    for (path, line, name), (_, calls, own, cum, _) in rows:
+        print(f"| {own:.3f} | {cum:.3f} | {calls} | {Path(path).name}:{line} {name} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("variants", nargs="*", default=list(VARIANTS), help=f"any of {', '.join(VARIANTS)} (default: all)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--host-profile", action="store_true",
+                    help="also run each FP8 row's loop once under cProfile and print where the host's time goes")
+    ap.add_argument("--profile-steps", type=int, default=3,
+                    help="steps of each row's profiled denoise call (its once-per-call set-up included; "
+                         "40 gives the loop's own GPU-idle share)")
     args = ap.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -123,7 +165,17 @@ def main() -> None:
     print(f"\nbf16 fast path: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + 2 steps "
           f"{warm:.0f} s)")
     with torch.no_grad():
-        profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, 3, flops)
+        profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, args.profile_steps,
+                         flops)
+    if "graph" in args.variants:      # the bf16 loop with the CUDA graph too
+        pipe.cuda_graph = True
+        with torch.no_grad():
+            best, times, warm, latents_out = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
+        err = float((latents_out.float() - reference.float()).norm() / reference.float().norm())
+        results["bf16 fast path + CUDA graph"] = (best, err)
+        print(f"\nbf16 fast path + CUDA graph: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}); "
+              f"final latents vs without: {err:.2e} relative")
+        pipe.cuda_graph = False
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
     for name in args.variants:
@@ -131,6 +183,13 @@ def main() -> None:
         fp8_ffn.kernel_applies = kernel_applies if v["ffn_kernel"] else (lambda x: False)
         fp8_attention.AUTOTUNE = v["autotune"]
         triton_e4m3.NATIVE_CAST = v["native_e4m3"]
+        norm_rope.WARPS = v.get("qk_warps")
+        pipe.release_graph()
+        for block in dit.blocks:                        # the block's own forward ...
+            block.__dict__.pop("forward", None)
+        if v.get("fused_norms", False):
+            fused_fp8_blocks(dit)                       # ... or the one-pass matmul inputs
+        pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()
         try:
@@ -140,12 +199,17 @@ def main() -> None:
             print(f"\nFP8 {name} {v}: failed: {type(err).__name__}: {str(err)[-1500:]}")
             continue
         with torch.no_grad():
-            rate = max(rate, matmul_rate(device, dtype))
+            after = matmul_rate(device, dtype)
+            print(f"bf16 matmul burst right after this row: {after:.1f} TFLOP/s")
+            rate = max(rate, after)
             err = float((latents_out.float() - reference.float()).norm() / reference.float().norm())
             results[f"FP8 {name}"] = (best, err)
             print(f"\nFP8 {name} {v}: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + "
                   f"2 steps {warm:.0f} s); final latents vs bf16 fast path: {err:.2e} relative")
-            profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, 3, flops)
+            profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, args.profile_steps,
+                         flops)
+            if args.host_profile:
+                host_profile(lambda: run_loop(pipe, noise, context, shift, steps, guidance))
             if v["autotune"]:
                 for layout, timings in fp8_attention.plan_timings().items():
                     print(f"  cuDNN plans for q, k, v, out {[list(x) for x in layout[1:]]}:")

@@ -31,6 +31,8 @@ import torch
 
 from .fp8 import E4M3, to_e4m3
 
+WARPS: int | None = None      # the kernel's warps a program; None: its default (benchmarks/fp8_loop_variants.py sets it)
+
 try:
     import triton
     import triton.language as tl
@@ -119,7 +121,7 @@ if triton is not None:
         h_pow2 = triton.next_power_of_2(heads)
         # 2 warps for 16 x 128 lanes: with FP8 output on an H100 at the released shapes 60 us a call
         # against 81 us with 4 warps (benchmarks/fp8_kernel_configs.py)
-        warps = max(1, min(2, h_pow2 * head_dim // 1024))
+        warps = WARPS or max(1, min(2, h_pow2 * head_dim // 1024))
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
             x, w0, w1, cos, sin, scales, out, batch, length, x.stride(0), x.stride(1), eps,
             GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, FP8=fp8, NATIVE=native_cast(x),
