@@ -29,6 +29,7 @@ off until it has been measured on a GPU (``benchmarks/fp8_loop_variants.py tuned
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -104,8 +105,6 @@ def _dense(x: torch.Tensor) -> bool:
 
 
 def _kernel_applies(x: torch.Tensor) -> bool:
-    import os
-
     return (triton is not None and x.numel() > 0 and _dense(x) and not (torch.is_grad_enabled() and x.requires_grad)
             and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"))
 
