@@ -29,13 +29,13 @@ off until it has been measured on a GPU (``benchmarks/fp8_loop_variants.py tuned
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ReviseInputError
 from .fp8 import E4M3, E4M3_MAX, fp8_supported, to_e4m3
+from .triton_e4m3 import triton_runs_on
 
 P_SCALE = E4M3_MAX          # the softmax probabilities, at most 1, are cast to e4m3 times this
 
@@ -106,7 +106,7 @@ def _dense(x: torch.Tensor) -> bool:
 
 def _kernel_applies(x: torch.Tensor) -> bool:
     return (triton is not None and x.numel() > 0 and _dense(x) and not (torch.is_grad_enabled() and x.requires_grad)
-            and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"))
+            and triton_runs_on(x))
 
 
 def _scale_to_e4m3(x: torch.Tensor, descale: torch.Tensor) -> torch.Tensor:

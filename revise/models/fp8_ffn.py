@@ -21,13 +21,12 @@ it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the C
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .fp8 import E4M3, Fp8Linear, quantize_rows
+from .triton_e4m3 import triton_runs_on
 
 try:
     import triton
@@ -104,7 +103,7 @@ def kernel_applies(x: torch.Tensor) -> bool:
     with a dense last dimension of up to 65536 values, and no gradient wanted (it has no backward)."""
     return (triton is not None and x.dim() == 2 and x.stride(-1) == 1 and 0 < x.shape[-1] <= 65536
             and not (torch.is_grad_enabled() and x.requires_grad)
-            and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"))
+            and triton_runs_on(x))
 
 
 def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,12 +21,11 @@ tests' oracle). ``fp8_block.py`` calls it.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
 from .fp8 import E4M3, quantize_rows
+from .triton_e4m3 import triton_runs_on
 
 try:
     import triton
@@ -142,7 +141,7 @@ def kernel_applies(h: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
     return (triton is not None and h.dim() == 3 and h.is_contiguous() and 0 < h.shape[-1] <= 16384
             and all(t.stride(-1) == 1 for t in given)
             and not (torch.is_grad_enabled() and any(t.requires_grad for t in (h, *given)))
-            and (h.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"))
+            and triton_runs_on(h))
 
 
 def norm_quantize(h: torch.Tensor, eps: float, residual: torch.Tensor | None = None, gate: torch.Tensor | None = None,

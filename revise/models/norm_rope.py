@@ -24,12 +24,12 @@ as diffusers' processor does).
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import torch
 
 from .fp8 import E4M3, to_e4m3
+from .triton_e4m3 import triton_runs_on
 
 WARPS: int | None = None      # the kernel's warps a program; None: its default (benchmarks/fp8_loop_variants.py sets it)
 
@@ -137,11 +137,7 @@ def kernel_applies(x: torch.Tensor, heads: int, groups: int = 1, freqs_cos: torc
     tables_ok = freqs_cos is None or all(t.is_contiguous() and t.numel() == x.shape[1] * head_dim
                                          for t in (freqs_cos, freqs_sin))
     return (triton is not None and groups in (1, 2) and x.stride(-1) == 1 and head_dim >= 2
-            and head_dim & (head_dim - 1) == 0 and tables_ok and (x.is_cuda or _interpreting()))
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+            and head_dim & (head_dim - 1) == 0 and tables_ok and triton_runs_on(x))
 
 
 def norm_rope(x: torch.Tensor, weights: Sequence[torch.Tensor], eps: float, heads: int,

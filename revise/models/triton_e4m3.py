@@ -24,11 +24,19 @@ says which encoding a launch on a tensor takes. ``triton`` is None where Triton 
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .fp8 import E4M3_MAX
 
 NATIVE_CAST = True          # the GPU's conversion on CUDA (False: the integer encoder everywhere)
+
+
+def triton_runs_on(t: torch.Tensor) -> bool:
+    """Whether a Triton kernel can run on ``t``: Triton is installed and ``t`` is on CUDA, or Triton's
+    interpreter is on (``TRITON_INTERPRET=1``: the CPU tests)."""
+    return triton is not None and (t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
 
 
 def native_cast(t: torch.Tensor) -> bool:
