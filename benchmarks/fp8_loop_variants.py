@@ -32,8 +32,8 @@ reset, Inductor caches off):
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
-latents against the bf16 fast path's (same noise and context), and the GPU time of three steps by
-kernel kind with the top kernels (``edit_latency.profile_loop``).
+latents against the bf16 fast path's (same noise and context), and the GPU time of ``--profile-steps``
+steps by kernel kind with the top kernels (``edit_latency.profile_loop``).
 
     python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune fused_norms graph
         qk_1warp qk_4warps] [--repeats 2] [--profile-steps 3] [--host-profile]     # Hopper GPU only
@@ -60,7 +60,7 @@ from torch._inductor import config as inductor_config  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, sync  # noqa: E402
+from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, rel_error, sync  # noqa: E402
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
 from revise.models import fp8_attention, fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
@@ -171,7 +171,7 @@ def main() -> None:
         pipe.cuda_graph = True
         with torch.no_grad():
             best, times, warm, latents_out = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
-        err = float((latents_out.float() - reference.float()).norm() / reference.float().norm())
+        err = rel_error(latents_out, reference)
         results["bf16 fast path + CUDA graph"] = (best, err)
         print(f"\nbf16 fast path + CUDA graph: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}); "
               f"final latents vs without: {err:.2e} relative")
@@ -202,7 +202,7 @@ def main() -> None:
             after = matmul_rate(device, dtype)
             print(f"bf16 matmul burst right after this row: {after:.1f} TFLOP/s")
             rate = max(rate, after)
-            err = float((latents_out.float() - reference.float()).norm() / reference.float().norm())
+            err = rel_error(latents_out, reference)
             results[f"FP8 {name}"] = (best, err)
             print(f"\nFP8 {name} {v}: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}; compile + "
                   f"2 steps {warm:.0f} s); final latents vs bf16 fast path: {err:.2e} relative")
