@@ -38,10 +38,6 @@ from revise.models import fp8_ffn, norm_quantize, norm_rope, triton_e4m3  # noqa
 from revise.models.compiled_blocks import wide_row_reductions  # noqa: E402
 
 
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def time_us(fn, iters: int) -> float:
     """Median microseconds of ``fn()`` on the GPU, calls queued back to back (``fp8_linear.timed``)."""
     return timed(fn, torch.device("cuda"), iters) * 1e6
@@ -126,7 +122,7 @@ def main() -> None:
 
         for per_program, warps in ((1, 2), (1, 4), (2, 2), (2, 4), (2, 8), (4, 4), (4, 8), (8, 8), (8, 16)):
             def norm(per_program=per_program, warps=warps, kw=kw, arg=arg):
-                norm_quantize._norm_quantize_kernel[(triton_cdiv(batch * length, per_program),)](
+                norm_quantize._norm_quantize_kernel[(norm_rope.triton.cdiv(batch * length, per_program),)](
                     h, arg("residual"), arg("gate"), arg("weight"), arg("bias"), arg("scale"), arg("shift"),
                     stream if "residual" in kw else h, qn, sn, batch * length, length, d, arg("gate").stride(0),
                     arg("scale").stride(0), EPS=1e-6, ROWS=per_program, BLOCK=2048, RESIDUAL="residual" in kw,
