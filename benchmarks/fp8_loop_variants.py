@@ -30,13 +30,16 @@ reset, Inductor caches off):
                   its default is 2)
     qk_4warps     the same at 4 warps
 
+Names joined by ``+`` make one row of their options together (``graph+fused_norms+qk_1warp``: the
+kept CUDA graph, the fused norms and the 1-warp q/k kernel); a later name's settings win.
+
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
 latents against the bf16 fast path's (same noise and context), and the GPU time of ``--profile-steps``
 steps by kernel kind with the top kernels (``edit_latency.profile_loop``).
 
     python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune fused_norms graph
-        qk_1warp qk_4warps] [--repeats 2] [--profile-steps 3] [--host-profile]     # Hopper GPU only
+        qk_1warp qk_4warps graph+fused_norms ...] [--repeats 2] [--profile-steps 3] [--host-profile]   # Hopper only
 
 ``--profile-steps 40`` profiles a whole loop: its GPU-idle share is then the loop's own, and the
 profile ends with the kernels the GPU waited for longest (idle before them: the host launching them
@@ -83,6 +86,14 @@ VARIANTS = {
 }
 
 
+def variant(name: str) -> dict:
+    """The options of a variant name, or of names joined by ``+`` (merged in order; KeyError if unknown)."""
+    options: dict = {}
+    for part in name.split("+"):
+        options.update(VARIANTS[part])
+    return options
+
+
 def run_loop(pipe, latents, context, shift: float, steps: int, guidance: float) -> tuple[float, torch.Tensor]:
     """Seconds of one denoising loop, and its final latents."""
     scheduler = make_scheduler("unipc", shift)
@@ -124,7 +135,8 @@ def host_profile(fn, top: int = 25) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("variants", nargs="*", default=list(VARIANTS), help=f"any of {', '.join(VARIANTS)} (default: all)")
+    ap.add_argument("variants", nargs="*", default=list(VARIANTS),
+                    help=f"any of {', '.join(VARIANTS)}, or several joined by '+' (default: each alone)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--host-profile", action="store_true",
                     help="also run each FP8 row's loop once under cProfile and print where the host's time goes")
@@ -132,7 +144,7 @@ def main() -> None:
                     help="steps of each row's profiled denoise call (its once-per-call set-up included; "
                          "40 gives the loop's own GPU-idle share)")
     args = ap.parse_args()
-    unknown = [v for v in args.variants if v not in VARIANTS]
+    unknown = [part for v in args.variants for part in v.split("+") if part not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
     if not torch.cuda.is_available():
@@ -167,7 +179,7 @@ def main() -> None:
     with torch.no_grad():
         profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, args.profile_steps,
                          flops)
-    if "graph" in args.variants:      # the bf16 loop with the CUDA graph too
+    if any(variant(v).get("cuda_graph") for v in args.variants):      # the bf16 loop with the CUDA graph too
         pipe.cuda_graph = True
         with torch.no_grad():
             best, times, warm, latents_out = measure(pipe, noise, context, shift, steps, guidance, args.repeats)
@@ -179,7 +191,7 @@ def main() -> None:
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
     for name in args.variants:
-        v = VARIANTS[name]
+        v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v["ffn_kernel"] else (lambda x: False)
         fp8_attention.AUTOTUNE = v["autotune"]
         triton_e4m3.NATIVE_CAST = v["native_e4m3"]

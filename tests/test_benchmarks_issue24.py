@@ -130,3 +130,20 @@ def test_fp8_loop_variants_refuses_an_unknown_variant_in_one_line():
     res = subprocess.run([sys.executable, str(BENCH / "fp8_loop_variants.py"), "fastest"], capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 2 and "unknown variant 'fastest'" in res.stderr.strip().splitlines()[-1]
+
+
+def test_fp8_loop_variants_joins_variants_with_a_plus():
+    bench = load("fp8_loop_variants")
+    joined = bench.variant("graph+fused_norms+qk_1warp")
+    assert joined["cuda_graph"] and joined["fused_norms"] and joined["qk_warps"] == 1
+    assert bench.variant("qk_1warp+qk_4warps")["qk_warps"] == 4          # a later name's setting wins
+    with pytest.raises(KeyError):
+        bench.variant("graph+fastest")
+
+
+def test_fp8_loop_variants_refuses_an_unknown_part_of_a_joined_variant():
+    import subprocess
+
+    res = subprocess.run([sys.executable, str(BENCH / "fp8_loop_variants.py"), "graph+fastest"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "unknown variant 'fastest'" in res.stderr.strip().splitlines()[-1]
