@@ -31,7 +31,8 @@ import torch
 from .fp8 import E4M3, to_e4m3
 from .triton_e4m3 import triton_runs_on
 
-WARPS: int | None = None      # the kernel's warps a program; None: its default (benchmarks/fp8_loop_variants.py sets it)
+WARPS: int | None = None      # the kernel's warps a program; None: its default (1 for FP8 output, else up to 2;
+                              # benchmarks/fp8_loop_variants.py sets it)
 
 try:
     import triton
@@ -119,9 +120,11 @@ if triton is not None:
         out = torch.empty(groups, batch, length, heads, head_dim, device=x.device,
                           dtype=torch.uint8 if fp8 else x.dtype)
         h_pow2 = triton.next_power_of_2(heads)
-        # 2 warps for 16 x 128 lanes: with FP8 output on an H100 at the released shapes 60 us a call
-        # against 81 us with 4 warps (benchmarks/fp8_kernel_configs.py)
-        warps = WARPS or max(1, min(2, h_pow2 * head_dim // 1024))
+        # FP8 output: 1 warp a program. In the FP8 loop on an H100 at the released shapes (run 6 in
+        # docs/performance.md) the kernel took 0.060 s of 40 steps at 1 warp, in two rows, against
+        # 0.072-0.073 s at 2 and 0.067 s at 4. bf16 output: 2 warps for 16 x 128 lanes (timed apart
+        # only, benchmarks/fp8_kernel_configs.py).
+        warps = WARPS or (1 if fp8 else max(1, min(2, h_pow2 * head_dim // 1024)))
         torch.library.wrap_triton(_norm_rope_kernel)[(batch * length,)](
             x, w0, w1, cos, sin, scales, out, batch, length, x.stride(0), x.stride(1), eps,
             GROUPS=groups, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=rope, FP8=fp8, NATIVE=native_cast(x),
