@@ -2,6 +2,8 @@
 between edits of one shape: the replay logic against a stand-in graph on the CPU, the context K/V kept
 in place for it (cached_context_kv(keep=True)), and on a GPU the edits with and without the graph."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -89,10 +91,23 @@ def test_pipeline_takes_the_graph_only_on_a_gpu(tiny_model, clip, monkeypatch):
     monkeypatch.setattr(GraphedCall, "graph_type", RerunGraph)
     RerunGraph.made.clear()
     pipe = ReviseEditPipeline(tiny_model)
-    assert pipe.cuda_graph is False
+    assert pipe.cuda_graph is None
     pipe.cuda_graph = True
     pipe(clip, "make it night", **KW)
     assert RerunGraph.made == [] and pipe._graph is None          # CPU latents: the loop runs as it is
+
+
+def test_the_graph_is_on_by_default_with_fp8_linears_and_off_in_bf16():
+    on_gpu, on_cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0))
+    assert not pipe._graphed(on_gpu)                                    # bf16 (or float32): off
+    pipe.enable_fast_path(compile=False).enable_fp8(allow_cpu=True)
+    assert pipe.cuda_graph is None and pipe._graphed(on_gpu) and not pipe._graphed(on_cpu)
+    pipe.cuda_graph = False                                             # asked: off, FP8 or not
+    assert not pipe._graphed(on_gpu)
+    pipe.cuda_graph = True
+    pipe._placement = object()                                          # offloaded: never
+    assert not pipe._graphed(on_gpu)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
@@ -115,6 +130,7 @@ def test_cuda_graph_edits_the_same_and_is_kept_for_later_edits_on_a_gpu(clip, co
     edits = ["make it night", "show the scene an hour later"]
     # the precomputed step plan, and the scheduler stepping itself (with a step-end callback)
     for hook in ({}, {"callback_on_step_end": lambda pipe, i, t, tensors: tensors}):
+        pipe.cuda_graph = False                                # FP8 takes the graph by default
         want = [pipe(clip, e, **hook, **KW).video for e in edits]
         pipe.cuda_graph = True
         got = [pipe(clip, e, **hook, **KW).video for e in edits]      # one graph, kept for the second edit

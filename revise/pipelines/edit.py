@@ -137,7 +137,7 @@ class ReviseEditPipeline:
         self._placement: Placement | None = None
         self.offload_keep: tuple[str, ...] = ()      # with offload: the components that stay on the device
         self.quantized: dict[str, str] = {}          # {"transformer": "fp8", "encoders": "int8"} once applied
-        self.cuda_graph = False      # the loop's DiT call replayed from a CUDA graph (enable_fast_path)
+        self.cuda_graph: bool | None = None   # the loop's DiT call from a CUDA graph; None: with FP8 (enable_fast_path)
         self._graph: tuple[tuple, GraphedCall] | None = None     # (what it was captured for, the graph)
 
     @classmethod
@@ -332,7 +332,7 @@ class ReviseEditPipeline:
 
     def enable_fast_path(self, compile: bool = True, attention: str | None = "auto",
                          fuse_projections: bool = True, fuse_gelu: bool = True, fuse_qk_norm_rope: bool = True,
-                         compile_mode: str | None = None, cuda_graph: bool = False) -> "ReviseEditPipeline":
+                         compile_mode: str | None = None, cuda_graph: bool | None = None) -> "ReviseEditPipeline":
         """Make the denoising loop faster; the edits stay the same up to bf16 rounding.
 
         - ``fuse_projections``: one matmul for self-attention's Q, K, V and one for cross-attention's
@@ -359,7 +359,10 @@ class ReviseEditPipeline:
           so the GPU never waits for Python to launch kernels. It holds one DiT call's activations and
           the context's K/V of every block (``cached_context_kv(keep=True)``) between edits; changing
           the DiT through the pipeline (``enable_fp8``, ``load_lora_weights``, ...) drops it, and so
-          does an edit of another shape or guidance. Off by default (see `docs/performance.md`).
+          does an edit of another shape or guidance. None (the default): on once the DiT's linears are
+          FP8 (:meth:`enable_fp8`), whose kernels are short enough for the host to fall behind (on an
+          H100 the FP8 loop took 1.806 s with it, 2.015-2.227 s without), off in bf16 (2.494 against
+          2.517 s): `docs/performance.md`, run 6.
         """
         self.release_graph()
         dit = self.model.transformer
@@ -613,6 +616,12 @@ class ReviseEditPipeline:
             call.fn = velocity
         return call
 
+    def _graphed(self, latents: torch.Tensor) -> bool:
+        """Whether this loop's DiT call is replayed from a CUDA graph (``enable_fast_path(cuda_graph=...)``):
+        as asked, or by default where the DiT's linears are FP8; only on a GPU and without offload."""
+        wanted = self.cuda_graph if self.cuda_graph is not None else self.quantized.get("transformer") == "fp8"
+        return bool(wanted) and latents.is_cuda and self._placement is None
+
     def release_graph(self) -> None:
         """Drop the denoising step's CUDA graph and the context K/V kept for it (``cuda_graph``)."""
         if self._graph is not None:
@@ -640,7 +649,7 @@ class ReviseEditPipeline:
                 v = v_cond + guidance * (v_cond - v_uncond)
             return v
 
-        graphed = self.cuda_graph and latents.is_cuda and self._placement is None
+        graphed = self._graphed(latents)
         if graphed:     # replayed from the CUDA graph of this shape (captured at its second step)
             velocity = self._step_graph(velocity, (tuple(latents.shape), latents.dtype, tuple(context.shape),
                                                    context.dtype, latents.device, float(guidance)))
