@@ -5,12 +5,7 @@ Kernels (e4m3 written with the encoding ``triton_e4m3.NATIVE_CAST`` picks):
 - ``gelu``: ``fp8_ffn._gelu_quantize_kernel`` on the feed-forward's hidden rows, [2 * 4400, 8960] bf16,
   one program per row: the row split the op uses (8192 + 1024 lanes) and one padded 16384-lane block;
 - ``qk``: ``norm_rope._norm_rope_kernel`` on self-attention's fused projection, q and k of
-  [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token;
-- ``norm``: ``norm_quantize._norm_quantize_kernel`` at a block's second site (the stream [2, 4400, 1536]
-  bf16 plus the gated self-attention output, LayerNorm with its affine weights, row quantization):
-  rows a program x warps, against the same computation compiled by Inductor as the blocks are
-  (``norm_quantize_reference`` under ``torch.compile`` with ``compiled_blocks.wide_row_reductions``),
-  and the same for the first site (modulated LayerNorm of the stream alone).
+  [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token.
 
 Each row is a number of warps per program; microseconds a call (median of CUDA-event timings of
 calls queued back to back, so that the host's launch hides behind the previous call, as in the loop),
@@ -34,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8_linear import timed  # noqa: E402
 
-from revise.models import fp8_ffn, norm_quantize, norm_rope, triton_e4m3  # noqa: E402
-from revise.models.compiled_blocks import wide_row_reductions  # noqa: E402
+from revise.models import fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
 
 
 def time_us(fn, iters: int) -> float:
@@ -98,37 +92,6 @@ def main() -> None:
                 GROUPS=2, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=True, FP8=True, NATIVE=native,
                 num_warps=warps)
         row("qk", f"one token a program, {warps} warps", time_us(qk, args.iters), nbytes)
-
-    h = torch.randn(batch, length, d, device="cuda", dtype=torch.bfloat16)
-    attn_out = torch.randn(batch, length, d, device="cuda", dtype=torch.bfloat16)
-    mod = torch.randn(batch, 6, d, device="cuda") * 0.3
-    shift, scale_m, gate = mod.chunk(6, dim=1)[:3]
-    weight, bias = torch.rand(d, device="cuda") + 0.5, torch.randn(d, device="cuda") * 0.1
-    sites = {"norm2": (dict(residual=attn_out, gate=gate, weight=weight, bias=bias), 3 * h.numel() * 2),
-             "norm1": (dict(scale=scale_m, shift=shift), h.numel() * 2)}
-    for site, (kw, stream_bytes) in sites.items():
-        nbytes = stream_bytes + h.numel() + batch * length * 4
-        torch._dynamo.reset()
-        compiled = torch.compile(lambda t, kw=kw: norm_quantize.norm_quantize_reference(t, 1e-6, **kw), fullgraph=True)
-        with torch.no_grad(), wide_row_reductions():
-            compiled(h)
-            row(site, "Inductor (the blocks' compiled code)", time_us(lambda: compiled(h), args.iters), nbytes)
-        stream = torch.empty_like(h)
-        qn = torch.empty(batch * length, d, device="cuda", dtype=torch.uint8)
-        sn = torch.empty(batch * length, 1, device="cuda", dtype=torch.float32)
-
-        def arg(name, kw=kw):
-            return kw.get(name, h)
-
-        for per_program, warps in ((1, 2), (1, 4), (2, 2), (2, 4), (2, 8), (4, 4), (4, 8), (8, 8), (8, 16)):
-            def norm(per_program=per_program, warps=warps, kw=kw, arg=arg):
-                norm_quantize._norm_quantize_kernel[(norm_rope.triton.cdiv(batch * length, per_program),)](
-                    h, arg("residual"), arg("gate"), arg("weight"), arg("bias"), arg("scale"), arg("shift"),
-                    stream if "residual" in kw else h, qn, sn, batch * length, length, d, arg("gate").stride(0),
-                    arg("scale").stride(0), EPS=1e-6, ROWS=per_program, BLOCK=2048, RESIDUAL="residual" in kw,
-                    GATE="gate" in kw, AFFINE="weight" in kw, MODULATE="scale" in kw, NATIVE=native,
-                    num_warps=warps)
-            row(site, f"{per_program} rows a program, {warps} warps", time_us(norm, args.iters), nbytes)
 
 
 if __name__ == "__main__":

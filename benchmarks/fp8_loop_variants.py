@@ -20,26 +20,24 @@ reset, Inductor caches off):
     max_autotune  native_e4m3 compiled as mode "max-autotune-no-cudagraphs" (Triton matmul templates,
                   FP8 ones included, timed against cuBLAS, with elementwise work fused into them; slow
                   to compile)
-    fused_norms   native_e4m3 with each block's matmul inputs (residual add, LayerNorm, modulation, row
-                  quantization) made by ``norm_quantize.py``'s kernel instead of Inductor's fused ones
-                  (``enable_fp8(fused_norms=True)``, ``fp8_block.py``)
     graph         native_e4m3 + the DiT call of each step replayed from one CUDA graph, captured in the
-                  warm-up and kept for the timed loops (``enable_fast_path(cuda_graph=True)``,
-                  ``revise/pipelines/cuda_graph.py``)
+                  warm-up and kept for the timed loops (``revise/pipelines/cuda_graph.py``; the FP8
+                  default since 2026-12-07 run 6, every other row sets ``cuda_graph=False``)
     qk_1warp      native_e4m3 with the q/k norm+RoPE kernel at 1 warp a program (``norm_rope.WARPS``;
-                  its default is 2)
+                  the FP8 default since run 6)
+    qk_2warps     the same at 2 warps (the default before run 6)
     qk_4warps     the same at 4 warps
 
-Names joined by ``+`` make one row of their options together (``graph+fused_norms+qk_1warp``: the
-kept CUDA graph, the fused norms and the 1-warp q/k kernel); a later name's settings win.
+Names joined by ``+`` make one row of their options together (``graph+qk_2warps``: the kept CUDA
+graph with the 2-warp q/k kernel); a later name's settings win.
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
 latents against the bf16 fast path's (same noise and context), and the GPU time of ``--profile-steps``
 steps by kernel kind with the top kernels (``edit_latency.profile_loop``).
 
-    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune fused_norms graph
-        qk_1warp qk_4warps graph+fused_norms ...] [--repeats 2] [--profile-steps 3] [--host-profile]   # Hopper only
+    python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune graph
+        qk_1warp qk_2warps qk_4warps graph+qk_2warps ...] [--repeats 2] [--profile-steps 3] [--host-profile]  # Hopper
 
 ``--profile-steps 40`` profiles a whole loop: its GPU-idle share is then the loop's own, and the
 profile ends with the kernels the GPU waited for longest (idle before them: the host launching them
@@ -67,7 +65,6 @@ from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, 
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
 from revise.models import fp8_attention, fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
-from revise.models.fp8_block import fused_fp8_blocks  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
@@ -79,9 +76,9 @@ VARIANTS = {
             "inductor": {"coordinate_descent_tuning": True}},
     "max_autotune": {"ffn_kernel": True, "native_e4m3": True, "autotune": False,
                      "inductor": {"max_autotune": True, "coordinate_descent_tuning": True}},
-    "fused_norms": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "fused_norms": True},
     "graph": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "cuda_graph": True},
     "qk_1warp": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 1},
+    "qk_2warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 2},
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
 }
 
@@ -197,10 +194,6 @@ def main() -> None:
         triton_e4m3.NATIVE_CAST = v["native_e4m3"]
         norm_rope.WARPS = v.get("qk_warps")
         pipe.release_graph()
-        for block in dit.blocks:                        # the block's own forward ...
-            block.__dict__.pop("forward", None)
-        if v.get("fused_norms", False):
-            fused_fp8_blocks(dit)                       # ... or the one-pass matmul inputs
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()
         torch._dynamo.reset()

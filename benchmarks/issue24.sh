@@ -13,11 +13,11 @@
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
 #      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
 #      fast path (benchmarks/fp8_loop_variants.py).
-#   4. (loop, about 6 minutes) what stands between the FP8 loop and the <= 1.0x goal: the FP8 loop with
-#      the step's CUDA graph kept across edits, the one-pass LayerNorm + quantization, the q/k kernel at 1
-#      and 4 warps, the graph with the fused norms (and the 1-warp q/k kernel), each against the default
-#      FP8 loop and the bf16 fast path with a whole-loop profile (its GPU-idle share); power and clocks sampled by nvidia-smi; the Triton kernels' launch settings;
-#      the GPU tests of the graph and the kernels.
+#   4. (loop, about 4 minutes) the FP8 loop at its defaults since run 6 (the kept CUDA graph, the 1-warp
+#      q/k kernel: variant graph) against the default before (native_e4m3: no graph, 2-warp q/k
+#      kernel) and the graph with the 2-warp kernel, and the bf16 fast path with and without the graph,
+#      each with a whole-loop profile (its GPU-idle share); power and clocks sampled by nvidia-smi;
+#      the Triton kernels' launch settings; the GPU tests of the graph and the FP8 kernels.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
 #   bash benchmarks/issue24.sh [all|edit|train|fp8|loop]     # one part alone (default: all = edit and train)
@@ -53,10 +53,10 @@ status=0
             --format=csv -lms 250 > "$out/fp8_loop_issue24_smi.csv" 2>&1 & smi=$!
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
-    python3 benchmarks/fp8_loop_variants.py native_e4m3 graph fused_norms qk_1warp qk_4warps graph+fused_norms \
-        graph+fused_norms+qk_1warp --repeats 5 --profile-steps 40 2>&1 | tee -a "$out/fp8_loop_issue24.log" || status=1
+    python3 benchmarks/fp8_loop_variants.py graph native_e4m3+qk_2warps graph+qk_2warps --repeats 5 \
+        --profile-steps 40 2>&1 | tee -a "$out/fp8_loop_issue24.log" || status=1
     [ -n "$smi" ] && kill "$smi"
     python3 benchmarks/fp8_kernel_configs.py --iters 30 2>&1 | tee "$out/fp8_kernel_configs_issue24.log" || status=1
-    python3 -m pytest -q tests/test_cuda_graph.py tests/test_norm_quantize.py tests/test_fp8_attention.py 2>&1 \
+    python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py 2>&1 \
         | tee "$out/fp8_gpu_tests_issue24.log" || status=1; }
 exit $status

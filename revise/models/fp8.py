@@ -17,7 +17,6 @@ which the tests use (``allow_cpu``) to check the numerics; it is not meant for s
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -64,14 +63,6 @@ def to_e4m3(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (x.float() * scale.float()).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
 
 
-class QuantizedRows(NamedTuple):
-    """An input already quantized for :class:`Fp8Linear`: e4m3 ``data`` [M, K] with float32 ``scale``
-    [M, 1] row by row, standing for a tensor of ``shape`` [..., K] (M = its rows)."""
-    data: torch.Tensor
-    scale: torch.Tensor
-    shape: torch.Size
-
-
 class Fp8Linear(nn.Module):
     """``nn.Linear`` with an e4m3 weight and row-wise scales; the input is quantized per token.
     ``fast_accum``: Hopper's fast FP8 accumulation (``use_fast_accum``: the tensor cores' partial sums
@@ -87,9 +78,7 @@ class Fp8Linear(nn.Module):
         self.bias = linear.bias
         self.out_dtype = linear.weight.dtype
 
-    def forward(self, x: torch.Tensor | QuantizedRows) -> torch.Tensor:
-        if isinstance(x, QuantizedRows):            # quantized where it was made (``norm_quantize.py``)
-            return self.forward_quantized(x.data, x.scale).view(*x.shape[:-1], self.out_features)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         q, scale = quantize_rows(rows)
         return self._matmul(q, scale, x.dtype).view(*x.shape[:-1], self.out_features)

@@ -252,7 +252,7 @@ class ReviseEditPipeline:
         return self
 
     def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = False,
-                   fast_accum: bool = False, fused_norms: bool = False) -> "ReviseEditPipeline":
+                   fast_accum: bool = False) -> "ReviseEditPipeline":
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+), each feed-forward's GELU and the row quantization of its output done in one pass
@@ -274,13 +274,10 @@ class ReviseEditPipeline:
         ``fast_accum``: the FP8 matmuls with Hopper's fast accumulation (``torch._scaled_mm``'s
         ``use_fast_accum``), faster and slightly less exact; a later call can switch it.
 
-        ``fused_norms``: after :meth:`enable_fast_path`, each block's residual add, LayerNorm,
-        modulation and the row quantization of the next matmul's input in one Triton pass, several rows
-        a program (``revise/models/fp8_block.py``, ``norm_quantize.py``), instead of Inductor's fused
-        kernels. Off by default: its speed in the loop is not measured yet (`docs/performance.md`)."""
+        With :meth:`enable_fast_path` and no offload, the loop's DiT call is then replayed from a CUDA
+        graph unless ``cuda_graph=False`` was asked for there."""
         from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
-        from ..models.fp8_block import fused_fp8_blocks
         from ..models.fp8_ffn import fp8_feed_forwards
         from ..models.fp8_attention import fp8_attention_supported
 
@@ -293,8 +290,6 @@ class ReviseEditPipeline:
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
         fp8_linears(dit, self.device, allow_cpu=True, fast_accum=fast_accum)
         fp8_feed_forwards(dit)          # GELU + the second matmul's row quantization in one pass
-        if fused_norms:                 # with the fast path: residual, norm and quantization in one pass
-            fused_fp8_blocks(dit)
         if attention:
             kernel_ok, why = fp8_attention_supported(self.device)
             if allow_cpu and self.device.type == "cpu":
