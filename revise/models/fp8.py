@@ -17,7 +17,6 @@ which the tests use (``allow_cpu``) to check the numerics; it is not meant for s
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
