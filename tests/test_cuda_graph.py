@@ -111,8 +111,12 @@ def test_the_graph_is_on_by_default_with_fp8_linears_and_off_in_bf16():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-@pytest.mark.parametrize("compiled_fp8", [False, True], ids=["eager", "compiled-fp8"])
-def test_cuda_graph_edits_the_same_and_is_kept_for_later_edits_on_a_gpu(clip, compiled_fp8, monkeypatch):
+@pytest.mark.parametrize("mode", ["eager", "compiled-fp8", "fp8-without-fast-path"])
+def test_cuda_graph_edits_the_same_and_is_kept_for_later_edits_on_a_gpu(clip, mode, monkeypatch):
+    """``fp8-without-fast-path`` is ``from_pretrained(quantize="fp8")``'s pipeline: stock processors,
+    eager FP8 linears, the graph on by default."""
+    if mode != "eager" and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("FP8 matmuls need compute capability 8.9+")
     captured = []
 
     class CountingGraph(cuda_graph.CudaGraph):
@@ -122,11 +126,14 @@ def test_cuda_graph_edits_the_same_and_is_kept_for_later_edits_on_a_gpu(clip, co
 
     monkeypatch.setattr(GraphedCall, "graph_type", CountingGraph)
     torch._dynamo.reset()
-    dtype = torch.bfloat16 if compiled_fp8 else torch.float32
+    dtype = torch.float32 if mode == "eager" else torch.bfloat16
     pipe = ReviseEditPipeline(ReviseModel.from_preset("tiny", seed=0, device="cuda", dtype=dtype))
-    pipe.enable_fast_path(compile=compiled_fp8)
-    if compiled_fp8:
+    if mode != "fp8-without-fast-path":
+        pipe.enable_fast_path(compile=mode == "compiled-fp8")
+    if mode == "compiled-fp8":
         pipe.enable_fp8(attention="auto", fast_accum=True)
+    elif mode == "fp8-without-fast-path":
+        pipe.enable_fp8()
     edits = ["make it night", "show the scene an hour later"]
     # the precomputed step plan, and the scheduler stepping itself (with a step-end callback)
     for hook in ({}, {"callback_on_step_end": lambda pipe, i, t, tensors: tensors}):
@@ -145,3 +152,6 @@ def test_cuda_graph_edits_the_same_and_is_kept_for_later_edits_on_a_gpu(clip, co
     assert len(captured) == 2                          # one graph per hook setting, kept across its edits
     pipe(clip, edits[0], **KW)                          # without the graph: it is dropped
     assert pipe._graph is None
+    pipe.cuda_graph = None                              # the default: the graph with FP8 linears only
+    pipe(clip, edits[0], **KW)
+    assert len(captured) == (2 if mode == "eager" else 3)
