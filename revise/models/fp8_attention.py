@@ -105,7 +105,7 @@ def _dense(x: torch.Tensor) -> bool:
 
 
 def _kernel_applies(x: torch.Tensor) -> bool:
-    return (triton is not None and x.numel() > 0 and _dense(x) and not (torch.is_grad_enabled() and x.requires_grad)
+    return (x.numel() > 0 and _dense(x) and not (torch.is_grad_enabled() and x.requires_grad)
             and triton_runs_on(x))
 
 

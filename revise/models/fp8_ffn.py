@@ -101,7 +101,7 @@ if triton is not None:
 def kernel_applies(x: torch.Tensor) -> bool:
     """Whether :func:`gelu_quantize_rows` runs the Triton kernel: CUDA (or Triton's interpreter), rows
     with a dense last dimension of up to 65536 values, and no gradient wanted (it has no backward)."""
-    return (triton is not None and x.dim() == 2 and x.stride(-1) == 1 and 0 < x.shape[-1] <= 65536
+    return (x.dim() == 2 and x.stride(-1) == 1 and 0 < x.shape[-1] <= 65536
             and not (torch.is_grad_enabled() and x.requires_grad)
             and triton_runs_on(x))
 

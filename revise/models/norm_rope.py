@@ -139,7 +139,7 @@ def kernel_applies(x: torch.Tensor, heads: int, groups: int = 1, freqs_cos: torc
     head_dim = x.shape[-1] // groups // heads
     tables_ok = freqs_cos is None or all(t.is_contiguous() and t.numel() == x.shape[1] * head_dim
                                          for t in (freqs_cos, freqs_sin))
-    return (triton is not None and groups in (1, 2) and x.stride(-1) == 1 and head_dim >= 2
+    return (groups in (1, 2) and x.stride(-1) == 1 and head_dim >= 2
             and head_dim & (head_dim - 1) == 0 and tables_ok and triton_runs_on(x))
 
 
