@@ -178,6 +178,27 @@ def idle_before(prof, top: int = 8) -> None:
     print(f"GPU idle between kernels: {total / 1e6:.3f} s; the kernels it waited for most:")
     for name, (us, n) in sorted(waits.items(), key=lambda kv: -kv[1][0])[:top]:
         print(f"  {us / 1e6:.3f} s over {n} waits  {kernel_kind(name):>10}  {name[:100]}")
+    memset_users([name for _, _, name in spans])
+
+
+def memset_users(names: list[str], top: int = 8) -> None:
+    """Which kernel runs right after the memsets, counted (memsets, runs of them): a library that
+    clears a buffer (a workspace, an amax) just before its own kernel shows up here. ``names`` are
+    the GPU's kernels in the order they started."""
+    after: dict[str, list[int]] = {}
+    pending = 0
+    for name in names:
+        if name.startswith("Memset"):
+            pending += 1
+        elif pending:
+            row = after.setdefault(name, [0, 0])
+            row[0] += pending
+            row[1] += 1
+            pending = 0
+    if after:
+        print("memsets, by the kernel that runs right after them (memsets, runs of memsets):")
+        for name, (n, runs) in sorted(after.items(), key=lambda kv: -kv[1][0])[:top]:
+            print(f"  {n:6d} {runs:6d}  {kernel_kind(name):>10}  {name[:100]}")
 
 
 GIB = 2**30

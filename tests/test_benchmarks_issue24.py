@@ -147,3 +147,13 @@ def test_fp8_loop_variants_refuses_an_unknown_part_of_a_joined_variant():
     res = subprocess.run([sys.executable, str(BENCH / "fp8_loop_variants.py"), "graph+fastest"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "unknown variant 'fastest'" in res.stderr.strip().splitlines()[-1]
+
+
+def test_memset_users_counts_memsets_by_the_kernel_after_them(capsys):
+    bench = load("edit_latency")
+    bench.memset_users(["Memset (Device)", "gemm", "attn", "Memset (Device)", "Memset (Device)", "attn",
+                        "Memset (Device)", "gemm", "norm", "Memset (Device)"])     # the last has no kernel after it
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("memsets, by the kernel that runs right after them")
+    rows = [line.split() for line in lines[1:]]
+    assert [(r[0], r[1], r[-1]) for r in rows] == [("2", "2", "gemm"), ("2", "1", "attn")]
