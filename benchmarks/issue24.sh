@@ -15,8 +15,10 @@
 #      fast path (benchmarks/fp8_loop_variants.py).
 #   4. (loop, about 4 minutes) the FP8 loop at its defaults since run 6 (the kept CUDA graph, the 1-warp
 #      q/k kernel: variant graph) against the default before (native_e4m3: no graph, 2-warp q/k
-#      kernel) and the graph with the 2-warp kernel, and the bf16 fast path with and without the graph,
-#      each with a whole-loop profile (its GPU-idle share); power and clocks sampled by nvidia-smi;
+#      kernel), the graph with the 2-warp kernel, the graph with cuDNN's FP8 attention built without
+#      its unread amax outputs (variant no_amax), and the bf16 fast path with and without the graph,
+#      each with a whole-loop profile (its GPU-idle share and which kernels its memsets precede);
+#      power and clocks sampled by nvidia-smi;
 #      the Triton kernels' launch settings; the GPU tests of the graph and the FP8 kernels.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
@@ -53,7 +55,7 @@ status=0
             --format=csv -lms 250 > "$out/fp8_loop_issue24_smi.csv" 2>&1 & smi=$!
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
-    python3 benchmarks/fp8_loop_variants.py graph native_e4m3+qk_2warps graph+qk_2warps --repeats 5 \
+    python3 benchmarks/fp8_loop_variants.py graph native_e4m3+qk_2warps graph+qk_2warps graph+no_amax --repeats 5 \
         --profile-steps 40 2>&1 | tee -a "$out/fp8_loop_issue24.log" || status=1
     [ -n "$smi" ] && kill "$smi"
     python3 benchmarks/fp8_kernel_configs.py --iters 30 2>&1 | tee "$out/fp8_kernel_configs_issue24.log" || status=1

@@ -136,6 +136,8 @@ _HANDLES: dict[int, object] = {}      # device index -> cuDNN handle
 _STREAMS: dict[int, int] = {}         # device index -> the stream its handle was last set to
 AUTOTUNE = False        # True: time every plan the heuristics offer on the first call at a layout, keep the fastest
 TIMING_CALLS = 5        # timed calls per plan (after one untimed)
+AMAX_OUTPUTS = True     # False: leave the amax of S and O (never read here) virtual, so cuDNN need not
+                        # clear and write them (timed by benchmarks/fp8_loop_variants.py's no_amax)
 
 
 def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -148,7 +150,7 @@ def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
 def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> tuple:
     import cudnn
 
-    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)))
+    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)), AMAX_OUTPUTS)
     if layout in _GRAPHS:
         return _GRAPHS[layout]
     device = query.device
@@ -169,9 +171,11 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
         scale_o=tensors["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(query.shape[-1]), name="sdpa_fp8")
     dim, stride = _heads_major(out)
     o.set_output(True).set_dim(dim).set_stride(stride).set_data_type(e4m3)
-    for amax in (amax_s, amax_o):
-        amax.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
-    tensors.update(o=o, amax_s=amax_s, amax_o=amax_o)
+    tensors["o"] = o
+    for name, amax in (("amax_s", amax_s), ("amax_o", amax_o)):
+        amax.set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
+        if AMAX_OUTPUTS:
+            tensors[name] = amax.set_output(True)
     graph.validate()
     graph.build_operation_graph()
     modes = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
@@ -221,7 +225,7 @@ def _fastest_plan(graph, pack: dict, workspace: torch.Tensor, handle, plans: dic
 
 
 def plan_timings() -> dict[tuple, list[tuple[str, float]]]:
-    """Per layout run so far (device, then shape and strides of q, k, v and the output): each
+    """Per layout run so far (device; shape and strides of q, k, v and the output; AMAX_OUTPUTS): each
     candidate plan's name and microseconds per call on its first inputs, and which one runs (``*``)."""
     out = {}
     for layout, entry in _GRAPHS.items():
@@ -243,7 +247,8 @@ def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, sca
         _STREAMS[query.device.index] = stream
     pack = {t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
             t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
-            t["scale_o"]: scale_o, t["o"]: out, t["amax_s"]: scratch["amax_s"], t["amax_o"]: scratch["amax_o"]}
+            t["scale_o"]: scale_o, t["o"]: out}
+    pack.update({t[name]: scratch[name] for name in ("amax_s", "amax_o") if name in t})
     if plans["chosen"] is None:
         plans["chosen"] = _fastest_plan(graph, pack, workspace, handle, plans)
     if plans["chosen"] < 0:
