@@ -44,7 +44,8 @@ steps by kernel kind with the top kernels (``edit_latency.profile_loop``).
 
 ``--profile-steps 40`` profiles a whole loop: its GPU-idle share is then the loop's own, and the
 profile ends with the kernels the GPU waited for longest (idle before them: the host launching them
-late). With ``graph`` the bf16 loop is also timed with the CUDA graph.
+late). With ``graph`` the bf16 loop is also timed with the CUDA graph, and each graph row then times
+one loop that captures its graph afresh (what the first edit of a shape pays beyond compiling).
 
 """
 
@@ -218,6 +219,11 @@ def main() -> None:
                   f"2 steps {warm:.0f} s); final latents vs bf16 fast path: {err:.2e} relative")
             profile_loop(pipe, noise, context, lambda: make_scheduler("unipc", shift), guidance, args.profile_steps,
                          flops)
+            if pipe.cuda_graph:     # what a first edit of a shape pays: the loop that captures the graph
+                pipe.release_graph()
+                first, _ = run_loop(pipe, noise, context, shift, steps, guidance)
+                print(f"loop that captures the CUDA graph (the first edit of a shape, blocks already compiled): "
+                      f"{first:.3f} s, {first - best:+.3f} s over the best loop")
             if args.host_profile:
                 host_profile(lambda: run_loop(pipe, noise, context, shift, steps, guidance))
             if v["autotune"]:
