@@ -119,7 +119,7 @@ def main() -> None:
     if args.autotune:
         print("\ncuDNN's candidate FP8 plans per layout, us per call on the first inputs (* the one kept):")
     for layout, timings in plan_timings().items():
-        shapes = [list(x) for x in layout[1:5]]
+        shapes = [list(layout[i]) for i in range(1, len(layout))]
         print(f"  q, k, v, out shape+strides {shapes}")
         for name, us in timings:
             print(f"    {us:9.1f}  {name}")

@@ -27,9 +27,6 @@ reset, Inductor caches off):
                   the FP8 default since run 6)
     qk_2warps     the same at 2 warps (the default before run 6)
     qk_4warps     the same at 4 warps
-    no_amax       native_e4m3 with cuDNN's FP8 attention built without its amax outputs, which nothing
-                  reads (``fp8_attention.AMAX_OUTPUTS``): may spare the 4 memsets a block that the FP8
-                  loop issues beyond bf16's, if cuDNN accepts the graph
 
 Names joined by ``+`` make one row of their options together (``graph+qk_2warps``: the kept CUDA
 graph with the 2-warp q/k kernel); a later name's settings win.
@@ -40,7 +37,7 @@ latents against the bf16 fast path's (same noise and context), and the GPU time 
 steps by kernel kind with the top kernels (``edit_latency.profile_loop``).
 
     python benchmarks/fp8_loop_variants.py [inductor_ffn base native_e4m3 tuned cdt max_autotune graph
-        qk_1warp qk_2warps qk_4warps no_amax graph+qk_2warps ...] [--repeats 2] [--profile-steps 3] [--host-profile]  # Hopper
+        qk_1warp qk_2warps qk_4warps graph+qk_2warps ...] [--repeats 2] [--profile-steps 3] [--host-profile]  # Hopper
 
 ``--profile-steps 40`` profiles a whole loop: its GPU-idle share is then the loop's own, and the
 profile ends with the kernels the GPU waited for longest (idle before them: the host launching them
@@ -84,7 +81,6 @@ VARIANTS = {
     "qk_1warp": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 1},
     "qk_2warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 2},
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
-    "no_amax": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "amax_outputs": False},
 }
 
 
@@ -198,7 +194,6 @@ def main() -> None:
         fp8_attention.AUTOTUNE = v["autotune"]
         triton_e4m3.NATIVE_CAST = v["native_e4m3"]
         norm_rope.WARPS = v.get("qk_warps")
-        fp8_attention.AMAX_OUTPUTS = v.get("amax_outputs", True)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()
@@ -228,7 +223,7 @@ def main() -> None:
                 host_profile(lambda: run_loop(pipe, noise, context, shift, steps, guidance))
             if v["autotune"]:
                 for layout, timings in fp8_attention.plan_timings().items():
-                    print(f"  cuDNN plans for q, k, v, out {[list(x) for x in layout[1:5]]}:")
+                    print(f"  cuDNN plans for q, k, v, out {[list(x) for x in layout[1:]]}:")
                     for plan, us in timings:
                         print(f"    {us:9.1f} us  {plan}")
     bound = loop_flops / rate / 1e12

@@ -136,8 +136,6 @@ _HANDLES: dict[int, object] = {}      # device index -> cuDNN handle
 _STREAMS: dict[int, int] = {}         # device index -> the stream its handle was last set to
 AUTOTUNE = False        # True: time every plan the heuristics offer on the first call at a layout, keep the fastest
 TIMING_CALLS = 5        # timed calls per plan (after one untimed)
-AMAX_OUTPUTS = True     # False: leave the amax of S and O (never read here) virtual, so cuDNN need not
-                        # clear and write them (timed by benchmarks/fp8_loop_variants.py's no_amax)
 
 
 def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -150,7 +148,7 @@ def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
 def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> tuple:
     import cudnn
 
-    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)), AMAX_OUTPUTS)
+    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)))
     if layout in _GRAPHS:
         return _GRAPHS[layout]
     device = query.device
@@ -165,6 +163,8 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
         tensors[name] = graph.tensor(name=name, dim=dim, stride=stride, data_type=e4m3)
     for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o"):
         tensors[name] = graph.tensor(name=name, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=fp32)
+    # The amax of S and O stay virtual: nothing reads them, and as outputs cuDNN clears each before every
+    # call (two memsets a call: 4 a block, the same output bytes; 2026-12-07 run 7, docs/performance.md).
     o, _, amax_s, amax_o = graph.sdpa_fp8(
         q=tensors["q"], k=tensors["k"], v=tensors["v"], descale_q=tensors["descale_q"], descale_k=tensors["descale_k"],
         descale_v=tensors["descale_v"], descale_s=tensors["descale_s"], scale_s=tensors["scale_s"],
@@ -172,10 +172,8 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
     dim, stride = _heads_major(out)
     o.set_output(True).set_dim(dim).set_stride(stride).set_data_type(e4m3)
     tensors["o"] = o
-    for name, amax in (("amax_s", amax_s), ("amax_o", amax_o)):
+    for amax in (amax_s, amax_o):
         amax.set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
-        if AMAX_OUTPUTS:
-            tensors[name] = amax.set_output(True)
     graph.validate()
     graph.build_operation_graph()
     modes = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
@@ -197,8 +195,7 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
         graph.build_plans()
     sizes = [graph.get_workspace_size_plan_at_index(i) for i, _ in built] or [graph.get_workspace_size()]
     workspace = torch.empty(max(1, *sizes), device=device, dtype=torch.uint8)
-    scratch = {"amax_s": torch.empty(1, device=device), "amax_o": torch.empty(1, device=device),
-               "scale_s": torch.full((1,), P_SCALE, device=device),
+    scratch = {"scale_s": torch.full((1,), P_SCALE, device=device),
                "descale_s": torch.full((1,), 1.0 / P_SCALE, device=device)}
     plans = {"built": built, "chosen": None if len(built) > 1 else (built[0][0] if built else -1), "timings": []}
     _GRAPHS[layout] = (graph, tensors, workspace, scratch, handle, plans)
@@ -225,7 +222,7 @@ def _fastest_plan(graph, pack: dict, workspace: torch.Tensor, handle, plans: dic
 
 
 def plan_timings() -> dict[tuple, list[tuple[str, float]]]:
-    """Per layout run so far (device; shape and strides of q, k, v and the output; AMAX_OUTPUTS): each
+    """Per layout run so far (device, then shape and strides of q, k, v and the output): each
     candidate plan's name and microseconds per call on its first inputs, and which one runs (``*``)."""
     out = {}
     for layout, entry in _GRAPHS.items():
@@ -248,7 +245,6 @@ def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, sca
     pack = {t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
             t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
             t["scale_o"]: scale_o, t["o"]: out}
-    pack.update({t[name]: scratch[name] for name in ("amax_s", "amax_o") if name in t})
     if plans["chosen"] is None:
         plans["chosen"] = _fastest_plan(graph, pack, workspace, handle, plans)
     if plans["chosen"] < 0:
