@@ -76,7 +76,8 @@ xs = x[..., : 2 * H * D]
 for warps in (1, 2, 4, 8):
     out = torch.empty(2, B, L, H, D, device=dev, dtype=dt)
     def go():
-        nr._norm_rope_kernel[(B * L,)](xs, w0, w1, cos, sin, out, B, L, xs.stride(0), xs.stride(1), 1e-6,
-                                       GROUPS=2, H=H, H_POW2=16, HEAD_DIM=D, ROPE=True, num_warps=warps)
+        nr._norm_rope_kernel[(B * L,)](xs, w0, w1, cos, sin, w0, out, B, L, L, xs.stride(0), xs.stride(1), 1e-6,
+                                       GROUPS=2, H=H, H_POW2=16, HEAD_DIM=D, ROPE=True, FP8=False, NATIVE=False,
+                                       num_warps=warps)
     t = timeit(go, 200)
     print(f"norm_rope q+k warps={warps}: {t*1e6:.1f} us, {(2*B*L*2*H*D*2)/t/1e9:.0f} GB/s", flush=True)

@@ -119,7 +119,7 @@ def main() -> None:
     if args.autotune:
         print("\ncuDNN's candidate FP8 plans per layout, us per call on the first inputs (* the one kept):")
     for layout, timings in plan_timings().items():
-        shapes = [list(layout[i]) for i in range(1, len(layout))]
+        shapes = [list(x) if isinstance(x, tuple) else x for x in layout[1:]]
         print(f"  q, k, v, out shape+strides {shapes}")
         for name, us in timings:
             print(f"    {us:9.1f}  {name}")

@@ -5,7 +5,14 @@ Kernels (e4m3 written with the encoding ``triton_e4m3.NATIVE_CAST`` picks):
 - ``gelu``: ``fp8_ffn._gelu_quantize_kernel`` on the feed-forward's hidden rows, [2 * 4400, 8960] bf16,
   one program per row: the row split the op uses (8192 + 1024 lanes) and one padded 16384-lane block;
 - ``qk``: ``norm_rope._norm_rope_kernel`` on self-attention's fused projection, q and k of
-  [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token.
+  [2, 4400, 3 * 1536] bf16, 12 heads of 128, RoPE, written in e4m3: one program per token;
+- ``norm1``, ``norm2``, ``norm3``: the block's three LayerNorms with their row quantization
+  (``norm_quantize_kernel.py``, an experiment, one program per token row of 1536, [2, 4400, 1536] bf16): norm1
+  modulated; norm2 after the gated self-attention residual, affine; norm3 after the cross-attention
+  residual, modulated. Each first as Inductor compiles the PyTorch reference (with the blocks' wide-row
+  heuristic, ``compiled_blocks.wide_row_reductions``: what the FP8 loop ran before this kernel), then
+  the kernel at each warp count, with its bytes against the compiled reference's. These short kernels
+  are timed as CUDA-graph replays of 20 calls (in the loop they run from a graph as well).
 
 Each row is a number of warps per program; microseconds a call (median of CUDA-event timings of
 calls queued back to back, so that the host's launch hides behind the previous call, as in the loop),
@@ -29,12 +36,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8_linear import timed  # noqa: E402
 
+from norm_quantize_kernel import norm_quantize, norm_quantize_reference  # noqa: E402
+import norm_quantize_kernel  # noqa: E402
+
 from revise.models import fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
+from revise.models.compiled_blocks import wide_row_reductions  # noqa: E402
 
 
 def time_us(fn, iters: int) -> float:
     """Median microseconds of ``fn()`` on the GPU, calls queued back to back (``fp8_linear.timed``)."""
     return timed(fn, torch.device("cuda"), iters) * 1e6
+
+
+def graph_time_us(fn, iters: int, calls: int = 20) -> float:
+    """Microseconds of one ``fn()`` replayed from a CUDA graph of ``calls`` calls (median of ``iters``
+    replays): for kernels shorter than their host-side launch, which back-to-back calls would time."""
+    fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return time_us(graph.replay, iters) / calls
 
 
 def copy_rate(iters: int) -> float:
@@ -88,10 +111,43 @@ def main() -> None:
     for warps in (1, 2, 4, 8, 16):
         def qk(warps=warps):
             norm_rope._norm_rope_kernel[(batch * length,)](
-                qkv, w0, w1, cos, sin, scales, out, batch, length, qkv.stride(0), qkv.stride(1), 1e-6,
+                qkv, w0, w1, cos, sin, scales, out, batch, length, length, qkv.stride(0), qkv.stride(1), 1e-6,
                 GROUPS=2, H=heads, H_POW2=h_pow2, HEAD_DIM=head_dim, ROPE=True, FP8=True, NATIVE=native,
                 num_warps=warps)
         row("qk", f"one token a program, {warps} warps", time_us(qk, args.iters), nbytes)
+    norm_configs(args.iters, row)
+
+
+def norm_configs(iters: int, row) -> None:
+    """The block's three norms with their row quantization: Inductor's fusion, then the kernel by warps."""
+    batch, length, d = 2, 4400, 1536
+    x = torch.randn(batch, length, d, device="cuda").mul(4).bfloat16()
+    residual = torch.randn(batch, length, d, device="cuda").bfloat16()
+    mod = torch.randn(batch, 6, d, device="cuda") * 0.3
+    shift, scale, gate = mod[:, 0:1], mod[:, 1:2], mod[:, 2:3]
+    weight, bias = torch.rand(d, device="cuda") + 0.5, torch.randn(d, device="cuda") * 0.1
+    cases = {"norm1": {"scale": scale, "shift": shift},
+             "norm2": {"residual": residual, "gate": gate, "weight": weight, "bias": bias},
+             "norm3": {"residual": residual, "scale": scale, "shift": shift}}
+    compiled = torch.compile(norm_quantize_reference, fullgraph=True, dynamic=False)
+    for name, kw in cases.items():
+        nbytes = x.numel() * (2 if "residual" not in kw else 6) + x.numel() + batch * length * 4
+
+        def inductor(kw=kw):
+            with wide_row_reductions():
+                return compiled(x, 1e-6, **kw)
+
+        want = inductor()
+        row(name, "Inductor's fusion of the reference", graph_time_us(inductor, iters), nbytes)
+        for warps in (1, 2, 4, 8):
+            norm_quantize_kernel.WARPS = warps
+            got = norm_quantize(x, 1e-6, **kw)
+            steps = (got[1].view(torch.uint8).int() - want[1].view(torch.uint8).int()).abs()
+            same = (torch.equal(got[0], want[0]) and steps.max().item() <= 1)
+            row(name, f"kernel, {warps} warps ({'same' if same else 'DIFFERENT'} output, "
+                      f"{(steps > 0).float().mean().item():.1e} of the e4m3 bytes one step off)",
+                graph_time_us(lambda kw=kw: norm_quantize(x, 1e-6, **kw), iters), nbytes)
+        norm_quantize_kernel.WARPS = None
 
 
 if __name__ == "__main__":

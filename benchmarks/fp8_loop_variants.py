@@ -27,6 +27,11 @@ reset, Inductor caches off):
                   the FP8 default since run 6)
     qk_2warps     the same at 2 warps (the default before run 6)
     qk_4warps     the same at 4 warps
+    no_pad        native_e4m3 with self-attention's q, k, v at the real length, 4400 (every other row pads
+                  them to 4480 and masks the rest: ``attention_ops.PAD_MULTIPLE``, the default since
+                  2026-12-08)
+    autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
+                  layout, the fastest kept (``graph+autotune``)
 
 Names joined by ``+`` make one row of their options together (``graph+qk_2warps``: the kept CUDA
 graph with the 2-warp q/k kernel); a later name's settings win.
@@ -65,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, rel_error, sync  # noqa: E402
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
-from revise.models import fp8_attention, fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
+from revise.models import attention_ops, fp8_attention, fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
@@ -81,6 +86,8 @@ VARIANTS = {
     "qk_1warp": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 1},
     "qk_2warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 2},
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
+    "no_pad": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "pad": 0},
+    "autotune": {"autotune": True},
 }
 
 
@@ -190,10 +197,11 @@ def main() -> None:
     kernel_applies = fp8_ffn.kernel_applies
     for name in args.variants:
         v = variant(name)
-        fp8_ffn.kernel_applies = kernel_applies if v["ffn_kernel"] else (lambda x: False)
-        fp8_attention.AUTOTUNE = v["autotune"]
-        triton_e4m3.NATIVE_CAST = v["native_e4m3"]
+        fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
+        fp8_attention.AUTOTUNE = v.get("autotune", False)
+        triton_e4m3.NATIVE_CAST = v.get("native_e4m3", True)
         norm_rope.WARPS = v.get("qk_warps")
+        attention_ops.PAD_MULTIPLE = v.get("pad", 128)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()
@@ -221,9 +229,10 @@ def main() -> None:
                       f"{first:.3f} s, {first - best:+.3f} s over the best loop")
             if args.host_profile:
                 host_profile(lambda: run_loop(pipe, noise, context, shift, steps, guidance))
-            if v["autotune"]:
+            if v.get("autotune", False):
                 for layout, timings in fp8_attention.plan_timings().items():
-                    print(f"  cuDNN plans for q, k, v, out {[list(x) for x in layout[1:]]}:")
+                    print(f"  cuDNN plans for q, k, v, out, real lengths "
+                          f"{[list(x) if isinstance(x, tuple) else x for x in layout[1:]]}:")
                     for plan, us in timings:
                         print(f"    {us:9.1f} us  {plan}")
     bound = loop_flops / rate / 1e12

@@ -13,14 +13,15 @@
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
 #      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
 #      fast path (benchmarks/fp8_loop_variants.py).
-#   4. (loop, about 7 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
-#      kernel, cuDNN's attention without amax outputs: variant graph) with PyTorch's cuBLASLt workspace
-#      and without one (CUBLASLT_WORKSPACE_SIZE=0: the statically scheduled kernels, which need no
-#      memset before each call), alternated in four processes, since PyTorch reads that setting once a
-#      process; each beside the bf16 fast path with and without the graph, the first two with a
-#      whole-loop profile (GPU-idle share, which kernels the memsets precede), each with the cost of
-#      capturing the graph; power and clocks sampled by nvidia-smi; the Triton kernels' launch
-#      settings; the GPU tests of the graph and the FP8 kernels.
+#   4. (loop, about 8 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
+#      kernel, self-attention padded to whole tiles: variant graph) against the same unpadded
+#      (graph+no_pad) and with every cuDNN plan timed (graph+autotune), each beside the bf16 fast path with and without the graph, profiled over whole
+#      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
+#      graph; power and clocks sampled by nvidia-smi; the GPU tests of the graph, the FP8 kernels and
+#      the padding; then the defaults without cuBLASLt's workspace (CUBLASLT_WORKSPACE_SIZE=0: the
+#      statically scheduled kernels, no memset before each call) and with it, alternated in three more
+#      processes, since PyTorch reads that setting once a process. Run 7's part 4 was the workspace A/B
+#      alone; the kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
 #   bash benchmarks/issue24.sh [all|edit|train|fp8|loop]     # one part alone (default: all = edit and train)
@@ -56,16 +57,18 @@ status=0
             --format=csv -lms 250 > "$out/fp8_loop_issue24_smi.csv" 2>&1 & smi=$!
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
+    # the padding A/B, profiled over whole loops
+    python3 benchmarks/fp8_loop_variants.py graph graph+no_pad graph+autotune --repeats 3 --profile-steps 40 2>&1 \
+        | tee -a "$out/fp8_loop_issue24.log" || status=1
+    python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
+        tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1
     i=0
-    for ws in default 0 default 0; do     # one process each: PyTorch reads CUBLASLT_WORKSPACE_SIZE once
-        i=$((i + 1)); steps=3; [ $i -le 2 ] && steps=40
-        echo "=== CUBLASLT_WORKSPACE_SIZE=$ws ($(date -u +%H:%M:%S) UTC)" | tee -a "$out/fp8_loop_issue24.log"
+    for ws in 0 default 0; do     # one process each: PyTorch reads CUBLASLT_WORKSPACE_SIZE once
+        i=$((i + 1))
+        echo "=== CUBLASLT_WORKSPACE_SIZE=$ws ($(date -u +%H:%M:%S) UTC)" | tee -a "$out/fp8_loop_issue24_workspace.log"
         ( if [ "$ws" = default ]; then unset CUBLASLT_WORKSPACE_SIZE; else export CUBLASLT_WORKSPACE_SIZE=$ws; fi
-          python3 benchmarks/fp8_loop_variants.py graph --repeats 3 --profile-steps $steps ) 2>&1 \
-            | tee -a "$out/fp8_loop_issue24.log" || status=1
+          python3 benchmarks/fp8_loop_variants.py graph --repeats 3 --profile-steps 3 ) 2>&1 \
+            | tee -a "$out/fp8_loop_issue24_workspace.log" || status=1
     done
-    [ -n "$smi" ] && kill "$smi"
-    python3 benchmarks/fp8_kernel_configs.py --iters 30 2>&1 | tee "$out/fp8_kernel_configs_issue24.log" || status=1
-    python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py 2>&1 \
-        | tee "$out/fp8_gpu_tests_issue24.log" || status=1; }
+    [ -n "$smi" ] && kill "$smi"; }
 exit $status

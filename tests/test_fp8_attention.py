@@ -75,6 +75,26 @@ def test_fp8_attention_is_attention_of_the_dequantized_inputs_scaled_into_e4m3()
         fp8_attention(q, k8, v8, dq, dk, dv, 1 / dv)
 
 
+def test_padded_inputs_give_the_unpadded_rows():
+    """Queries and keys padded past their real length (FP8 self-attention stores them at whole tiles of
+    128): the real rows' output is the unpadded call's, whatever the padding holds (cuDNN's padding
+    mask on CUDA; the reference slices)."""
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() and fp8_attention_supported("cuda")[0] else "cpu"
+    q, k, v = (torch.randn(2, 40, 3, 16, device=device) for _ in range(3))
+    (q8, dq), (k8, dk), (v8, dv) = (quantize_tensor(t) for t in (q, k, v))
+    want = fp8_attention(q8, k8, v8, dq, dk, dv, 1 / dv)
+    padded = [torch.cat([t, quantize_tensor(torch.randn(2, 24, 3, 16, device=device) * 0.5)[0]], dim=1)
+              for t in (q8, k8, v8)]
+    got = fp8_attention(*padded, dq, dk, dv, 1 / dv, valid_q=40, valid_kv=40)
+    assert got.shape == (2, 64, 3, 16)
+    assert torch.equal(got[:, :40].view(torch.uint8), want.view(torch.uint8))
+    assert torch.equal(fp8_attention(q8, k8, v8, dq, dk, dv, 1 / dv, valid_q=40, valid_kv=40).view(torch.uint8),
+                       want.view(torch.uint8))                    # lengths equal to the shapes: no padding
+    with pytest.raises(ValueError, match="valid_q"):
+        fp8_attention(q8, k8, v8, dq, dk, dv, 1 / dv, valid_q=41)
+
+
 def test_static_scales_bound_the_prepared_q_and_k():
     """sqrt(width) * max|weight| bounds every RMS-normed, RoPE'd element, even a row with one spike."""
     torch.manual_seed(0)
@@ -133,13 +153,17 @@ def test_pipeline_fp8_attention_needs_the_fast_path_then_edits_close_to_bf16_att
     calls = []
     import revise.models.attention_ops as ops
     real = ops.fp8_attention
-    ops.fp8_attention = lambda *a: calls.append(a[0].shape) or real(*a)
+    ops.fp8_attention = lambda *a, **kw: calls.append((a[0].shape, a[1].shape, kw)) or real(*a, **kw)
     try:
         got = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     finally:
         ops.fp8_attention = real
     # self- and cross-attention, per block and step, both guidance branches in one batch
-    assert len(calls) == 2 * len(blocks) * KW["num_inference_steps"] and all(c[0] == 2 for c in calls)
+    assert len(calls) == 2 * len(blocks) * KW["num_inference_steps"] and all(q[0] == 2 for q, _, _ in calls)
+    # self-attention's q, k, v padded to whole tiles of 128 tokens, the real ones masked; cross-attention as is
+    padded = [(q, kw) for q, k, kw in calls if kw.get("valid_q")]
+    assert len(padded) == len(calls) // 2
+    assert all(q[1] == 128 and 0 < kw["valid_q"] == kw["valid_kv"] < 128 for q, kw in padded)
     assert 0 < rel(got, linears_only) and rel(got, want) < 0.15
     assert all(b.attn2.processor.kv_fp8 is None for b in blocks)       # the cached e4m3 K/V dropped after the edit
 

@@ -90,6 +90,15 @@ KERNEL_CHECK = textwrap.dedent("""
                             assert g.dtype == torch.float8_e4m3fn and g.shape == w.shape and g.is_contiguous()
                             torch.testing.assert_close(g.float() / s, w.float(), rtol=0.07,
                                                        atol=2 ** -9 / s.item())
+                    # padded to more rows (FP8 self-attention, attention_ops.padded_length): the same rows,
+                    # then zeros
+                    length = x.shape[1]
+                    for got in (nr.norm_rope(x, ws, 1e-6, 3, *tables, out_scales=scales, pad_to=length + 5),
+                                nr.norm_rope_reference(x, ws, 1e-6, 3, *tables, out_scales=scales, pad_to=length + 5)):
+                        for g, w in zip(got, fp8[0]):
+                            assert g.shape == (w.shape[0], length + 5, *w.shape[2:]) and g.is_contiguous()
+                            assert torch.equal(g[:, :length].view(torch.uint8), w.view(torch.uint8))
+                            assert not g[:, length:].view(torch.uint8).any()
     print("kernel ok")
 """)
 

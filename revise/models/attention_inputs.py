@@ -20,9 +20,10 @@ cross-attention (``context_kv.py``) prepares its query the same way.
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .attention_ops import attend, attend_fp8, has_rms_norms, prepare, static_fp8_scales
+from .attention_ops import attend, attend_fp8, has_rms_norms, padded_length, prepare, static_fp8_scales
 from .context_kv import ContextKVProcessor
 from .fp8 import Fp8Linear
 from .fp8_attention import quantize_tensor
@@ -35,13 +36,19 @@ class PreparedSelfAttnProcessor(WanAttnProcessor):
         if (encoder_hidden_states is not None or attention_mask is not None or attn.add_k_proj is not None
                 or self._parallel_config is not None or not has_rms_norms(attn)):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
-        if self.fp8:                            # q, k in e4m3 at static scales; v at its own, found per call
+        if self.fp8:        # q, k in e4m3 at static scales; v at its own, found per call; all padded to whole tiles
             qkv = attn.to_qkv(hidden_states)
             s = attn.fp8_scales
+            length = qkv.shape[1]
+            padded = padded_length(length)
             query, key = prepare(qkv[..., :2 * attn.inner_dim], (attn.norm_q, attn.norm_k), attn.heads, rotary_emb,
-                                 out_scales=s[0:2])
-            value, descale_v = quantize_tensor(qkv[..., 2 * attn.inner_dim:])
-            return attend_fp8(attn, query, key, value.unflatten(2, (attn.heads, -1)), s[2:3], s[3:4], descale_v)
+                                 out_scales=s[0:2], pad_to=padded)
+            value = qkv[..., 2 * attn.inner_dim:]
+            if padded > length:
+                value = F.pad(value, (0, 0, 0, padded - length))
+            value, descale_v = quantize_tensor(value)
+            return attend_fp8(attn, query, key, value.unflatten(2, (attn.heads, -1)), s[2:3], s[3:4], descale_v,
+                              length=length)
         if getattr(attn, "fused_projections", False):      # q and k side by side: one launch for both
             qkv = attn.to_qkv(hidden_states)
             query, key = prepare(qkv[..., :2 * attn.inner_dim], (attn.norm_q, attn.norm_k), attn.heads, rotary_emb)

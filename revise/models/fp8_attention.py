@@ -17,6 +17,12 @@ this module runs it on PyTorch tensors:
 - It is a ``torch.library.custom_op``, so compiled blocks keep one graph around it. Off CUDA it runs
   :func:`fp8_attention_reference` (dequantize, attention in float32, quantize), which the tests use.
 
+Inputs padded past their real length (``valid_q``, ``valid_kv``: rows from there on are ignored, the
+output's are left unset) run with cuDNN's padding mask. At the released self-attention length, 4400 (not
+a multiple of the kernel's tiles), 4400 real rows in buffers of 4480 took 298.5 us a call against 328.1
+unpadded, with the same output bytes; padding the cross-attention's queries (its 2560 keys are whole
+tiles) was slower, 174.6 against 166.0 us (`benchmarks/fp8_attention_lengths.py`, H100, 2026-12-08).
+
 Each call builds nothing after the first at a given shape and stride: cuDNN's plans are built once
 per layout and kept (:data:`_GRAPHS`). The plan is the one cuDNN's heuristics rank first, which in
 the denoising loop on an H100 ran at 755-764 TFLOP/s (`docs/performance.md`). With :data:`AUTOTUNE`
@@ -122,10 +128,14 @@ def _scale_to_e4m3(x: torch.Tensor, descale: torch.Tensor) -> torch.Tensor:
 
 
 def fp8_attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
-                            descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
-    """What :func:`fp8_attention` computes, in float32 PyTorch (P is not rounded to e4m3 here)."""
-    q, k, v = (t.float() * s.float() for t, s in ((query, descale_q), (key, descale_k), (value, descale_v)))
+                            descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor,
+                            valid_q: int = 0, valid_kv: int = 0) -> torch.Tensor:
+    """What :func:`fp8_attention` computes, in float32 PyTorch (P is not rounded to e4m3 here); output
+    rows from ``valid_q`` on are zeros."""
+    lq, lk = valid_q or query.shape[1], valid_kv or key.shape[1]
+    q, k, v = (t[:, :n].float() * s.float() for t, s, n in ((query, descale_q, lq), (key, descale_k, lk), (value, descale_v, lk)))
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    out = F.pad(out, (0, 0, 0, 0, 0, query.shape[1] - lq))
     return to_e4m3(out, scale_o).contiguous()
 
 
@@ -145,10 +155,12 @@ def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
     return [b, h, length, d], [sb, sh, sl, sd]
 
 
-def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> tuple:
+def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor, valid_q: int = 0,
+           valid_kv: int = 0) -> tuple:
     import cudnn
 
-    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)))
+    padded = bool(valid_q or valid_kv)
+    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)), valid_q, valid_kv)
     if layout in _GRAPHS:
         return _GRAPHS[layout]
     device = query.device
@@ -163,12 +175,20 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
         tensors[name] = graph.tensor(name=name, dim=dim, stride=stride, data_type=e4m3)
     for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o"):
         tensors[name] = graph.tensor(name=name, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=fp32)
+    mask = {}
+    if padded:                    # the real lengths, one per batch row
+        batch = query.shape[0]
+        for name in ("seq_len_q", "seq_len_kv"):
+            tensors[name] = graph.tensor(name=name, dim=[batch, 1, 1, 1], stride=[1, 1, 1, 1],
+                                         data_type=cudnn.data_type.INT32)
+        mask = {"use_padding_mask": True, "seq_len_q": tensors["seq_len_q"], "seq_len_kv": tensors["seq_len_kv"]}
     # The amax of S and O stay virtual: nothing reads them, and as outputs cuDNN clears each before every
     # call (two memsets a call: 4 a block, the same output bytes; 2026-12-07 run 7, docs/performance.md).
     o, _, amax_s, amax_o = graph.sdpa_fp8(
         q=tensors["q"], k=tensors["k"], v=tensors["v"], descale_q=tensors["descale_q"], descale_k=tensors["descale_k"],
         descale_v=tensors["descale_v"], descale_s=tensors["descale_s"], scale_s=tensors["scale_s"],
-        scale_o=tensors["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(query.shape[-1]), name="sdpa_fp8")
+        scale_o=tensors["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(query.shape[-1]), name="sdpa_fp8",
+        **mask)
     dim, stride = _heads_major(out)
     o.set_output(True).set_dim(dim).set_stride(stride).set_data_type(e4m3)
     tensors["o"] = o
@@ -197,6 +217,9 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
     workspace = torch.empty(max(1, *sizes), device=device, dtype=torch.uint8)
     scratch = {"scale_s": torch.full((1,), P_SCALE, device=device),
                "descale_s": torch.full((1,), 1.0 / P_SCALE, device=device)}
+    if padded:
+        for name, n in (("seq_len_q", valid_q or query.shape[1]), ("seq_len_kv", valid_kv or key.shape[1])):
+            scratch[name] = torch.full((query.shape[0], 1, 1, 1), n, device=device, dtype=torch.int32)
     plans = {"built": built, "chosen": None if len(built) > 1 else (built[0][0] if built else -1), "timings": []}
     _GRAPHS[layout] = (graph, tensors, workspace, scratch, handle, plans)
     return _GRAPHS[layout]
@@ -222,7 +245,8 @@ def _fastest_plan(graph, pack: dict, workspace: torch.Tensor, handle, plans: dic
 
 
 def plan_timings() -> dict[tuple, list[tuple[str, float]]]:
-    """Per layout run so far (device, then shape and strides of q, k, v and the output): each
+    """Per layout run so far (device; shape and strides of q, k, v and the output; the real query and
+    key lengths, 0 where not padded): each
     candidate plan's name and microseconds per call on its first inputs, and which one runs (``*``)."""
     out = {}
     for layout, entry in _GRAPHS.items():
@@ -233,11 +257,11 @@ def plan_timings() -> dict[tuple, list[tuple[str, float]]]:
     return out
 
 
-def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o) -> torch.Tensor:
+def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o, valid_q=0, valid_kv=0):
     import cudnn
 
     out = torch.empty(*query.shape[:3], value.shape[-1], device=query.device, dtype=E4M3)
-    graph, t, workspace, scratch, handle, plans = _graph(query, key, value, out)
+    graph, t, workspace, scratch, handle, plans = _graph(query, key, value, out, valid_q, valid_kv)
     stream = torch.cuda.current_stream(query.device).cuda_stream
     if _STREAMS.get(query.device.index) != stream:      # set only on a change: each call costs the host
         cudnn.set_stream(handle=handle, stream=stream)    # microseconds, 60 calls a step
@@ -245,6 +269,8 @@ def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, sca
     pack = {t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
             t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
             t["scale_o"]: scale_o, t["o"]: out}
+    if "seq_len_q" in t:
+        pack.update({t["seq_len_q"]: scratch["seq_len_q"], t["seq_len_kv"]: scratch["seq_len_kv"]})
     if plans["chosen"] is None:
         plans["chosen"] = _fastest_plan(graph, pack, workspace, handle, plans)
     if plans["chosen"] < 0:
@@ -256,24 +282,33 @@ def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, sca
 
 @torch.library.custom_op("revise::fp8_attention", mutates_args=())
 def _fp8_attention_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
-                      descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
+                      descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor, valid_q: int,
+                      valid_kv: int) -> torch.Tensor:
     if query.is_cuda:
-        return _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o)
-    return fp8_attention_reference(query, key, value, descale_q, descale_k, descale_v, scale_o)
+        return _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o, valid_q, valid_kv)
+    return fp8_attention_reference(query, key, value, descale_q, descale_k, descale_v, scale_o, valid_q, valid_kv)
 
 
 @_fp8_attention_op.register_fake
-def _(query, key, value, descale_q, descale_k, descale_v, scale_o):
+def _(query, key, value, descale_q, descale_k, descale_v, scale_o, valid_q, valid_kv):
     return query.new_empty(*query.shape[:3], value.shape[-1], dtype=E4M3)
 
 
 def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, descale_q: torch.Tensor,
-                  descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
+                  descale_k: torch.Tensor, descale_v: torch.Tensor, scale_o: torch.Tensor, valid_q: int = 0,
+                  valid_kv: int = 0) -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim)) v of e4m3 ``query`` [B, Lq, heads, head_dim], ``key`` and ``value``
     [B, Lk, heads, head_dim], each real value being the e4m3 value times its float32 descale (one
-    element each); returns that times ``scale_o`` in e4m3, [B, Lq, heads, head_dim] contiguous."""
+    element each); returns that times ``scale_o`` in e4m3, [B, Lq, heads, head_dim] contiguous.
+    ``valid_q``/``valid_kv`` (0: all): only the first that many queries/keys are real (padding mask);
+    the output rows past ``valid_q`` are then unset on CUDA (zeros on the CPU)."""
+    for name, n, t in (("valid_q", valid_q, query), ("valid_kv", valid_kv, key)):
+        if not 0 <= n <= t.shape[1]:
+            raise ValueError(f"fp8_attention: {name} must be in 0..{t.shape[1]}, got {n}")
     for name, t in (("query", query), ("key", key), ("value", value)):
         if t.dtype != E4M3 or t.dim() != 4 or t.stride(-1) != 1:
             raise ValueError(f"fp8_attention: {name} must be e4m3 [B, L, heads, head_dim] with a dense last "
                              f"dimension, got {t.dtype} {list(t.shape)} strides {t.stride()}")
-    return _fp8_attention_op(query, key, value, descale_q, descale_k, descale_v, scale_o)
+    if valid_q in (0, query.shape[1]) and valid_kv in (0, key.shape[1]):       # nothing padded
+        valid_q = valid_kv = 0
+    return _fp8_attention_op(query, key, value, descale_q, descale_k, descale_v, scale_o, int(valid_q), int(valid_kv))
