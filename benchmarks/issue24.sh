@@ -19,7 +19,7 @@
 #      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
 #      graph; power and clocks sampled by nvidia-smi; the GPU tests of the graph, the FP8 kernels and
 #      the padding; then the defaults without cuBLASLt's workspace (CUBLASLT_WORKSPACE_SIZE=0: the
-#      statically scheduled kernels, no memset before each call) and with it, alternated in three more
+#      statically scheduled kernels, no memset before each call) and with it, in two more
 #      processes, since PyTorch reads that setting once a process. Run 7's part 4 was the workspace A/B
 #      alone; the kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
@@ -63,7 +63,7 @@ status=0
     python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
         tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1
     i=0
-    for ws in 0 default 0; do     # one process each: PyTorch reads CUBLASLT_WORKSPACE_SIZE once
+    for ws in 0 default; do     # one process each: PyTorch reads CUBLASLT_WORKSPACE_SIZE once
         i=$((i + 1))
         echo "=== CUBLASLT_WORKSPACE_SIZE=$ws ($(date -u +%H:%M:%S) UTC)" | tee -a "$out/fp8_loop_issue24_workspace.log"
         ( if [ "$ws" = default ]; then unset CUBLASLT_WORKSPACE_SIZE; else export CUBLASLT_WORKSPACE_SIZE=$ws; fi
