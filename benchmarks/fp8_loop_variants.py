@@ -27,9 +27,9 @@ reset, Inductor caches off):
                   the FP8 default since run 6)
     qk_2warps     the same at 2 warps (the default before run 6)
     qk_4warps     the same at 4 warps
-    no_pad        native_e4m3 with self-attention's q, k, v at the real length, 4400 (every other row pads
-                  them to 4480 and masks the rest: ``attention_ops.PAD_MULTIPLE``, the default since
-                  2026-12-08)
+    pad           (to join to another) self-attention's q, k, v stored at 4480 tokens, the 4400 real ones
+                  masked (``attention_ops.PAD_MULTIPLE = 128``; every other row keeps the package's
+                  setting, off until this row has been measured): ``graph+pad``
     autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
                   layout, the fastest kept (``graph+autotune``)
 
@@ -86,7 +86,7 @@ VARIANTS = {
     "qk_1warp": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 1},
     "qk_2warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 2},
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
-    "no_pad": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "pad": 0},
+    "pad": {"pad": 128},
     "autotune": {"autotune": True},
 }
 
@@ -195,13 +195,14 @@ def main() -> None:
         pipe.cuda_graph = False
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
+    pad_default = attention_ops.PAD_MULTIPLE
     for name in args.variants:
         v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
         fp8_attention.AUTOTUNE = v.get("autotune", False)
         triton_e4m3.NATIVE_CAST = v.get("native_e4m3", True)
         norm_rope.WARPS = v.get("qk_warps")
-        attention_ops.PAD_MULTIPLE = v.get("pad", 128)
+        attention_ops.PAD_MULTIPLE = v.get("pad", pad_default)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()
