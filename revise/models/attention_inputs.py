@@ -36,7 +36,7 @@ class PreparedSelfAttnProcessor(WanAttnProcessor):
         if (encoder_hidden_states is not None or attention_mask is not None or attn.add_k_proj is not None
                 or self._parallel_config is not None or not has_rms_norms(attn)):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
-        if self.fp8:        # q, k in e4m3 at static scales; v at its own, found per call; all padded to whole tiles
+        if self.fp8:    # q, k in e4m3 at static scales; v at its own, found per call; padded as PAD_MULTIPLE says
             qkv = attn.to_qkv(hidden_states)
             s = attn.fp8_scales
             length = qkv.shape[1]
