@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8_linear import timed  # noqa: E402
 
-from norm_quantize_kernel import norm_quantize, norm_quantize_reference  # noqa: E402
 import norm_quantize_kernel  # noqa: E402
 
 from revise.models import fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
@@ -129,7 +128,7 @@ def norm_configs(iters: int, row) -> None:
     cases = {"norm1": {"scale": scale, "shift": shift},
              "norm2": {"residual": residual, "gate": gate, "weight": weight, "bias": bias},
              "norm3": {"residual": residual, "scale": scale, "shift": shift}}
-    compiled = torch.compile(norm_quantize_reference, fullgraph=True, dynamic=False)
+    compiled = torch.compile(norm_quantize_kernel.norm_quantize_reference, fullgraph=True, dynamic=False)
     for name, kw in cases.items():
         nbytes = x.numel() * (2 if "residual" not in kw else 6) + x.numel() + batch * length * 4
 
@@ -141,12 +140,12 @@ def norm_configs(iters: int, row) -> None:
         row(name, "Inductor's fusion of the reference", graph_time_us(inductor, iters), nbytes)
         for warps in (1, 2, 4, 8):
             norm_quantize_kernel.WARPS = warps
-            got = norm_quantize(x, 1e-6, **kw)
+            got = norm_quantize_kernel.norm_quantize(x, 1e-6, **kw)
             steps = (got[1].view(torch.uint8).int() - want[1].view(torch.uint8).int()).abs()
             same = (torch.equal(got[0], want[0]) and steps.max().item() <= 1)
             row(name, f"kernel, {warps} warps ({'same' if same else 'DIFFERENT'} output, "
                       f"{(steps > 0).float().mean().item():.1e} of the e4m3 bytes one step off)",
-                graph_time_us(lambda kw=kw: norm_quantize(x, 1e-6, **kw), iters), nbytes)
+                graph_time_us(lambda kw=kw: norm_quantize_kernel.norm_quantize(x, 1e-6, **kw), iters), nbytes)
         norm_quantize_kernel.WARPS = None
 
 

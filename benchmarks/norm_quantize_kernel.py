@@ -24,11 +24,11 @@ not worth replacing the blocks' compiled forward for, so revise keeps Inductor's
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 import sys
 from pathlib import Path
+
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,7 +41,7 @@ DEFAULT_WARPS = 2
 try:
     import triton
     import triton.language as tl
-except ImportError:        # CPU-only installs: the PyTorch path
+except ImportError:        # no Triton: the PyTorch reference only
     triton = None
 else:
     from revise.models.triton_e4m3 import e4m3_store_bits, native_cast
@@ -68,8 +68,8 @@ if triton is not None:
     @triton.jit
     def _round(y, DTYPE: tl.constexpr):
         """float32 ``y`` rounded to the nearest ``DTYPE`` value (ties to even), as float32. bf16 by
-        integer arithmetic on the bits, which Triton's interpreter (the CPU tests) would otherwise
-        truncate; float32 as it is; other types by Triton's cast."""
+        integer arithmetic on the bits, which Triton's interpreter would otherwise truncate; float32 as it
+        is; other types by Triton's cast."""
         if DTYPE == tl.bfloat16:
             bits = y.to(tl.int32, bitcast=True)
             bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
