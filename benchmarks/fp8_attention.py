@@ -33,7 +33,7 @@ from fp8_linear import timed  # noqa: E402
 
 from revise.models import fp8_attention as fp8_module  # noqa: E402
 from revise.models.fp8 import E4M3, E4M3_MAX  # noqa: E402
-from revise.models.fp8_attention import (fp8_attention, fp8_attention_supported, plan_timings,  # noqa: E402
+from revise.models.fp8_attention import (fp8_attention, fp8_attention_supported, layout_fields, plan_timings,  # noqa: E402
                                          quantize_tensor)
 
 
@@ -119,7 +119,7 @@ def main() -> None:
     if args.autotune:
         print("\ncuDNN's candidate FP8 plans per layout, us per call on the first inputs (* the one kept):")
     for layout, timings in plan_timings().items():
-        shapes = [list(x) if isinstance(x, tuple) else x for x in layout[1:]]
+        shapes = layout_fields(layout)
         print(f"  q, k, v, out shape+strides {shapes}")
         for name, us in timings:
             print(f"    {us:9.1f}  {name}")

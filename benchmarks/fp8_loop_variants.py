@@ -232,8 +232,7 @@ def main() -> None:
                 host_profile(lambda: run_loop(pipe, noise, context, shift, steps, guidance))
             if v.get("autotune", False):
                 for layout, timings in fp8_attention.plan_timings().items():
-                    print(f"  cuDNN plans for q, k, v, out, real lengths "
-                          f"{[list(x) if isinstance(x, tuple) else x for x in layout[1:]]}:")
+                    print(f"  cuDNN plans for q, k, v, out, real lengths {fp8_attention.layout_fields(layout)}:")
                     for plan, us in timings:
                         print(f"    {us:9.1f} us  {plan}")
     bound = loop_flops / rate / 1e12

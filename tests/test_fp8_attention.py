@@ -210,3 +210,10 @@ def test_plan_autotuning_keeps_the_fastest_plan_that_runs(monkeypatch):
     monkeypatch.setattr(fa, "_GRAPHS", {("layout",): (None, None, None, None, None, plans)})
     assert fa.plan_timings()[("layout",)][1] == ("* b", 2000.0)
     assert fa.plan_timings()[("layout",)][0] == ("  a", 5000.0)
+
+
+def test_layout_fields_drop_the_device_and_list_the_tuples():
+    from revise.models.fp8_attention import layout_fields
+
+    q = (2, 8, 4, 16, 512, 64, 16, 1)               # shape, then strides, as _graph keys them
+    assert layout_fields((0, q, q, q, q, 8, 0)) == [list(q)] * 4 + [8, 0]

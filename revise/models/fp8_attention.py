@@ -257,6 +257,12 @@ def plan_timings() -> dict[tuple, list[tuple[str, float]]]:
     return out
 
 
+def layout_fields(layout: tuple) -> list:
+    """A :func:`plan_timings` layout without its device, tuples as lists (for printing and JSON):
+    shape+strides of q, k, v and the output, then the real query and key lengths."""
+    return [list(x) if isinstance(x, tuple) else x for x in layout[1:]]
+
+
 def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, scale_o, valid_q=0, valid_kv=0):
     import cudnn
 
