@@ -30,6 +30,11 @@ reset, Inductor caches off):
     pad           (to join to another) self-attention's q, k, v stored at 4480 tokens, the 4400 real ones
                   masked (``attention_ops.PAD_MULTIPLE = 128``; every other row keeps the package's
                   setting, off until this row has been measured): ``graph+pad``
+    vbound        (to join to another) self-attention's V quantized at a scale from a bound on its values
+                  (``attention_ops.VALUE_BOUND``: the largest row norm of the Q/K/V input, found in the
+                  pass that already reads it, times the largest V weight row norm) instead of V's own
+                  largest magnitude, a pass over V (16 us a block in run 7); off in the package until
+                  this row has been measured: ``graph+pad+vbound``
     autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
                   layout, the fastest kept (``graph+autotune``)
 
@@ -87,6 +92,7 @@ VARIANTS = {
     "qk_2warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 2},
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
     "pad": {"pad": 128},
+    "vbound": {"value_bound": True},
     "autotune": {"autotune": True},
 }
 
@@ -195,7 +201,7 @@ def main() -> None:
         pipe.cuda_graph = False
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
-    pad_default = attention_ops.PAD_MULTIPLE
+    pad_default, bound_default = attention_ops.PAD_MULTIPLE, attention_ops.VALUE_BOUND
     for name in args.variants:
         v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
@@ -203,6 +209,7 @@ def main() -> None:
         triton_e4m3.NATIVE_CAST = v.get("native_e4m3", True)
         norm_rope.WARPS = v.get("qk_warps")
         attention_ops.PAD_MULTIPLE = v.get("pad", pad_default)
+        attention_ops.VALUE_BOUND = v.get("value_bound", bound_default)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()

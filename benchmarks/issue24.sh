@@ -13,9 +13,10 @@
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
 #      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
 #      fast path (benchmarks/fp8_loop_variants.py).
-#   4. (loop, about 8 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
+#   4. (loop, about 8-9 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
 #      kernel: variant graph) against the same with self-attention padded to whole tiles of 128
-#      (graph+pad) and that with every cuDNN plan timed (graph+pad+autotune), each beside the bf16
+#      (graph+pad), that with V's scale from a bound instead of a pass over V (graph+pad+vbound) and
+#      that with every cuDNN plan timed (graph+pad+vbound+autotune), beside the bf16
 #      fast path with and without the graph, profiled over whole
 #      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
 #      graph; power and clocks sampled by nvidia-smi; the GPU tests of the graph, the FP8 kernels and
@@ -58,8 +59,9 @@ status=0
             --format=csv -lms 250 > "$out/fp8_loop_issue24_smi.csv" 2>&1 & smi=$!
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
-    # the padding A/B, profiled over whole loops
-    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+autotune --repeats 3 --profile-steps 40 2>&1 \
+    # the padding and V-bound A/B, profiled over whole loops
+    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
+        --repeats 3 --profile-steps 40 2>&1 \
         | tee -a "$out/fp8_loop_issue24.log" || status=1
     python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
         tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1

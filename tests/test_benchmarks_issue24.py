@@ -137,6 +137,9 @@ def test_fp8_loop_variants_joins_variants_with_a_plus():
     joined = bench.variant("graph+qk_2warps")
     assert joined["cuda_graph"] and joined["qk_warps"] == 2 and joined["native_e4m3"]
     assert bench.variant("qk_1warp+qk_4warps")["qk_warps"] == 4          # a later name's setting wins
+    issue24_loop = bench.variant("graph+pad+vbound+autotune")               # benchmarks/issue24.sh loop's last row
+    assert issue24_loop["cuda_graph"] and issue24_loop["pad"] == 128 and issue24_loop["value_bound"]
+    assert issue24_loop["autotune"]
     with pytest.raises(KeyError):
         bench.variant("graph+fastest")
 

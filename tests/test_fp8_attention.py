@@ -48,6 +48,10 @@ QUANTIZE_CHECK = textwrap.dedent("""
         assert q.dtype == E4M3 and q.shape == t.shape and q.stride() == t.stride(), (q.stride(), t.stride())
         assert torch.equal(descale, want_descale)
         assert torch.equal(q.view(torch.uint8), want.view(torch.uint8))
+    given = torch.tensor(0.25, device=DEVICE)          # a descale from elsewhere (a bound): no reduction, saturated
+    q, descale = quantize_tensor(x.to(torch.bfloat16), given)
+    want = (x.to(torch.bfloat16).float() / given).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+    assert torch.equal(descale, given) and torch.equal(q.view(torch.uint8), want.view(torch.uint8))
     assert not _kernel_applies(x[:, ::2]) and not _kernel_applies(x[..., :8])      # not dense: PyTorch's ops
     q, _ = quantize_tensor(x[:, ::2])
     assert q.dtype == E4M3
@@ -112,6 +116,30 @@ def test_static_scales_bound_the_prepared_q_and_k():
     assert q8.dtype == E4M3 and (q8.float() * scales[2]).abs().max() > 0.5 * 48 ** 0.5
 
 
+def test_value_bound_holds_for_the_fp8_projection_and_is_tight_for_an_aligned_row():
+    """``value_descale``: no element of the FP8 linear's output rows (V's part of a fused Q/K/V) maps
+    past 448, even for an input row along the largest weight row, where the bound is nearly reached."""
+    from revise.models.attention_ops import value_bound_weights, value_descale
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96)
+    torch.nn.init.normal_(linear.bias, std=0.5)
+    fp8 = Fp8Linear(linear)
+    rows = slice(64, 96)
+    bound = value_bound_weights(fp8, rows)
+    weight = fp8.weight_fp8[rows].float() * fp8.weight_scale[0, rows, None]
+    assert torch.allclose(bound, torch.stack([weight.norm(dim=1).max(), linear.bias[rows].abs().max()]))
+    with torch.no_grad():
+        spiky = torch.randn(2, 9, 64)
+        spiky[0, 0, 3] = 50.0                                       # nearly all of a row's energy in one element
+        aligned = torch.randn(2, 9, 64)
+        aligned[1, 0] = weight[weight.norm(dim=1).argmax()] * 7 / weight.norm(dim=1).max() * aligned[0].norm(dim=1).max()
+        aligned[1, 1] = -aligned[1, 0]                              # along the largest weight row, either sign
+        ratios = [float(fp8(x)[..., rows].abs().max() / value_descale(x, bound)) for x in (spiky, aligned)]
+    assert all(r <= 448 for r in ratios)
+    assert ratios[1] > 0.8 * 448                                   # the bound is reached there, nearly
+
+
 def test_fp8_linear_on_a_prequantized_input_is_the_linear():
     torch.manual_seed(0)
     linear = torch.nn.Linear(32, 48)
@@ -166,6 +194,9 @@ def test_pipeline_fp8_attention_needs_the_fast_path_then_edits_close_to_bf16_att
     assert len(padded) == len(calls) // 2
     assert all(q[1] == 128 and 0 < kw["valid_q"] == kw["valid_kv"] < 128 for q, kw in padded)
     assert 0 < rel(got, linears_only) and rel(got, want) < 0.15
+    monkeypatch.setattr(ops, "VALUE_BOUND", True)       # V's scale from its bound (off by default for now)
+    bounded = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
+    assert 0 < rel(bounded, got) < 0.05 and rel(bounded, want) < 1.2 * rel(got, want)   # no further from bf16
     assert all(b.attn2.processor.kv_fp8 is None for b in blocks)       # the cached e4m3 K/V dropped after the edit
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from .attention_ops import attend, attend_fp8, has_rms_norms, padded_length, prepare, static_fp8_scales
+from . import attention_ops
+from .attention_ops import (attend, attend_fp8, has_rms_norms, padded_length, prepare, static_fp8_scales,
+                            value_bound_weights, value_descale)
 from .context_kv import ContextKVProcessor
 from .fp8 import Fp8Linear
 from .fp8_attention import quantize_tensor
@@ -36,8 +38,9 @@ class PreparedSelfAttnProcessor(WanAttnProcessor):
         if (encoder_hidden_states is not None or attention_mask is not None or attn.add_k_proj is not None
                 or self._parallel_config is not None or not has_rms_norms(attn)):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
-        if self.fp8:    # q, k in e4m3 at static scales; v at its own, found per call; padded as PAD_MULTIPLE says
+        if self.fp8:    # q, k in e4m3 at static scales; v at its own, per call; padded as PAD_MULTIPLE says
             qkv = attn.to_qkv(hidden_states)
+            descale_v = value_descale(hidden_states, attn.fp8_value_bound) if attention_ops.VALUE_BOUND else None
             s = attn.fp8_scales
             length = qkv.shape[1]
             padded = padded_length(length)
@@ -46,7 +49,7 @@ class PreparedSelfAttnProcessor(WanAttnProcessor):
             value = qkv[..., 2 * attn.inner_dim:]
             if padded > length:
                 value = F.pad(value, (0, 0, 0, padded - length))
-            value, descale_v = quantize_tensor(value)
+            value, descale_v = quantize_tensor(value, descale_v)
             return attend_fp8(attn, query, key, value.unflatten(2, (attn.heads, -1)), s[2:3], s[3:4], descale_v,
                               length=length)
         if getattr(attn, "fused_projections", False):      # q and k side by side: one launch for both
@@ -94,7 +97,9 @@ def fp8_attention_applies(transformer) -> tuple[bool, str]:
 def use_fp8_attention(transformer) -> None:
     """Every block's self- and cross-attention in FP8 (``fp8_attention.py``): q and k prepared in
     e4m3 at static scales (``static_fp8_scales``, kept on the attention module as ``fp8_scales``),
-    v (and the cached context K/V) at a scale found per call, the output projected in FP8."""
+    v (and the cached context K/V) at a scale found per call (for self-attention's v, with
+    ``attention_ops.VALUE_BOUND``, from the weight norms kept as ``fp8_value_bound``), the output
+    projected in FP8."""
     ok, why = fp8_attention_applies(transformer)
     if not ok:
         raise ValueError(why)
@@ -102,3 +107,6 @@ def use_fp8_attention(transformer) -> None:
         for attn, norms in ((block.attn1, (block.attn1.norm_q, block.attn1.norm_k)), (block.attn2, (block.attn2.norm_q,))):
             attn.register_buffer("fp8_scales", static_fp8_scales(norms), persistent=False)
             attn.processor.fp8 = True
+        v_rows = slice(2 * block.attn1.inner_dim, 3 * block.attn1.inner_dim)
+        block.attn1.register_buffer("fp8_value_bound", value_bound_weights(block.attn1.to_qkv, v_rows),
+                                    persistent=False)

@@ -3,7 +3,8 @@ cached-context cross-attention (``context_kv.py``) share: q/k RMSNorm + RoPE in 
 (:func:`prepare`) and attention of token-major inputs that takes cuDNN's kernel without copies
 (:func:`attend`); with FP8 attention, q and k prepared straight into e4m3 at a static scale
 (:func:`static_fp8_scales`) and cuDNN's FP8 attention feeding the FP8 output projection
-(:func:`attend_fp8`), self-attention's inputs padded to whole tiles (:func:`padded_length`)."""
+(:func:`attend_fp8`), self-attention's inputs padded to whole tiles (:func:`padded_length`), V's
+scale from a bound rather than a pass over V (:func:`value_descale`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,38 @@ def padded_length(length: int) -> int:
     took 298.5 us a call for 4400 real tokens in 4480 against 328.1 us at 4400, with the same output
     bytes (H100, 2026-12-08)."""
     return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE if PAD_MULTIPLE else length
+
+
+# FP8 self-attention's V quantized at a scale from a bound on its values (:func:`value_descale`) instead
+# of its largest magnitude, which takes a pass over V of its own (16 us a block call in the H100 loop of
+# 2026-12-07, 0.019 s a loop). Off until measured in the loop on a GPU (`benchmarks/issue24.sh loop`).
+VALUE_BOUND = False
+
+# |V| <= ||x||_2 * ||w_j||_2 + |b_j| holds for the exact product; the FP8 matmul multiplies x rounded to
+# e4m3 (each element within 2^-4 of itself) and rounds its output to bf16 (2^-8): this factor covers
+# both with room for the accumulation's rounding. A value past the bound would saturate at 448, not overflow.
+VALUE_BOUND_MARGIN = (1 + 2 ** -4) * (1 + 2 ** -7)
+
+
+def value_bound_weights(linear, rows: slice) -> torch.Tensor:
+    """float32 [2]: the largest L2 norm of ``rows`` of an ``Fp8Linear``'s weight as it multiplies
+    (e4m3 times its row scales), and the largest magnitude of those rows' bias (0 without one)."""
+    weight = linear.weight_fp8[rows].float() * linear.weight_scale[0, rows, None]
+    bias = linear.bias[rows].detach().float().abs().max() if linear.bias is not None else weight.new_zeros(())
+    return torch.stack([weight.norm(dim=1).max(), bias])
+
+
+def value_descale(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:
+    """The e4m3 descale (float32 []) for the output of the linear ``bound_weights`` describes
+    (:func:`value_bound_weights`) on input ``x`` [..., K]: by Cauchy-Schwarz no output element exceeds
+    (largest row norm of ``x``) * (largest weight row norm) + (largest |bias|), times
+    :data:`VALUE_BOUND_MARGIN`, and that maps to 448. A reduction over the rows' squares that
+    ``torch.compile`` fuses into the pass that already reads ``x`` (its row quantization), where V's
+    own largest magnitude takes a pass over V. With the shipped mini model's trained weights the bound
+    was 1.9-4.3x V's largest magnitude (`docs/performance.md`), well within e4m3's range."""
+    norm = x.float().square().sum(dim=-1).amax().sqrt()
+    bound = (norm * bound_weights[0] + bound_weights[1]) * VALUE_BOUND_MARGIN
+    return bound.clamp(min=1e-12) / E4M3_MAX
 
 
 def has_rms_norms(attn) -> bool:

@@ -71,17 +71,23 @@ def check_fp8_attention_device(device: torch.device | str) -> None:
         raise ReviseInputError(why)
 
 
-def quantize_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` -> (e4m3, float32 descale []) with one scale for the whole tensor (its largest magnitude
-    maps to 448), in ``x``'s layout. Outside ``torch.compile``, on CUDA (or in Triton's interpreter)
-    and for a tensor whose elements fill its storage in some order, the division and cast are one
-    Triton pass after the reduction (:func:`_scale_to_e4m3`); PyTorch's ops take six passes and
+def quantize_tensor(x: torch.Tensor, descale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` -> (e4m3, float32 descale []) with one scale for the whole tensor, in ``x``'s layout:
+    ``x / descale``, saturated at 448. ``descale`` defaults to the one that maps ``x``'s largest
+    magnitude to 448 (a reduction over ``x``); one given (float32, one element, e.g. from a bound on
+    ``x``, ``attention_ops.value_descale``) skips that pass. Outside ``torch.compile``, on CUDA (or
+    in Triton's interpreter) and for a tensor whose elements fill its storage in some order, the
+    division and cast are one Triton pass (:func:`_scale_to_e4m3`); PyTorch's ops take six passes and
     float32 temporaries, which for the cross-attention K/V of every block (``context_kv.py``) cost
     the denoising loop 10-15 ms per edit on an H100. The two give the same bytes."""
-    if not torch.compiler.is_compiling() and _kernel_applies(x):
-        descale = torch.linalg.vector_norm(x, float("inf")).float().clamp(min=1e-12) / E4M3_MAX
+    kernel = not torch.compiler.is_compiling() and _kernel_applies(x)
+    if descale is None:
+        amax = torch.linalg.vector_norm(x, float("inf")) if kernel else x.abs().amax()
+        descale = amax.float().clamp(min=1e-12) / E4M3_MAX
+    else:
+        descale = descale.float().reshape(())
+    if kernel:
         return _scale_to_e4m3(x, descale), descale
-    descale = x.abs().amax().float().clamp(min=1e-12) / E4M3_MAX
     return (x.float() / descale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), descale
 
 
