@@ -44,18 +44,26 @@ def inputs(lq: int, lk: int) -> tuple[torch.Tensor, ...]:
     return q, k, v, torch.ones((), device="cuda")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=50)
-    args = ap.parse_args()
-    ok, why = fp8_attention_supported("cuda") if torch.cuda.is_available() else (False, "no CUDA GPU")
+def fp8_attention_gpu():
+    """cuDNN's frontend module once this machine is found to run FP8 attention (printed with the
+    device); otherwise the reason in one line and exit code 2."""
+    ok, why = fp8_attention_supported("cuda") if torch.cuda.is_available() else (False, "this benchmark needs a CUDA GPU")
     if not ok:
         print(f"error: {why}", file=sys.stderr)
         sys.exit(2)
     import cudnn
 
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN {cudnn.backend_version_string()}, "
+          f"frontend {getattr(cudnn, '__version__', '?')}")
+    return cudnn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iters", type=int, default=50)
+    args = ap.parse_args()
+    fp8_attention_gpu()
     cuda = torch.device("cuda")
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN {cudnn.backend_version_string()}")
     print("| attention | real lengths | buffers | us | TFLOP/s on the real lengths | output rows vs unpadded |")
     print("| --- | --- | --- | --- | --- | --- |")
     torch.manual_seed(0)

@@ -24,9 +24,12 @@
 #      statically scheduled kernels, no memset before each call) and with it, in two more
 #      processes, since PyTorch reads that setting once a process. Run 7's part 4 was the workspace A/B
 #      alone; the kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
+#   5. (attention, about 5 minutes) cuDNN's FP8 attention under every engine and KERNEL_CFG value at
+#      the loop's layouts (benchmarks/fp8_attention_knobs.py, capped at 240 s of trying), then at
+#      padded lengths (benchmarks/fp8_attention_lengths.py).
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
-#   bash benchmarks/issue24.sh [all|edit|train|fp8|loop]     # one part alone (default: all = edit and train)
+#   bash benchmarks/issue24.sh [all|edit|train|fp8|loop|attention]     # one part alone (default: all = edit and train)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-outputs/issue24}
@@ -74,4 +77,8 @@ status=0
             | tee -a "$out/fp8_loop_issue24_workspace.log" || status=1
     done
     [ -n "$smi" ] && kill "$smi"; }
+[ "$part" = attention ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_attention_knobs_issue24.log"
+    python3 benchmarks/fp8_attention_knobs.py --budget-s 240 --json "$out/fp8_attention_knobs_issue24.json" 2>&1 \
+        | tee -a "$out/fp8_attention_knobs_issue24.log" || status=1
+    python3 benchmarks/fp8_attention_lengths.py 2>&1 | tee "$out/fp8_attention_lengths_issue24.log" || status=1; }
 exit $status

@@ -115,7 +115,8 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
     assert "the block's linears over 30 layers x 40 steps" in printed and "| Fp8Linear, eager |" in printed
 
 
-@pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py", "fp8_kernel_configs.py"])
+@pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py", "fp8_kernel_configs.py",
+                                    "fp8_attention_lengths.py", "fp8_attention_knobs.py"])
 def test_fp8_gpu_benchmarks_need_a_gpu_and_say_so_in_one_line(script):
     import subprocess
 
@@ -160,3 +161,16 @@ def test_memset_users_counts_memsets_by_the_kernel_after_them(capsys):
     assert lines[0].startswith("memsets, by the kernel that runs right after them")
     rows = [line.split() for line in lines[1:]]
     assert [(r[0], r[1], r[-1]) for r in rows] == [("2", "2", "gemm"), ("2", "1", "attn")]
+
+
+def test_fp8_attention_knobs_tries_every_kernel_configuration_of_an_engine():
+    """benchmarks/fp8_attention_knobs.py: one knob map per KERNEL_CFG value (min..max by stride), the
+    other knobs left to cuDNN; an engine without that knob gets cuDNN's choice alone."""
+    from types import SimpleNamespace
+
+    bench = load("fp8_attention_knobs")
+    knobs = [SimpleNamespace(type="TILE_M", min_value=64, max_value=128, stride=64),
+             SimpleNamespace(type="KERNEL_CFG", min_value=0, max_value=6, stride=3)]
+    assert bench.knob_choices(knobs, "KERNEL_CFG") == [{"KERNEL_CFG": 0}, {"KERNEL_CFG": 3}, {"KERNEL_CFG": 6}]
+    assert bench.knob_choices(knobs[:1], "KERNEL_CFG") == [{}]
+    assert bench.describe(knobs) == "TILE_M 64..128/64, KERNEL_CFG 0..6/3"

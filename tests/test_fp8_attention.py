@@ -248,3 +248,68 @@ def test_layout_fields_drop_the_device_and_list_the_tuples():
 
     q = (2, 8, 4, 16, 512, 64, 16, 1)               # shape, then strides, as _graph keys them
     assert layout_fields((0, q, q, q, q, 8, 0)) == [list(q)] * 4 + [8, 0]
+
+
+def test_cudnn_graph_is_built_once_per_layout_and_fed_the_calls_tensors(monkeypatch):
+    """The cuDNN path of ``fp8_attention`` against a stand-in ``cudnn`` module (the real one runs on a
+    GPU only): the graph sees q, k, v heads-major with their strides, the padding mask with the real
+    lengths, and each call's own tensors; a second call at the same layout builds nothing."""
+    import sys
+    from types import SimpleNamespace
+
+    from revise.models import fp8_attention as fa
+
+    built, executed = [], []
+
+    class Tensor:
+        def __init__(self, name=None, **kw):
+            self.name, self.kw = name, kw
+
+        def __getattr__(self, attr):            # set_output, set_dim, set_stride, set_data_type: chained
+            if attr.startswith("set_"):
+                return lambda *a: self
+            raise AttributeError(attr)
+
+    class Graph:
+        def __init__(self, **kw):
+            built.append(self)
+            self.tensors, self.sdpa = {}, None
+
+        def tensor(self, name, dim, stride, data_type):
+            self.tensors[name] = Tensor(name, dim=dim, stride=stride)
+            return self.tensors[name]
+
+        def sdpa_fp8(self, **kw):
+            self.sdpa = kw
+            return Tensor("o"), None, Tensor("amax_s"), Tensor("amax_o")
+
+        def execute(self, pack, workspace, handle=None):
+            executed.append(pack)
+
+        def get_workspace_size(self):
+            return 16
+
+        def __getattr__(self, attr):            # validate, build_operation_graph, plans: nothing to do
+            return lambda *a, **kw: None
+
+    fake = SimpleNamespace(data_type=SimpleNamespace(FP8_E4M3="e4m3", FLOAT="f32", INT32="i32"),
+                           heur_mode=SimpleNamespace(A="A", B="B", FALLBACK="FALLBACK"),
+                           create_handle=lambda: "handle", pygraph=Graph, set_stream=lambda **kw: None)
+    monkeypatch.setitem(sys.modules, "cudnn", fake)
+    monkeypatch.setattr(fa, "_GRAPHS", {})
+    monkeypatch.setattr(fa, "_HANDLES", {})
+    monkeypatch.setattr(fa, "_STREAMS", {})
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: SimpleNamespace(cuda_stream=7))
+    q, k, v = (torch.randn(2, 64, 3, 16).to(E4M3) for _ in range(3))
+    scales = [torch.ones(()) for _ in range(4)]
+    out = fa._cudnn_fp8_attention(q, k, v, *scales, valid_q=40, valid_kv=40)
+    assert out.shape == (2, 64, 3, 16) and out.dtype == E4M3
+    graph, = built
+    assert graph.tensors["q"].kw == {"dim": [2, 3, 64, 16], "stride": [3072, 16, 48, 1]}
+    assert graph.sdpa["use_padding_mask"] and graph.sdpa["seq_len_q"] is graph.tensors["seq_len_q"]
+    pack = {t.name: x for t, x in executed[0].items()}
+    assert pack["q"] is q and pack["k"] is k and pack["v"] is v and pack["o"] is out
+    assert pack["seq_len_q"].dtype == torch.int32 and pack["seq_len_q"].flatten().tolist() == [40, 40]
+    assert float(pack["scale_s"]) == fa.P_SCALE
+    fa._cudnn_fp8_attention(q, k, v, *scales, valid_q=40, valid_kv=40)
+    assert len(built) == 1 and len(executed) == 2 and next(iter(executed[1].values())) is q

@@ -161,18 +161,23 @@ def _heads_major(t: torch.Tensor) -> tuple[list[int], list[int]]:
     return [b, h, length, d], [sb, sh, sl, sd]
 
 
-def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor, valid_q: int = 0,
-           valid_kv: int = 0) -> tuple:
+def _handle(device: torch.device):
+    import cudnn
+
+    if device.index not in _HANDLES:
+        _HANDLES[device.index] = cudnn.create_handle()
+    return _HANDLES[device.index]
+
+
+def sdpa_graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor, valid_q: int = 0,
+               valid_kv: int = 0) -> tuple:
+    """cuDNN's FP8 attention graph for these tensors' layout, validated and lowered, without execution
+    plans: (graph, its tensors by name, handle). :func:`_graph` adds the plans and keeps it;
+    ``benchmarks/fp8_attention_knobs.py`` builds its own plans on it."""
     import cudnn
 
     padded = bool(valid_q or valid_kv)
-    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)), valid_q, valid_kv)
-    if layout in _GRAPHS:
-        return _GRAPHS[layout]
-    device = query.device
-    if device.index not in _HANDLES:
-        _HANDLES[device.index] = cudnn.create_handle()
-    handle = _HANDLES[device.index]
+    handle = _handle(query.device)
     e4m3, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
     graph = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=fp32, compute_data_type=fp32, handle=handle)
     tensors = {}
@@ -202,6 +207,40 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
         amax.set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
     graph.validate()
     graph.build_operation_graph()
+    return graph, tensors, handle
+
+
+def scratch_tensors(query: torch.Tensor, key: torch.Tensor, valid_q: int = 0, valid_kv: int = 0) -> dict:
+    """The graph's inputs that are the same on every call: the softmax probabilities' e4m3 scale and
+    descale, and with padding the real lengths, one per batch row."""
+    device = query.device
+    scratch = {"scale_s": torch.full((1,), P_SCALE, device=device),
+               "descale_s": torch.full((1,), 1.0 / P_SCALE, device=device)}
+    if valid_q or valid_kv:
+        for name, n in (("seq_len_q", valid_q or query.shape[1]), ("seq_len_kv", valid_kv or key.shape[1])):
+            scratch[name] = torch.full((query.shape[0], 1, 1, 1), n, device=device, dtype=torch.int32)
+    return scratch
+
+
+def variant_pack(t: dict, scratch: dict, query, key, value, descale_q, descale_k, descale_v, scale_o, out) -> dict:
+    """cuDNN's map from the graph's tensors (``t``, by name) to this call's device tensors."""
+    pack = {t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
+            t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
+            t["scale_o"]: scale_o, t["o"]: out}
+    if "seq_len_q" in t:
+        pack.update({t["seq_len_q"]: scratch["seq_len_q"], t["seq_len_kv"]: scratch["seq_len_kv"]})
+    return pack
+
+
+def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor, valid_q: int = 0,
+           valid_kv: int = 0) -> tuple:
+    import cudnn
+
+    layout = (query.device.index, *(tuple(t.shape) + t.stride() for t in (query, key, value, out)), valid_q, valid_kv)
+    if layout in _GRAPHS:
+        return _GRAPHS[layout]
+    device = query.device
+    graph, tensors, handle = sdpa_graph(query, key, value, out, valid_q, valid_kv)
     modes = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
     try:
         graph.create_execution_plans(modes[:1] + [cudnn.heur_mode.B] + modes[1:] if AUTOTUNE else modes)
@@ -221,11 +260,7 @@ def _graph(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: tor
         graph.build_plans()
     sizes = [graph.get_workspace_size_plan_at_index(i) for i, _ in built] or [graph.get_workspace_size()]
     workspace = torch.empty(max(1, *sizes), device=device, dtype=torch.uint8)
-    scratch = {"scale_s": torch.full((1,), P_SCALE, device=device),
-               "descale_s": torch.full((1,), 1.0 / P_SCALE, device=device)}
-    if padded:
-        for name, n in (("seq_len_q", valid_q or query.shape[1]), ("seq_len_kv", valid_kv or key.shape[1])):
-            scratch[name] = torch.full((query.shape[0], 1, 1, 1), n, device=device, dtype=torch.int32)
+    scratch = scratch_tensors(query, key, valid_q, valid_kv)
     plans = {"built": built, "chosen": None if len(built) > 1 else (built[0][0] if built else -1), "timings": []}
     _GRAPHS[layout] = (graph, tensors, workspace, scratch, handle, plans)
     return _GRAPHS[layout]
@@ -278,11 +313,7 @@ def _cudnn_fp8_attention(query, key, value, descale_q, descale_k, descale_v, sca
     if _STREAMS.get(query.device.index) != stream:      # set only on a change: each call costs the host
         cudnn.set_stream(handle=handle, stream=stream)    # microseconds, 60 calls a step
         _STREAMS[query.device.index] = stream
-    pack = {t["q"]: query, t["k"]: key, t["v"]: value, t["descale_q"]: descale_q, t["descale_k"]: descale_k,
-            t["descale_v"]: descale_v, t["descale_s"]: scratch["descale_s"], t["scale_s"]: scratch["scale_s"],
-            t["scale_o"]: scale_o, t["o"]: out}
-    if "seq_len_q" in t:
-        pack.update({t["seq_len_q"]: scratch["seq_len_q"], t["seq_len_kv"]: scratch["seq_len_kv"]})
+    pack = variant_pack(t, scratch, query, key, value, descale_q, descale_k, descale_v, scale_o, out)
     if plans["chosen"] is None:
         plans["chosen"] = _fastest_plan(graph, pack, workspace, handle, plans)
     if plans["chosen"] < 0:
