@@ -105,6 +105,25 @@ def variant(name: str) -> dict:
     return options
 
 
+ADOPT_ERROR_MARGIN = 1.10      # an option may raise the final latents' error by at most this factor
+
+
+def adoption(results: dict[str, tuple[float, float]]) -> list[str]:
+    """The rule set before the runs of #24, applied to every row that is another row plus one option
+    (``FP8 graph+pad`` against ``FP8 graph``): the option is adopted if its best loop is faster and
+    its final latents' error at most 10% higher, else it stays off (and its code goes). One line each."""
+    lines = []
+    for name, (secs, err) in results.items():
+        parent, _, option = name.rpartition("+")
+        if not parent or parent not in results:
+            continue
+        base_secs, base_err = results[parent]
+        adopt = secs < base_secs and err <= ADOPT_ERROR_MARGIN * base_err
+        lines.append(f"{option}: {secs:.3f} s against {base_secs:.3f} s ({secs - base_secs:+.3f} s), error "
+                     f"{err:.2e} against {base_err:.2e} -> {'adopt' if adopt else 'do not adopt'}")
+    return lines
+
+
 def run_loop(pipe, latents, context, shift: float, steps: int, guidance: float) -> tuple[float, torch.Tensor]:
     """Seconds of one denoising loop, and its final latents."""
     scheduler = make_scheduler("unipc", shift)
@@ -247,6 +266,11 @@ def main() -> None:
     print("| loop | seconds | / FLOP bound | final latents vs bf16 fast path |\n| --- | --- | --- | --- |")
     for name, (secs, err) in results.items():
         print(f"| {name} | {secs:.3f} | {secs / bound:.2f}x | {err:.2e} |")
+    decisions = adoption(results)
+    if decisions:
+        print("\nby the rule set before the run (faster, error at most 10% higher):")
+        for line in decisions:
+            print(f"  {line}")
 
 
 if __name__ == "__main__":

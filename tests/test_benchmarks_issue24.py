@@ -174,3 +174,14 @@ def test_fp8_attention_knobs_tries_every_kernel_configuration_of_an_engine():
     assert bench.knob_choices(knobs, "KERNEL_CFG") == [{"KERNEL_CFG": 0}, {"KERNEL_CFG": 3}, {"KERNEL_CFG": 6}]
     assert bench.knob_choices(knobs[:1], "KERNEL_CFG") == [{}]
     assert bench.describe(knobs) == "TILE_M 64..128/64, KERNEL_CFG 0..6/3"
+
+
+def test_fp8_loop_variants_applies_the_adoption_rule_to_each_added_option():
+    bench = load("fp8_loop_variants")
+    results = {"bf16 fast path": (2.5, 0.0), "FP8 graph": (1.814, 2.81e-2), "FP8 graph+pad": (1.780, 2.81e-2),
+               "FP8 graph+pad+vbound": (1.790, 2.80e-2), "FP8 graph+pad+vbound+autotune": (1.770, 3.2e-2)}
+    lines = bench.adoption(results)
+    assert len(lines) == 3
+    assert lines[0].startswith("pad: 1.780 s against 1.814 s (-0.034 s)") and lines[0].endswith("-> adopt")
+    assert lines[1].startswith("vbound:") and lines[1].endswith("-> do not adopt")          # slower
+    assert lines[2].startswith("autotune:") and lines[2].endswith("-> do not adopt")        # error up 14%
