@@ -69,9 +69,10 @@ def value_descale(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:
     """The e4m3 descale (float32 []) for the output of the linear ``bound_weights`` describes
     (:func:`value_bound_weights`) on input ``x`` [..., K]: by Cauchy-Schwarz no output element exceeds
     (largest row norm of ``x``) * (largest weight row norm) + (largest |bias|), times
-    :data:`VALUE_BOUND_MARGIN`, and that maps to 448. A reduction over the rows' squares that
-    ``torch.compile`` fuses into the pass that already reads ``x`` (its row quantization), where V's
-    own largest magnitude takes a pass over V. With the shipped mini model's trained weights the bound
+    :data:`VALUE_BOUND_MARGIN`, and that maps to 448. It takes a reduction over the rows' squares,
+    meant for ``torch.compile`` to fuse into the pass that already reads ``x`` (its row quantization),
+    where V's own largest magnitude takes a pass over V (whether Inductor fuses it on a GPU is what
+    ``benchmarks/fp8_loop_variants.py graph+pad+vbound`` shows). With the shipped mini model's trained weights the bound
     was 1.9-4.3x V's largest magnitude (`docs/performance.md`), well within e4m3's range."""
     norm = x.float().square().sum(dim=-1).amax().sqrt()
     bound = (norm * bound_weights[0] + bound_weights[1]) * VALUE_BOUND_MARGIN
