@@ -85,13 +85,14 @@ def test_padded_inputs_give_the_unpadded_rows():
     mask on CUDA; the reference slices)."""
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() and fp8_attention_supported("cuda")[0] else "cpu"
-    q, k, v = (torch.randn(2, 40, 3, 16, device=device) for _ in range(3))
+    d = 128                                       # the DiT's head size, one cuDNN's FP8 kernels have
+    q, k, v = (torch.randn(2, 40, 3, d, device=device) for _ in range(3))
     (q8, dq), (k8, dk), (v8, dv) = (quantize_tensor(t) for t in (q, k, v))
     want = fp8_attention(q8, k8, v8, dq, dk, dv, 1 / dv)
-    padded = [torch.cat([t, quantize_tensor(torch.randn(2, 24, 3, 16, device=device) * 0.5)[0]], dim=1)
+    padded = [torch.cat([t, quantize_tensor(torch.randn(2, 24, 3, d, device=device) * 0.5)[0]], dim=1)
               for t in (q8, k8, v8)]
     got = fp8_attention(*padded, dq, dk, dv, 1 / dv, valid_q=40, valid_kv=40)
-    assert got.shape == (2, 64, 3, 16)
+    assert got.shape == (2, 64, 3, d)
     assert torch.equal(got[:, :40].view(torch.uint8), want.view(torch.uint8))
     assert torch.equal(fp8_attention(q8, k8, v8, dq, dk, dv, 1 / dv, valid_q=40, valid_kv=40).view(torch.uint8),
                        want.view(torch.uint8))                    # lengths equal to the shapes: no padding
@@ -313,3 +314,44 @@ def test_cudnn_graph_is_built_once_per_layout_and_fed_the_calls_tensors(monkeypa
     assert float(pack["scale_s"]) == fa.P_SCALE
     fa._cudnn_fp8_attention(q, k, v, *scales, valid_q=40, valid_kv=40)
     assert len(built) == 1 and len(executed) == 2 and next(iter(executed[1].values())) is q
+
+
+def _wide_head_pipeline(device: str, dtype: torch.dtype) -> ReviseEditPipeline:
+    """The tiny preset with the DiT's head size of 128 (cuDNN's FP8 kernels' size), on ``device``."""
+    from revise import ReviseModel
+    from revise.config import load_preset
+
+    cfg = load_preset("tiny")
+    cfg["transformer"]["attention_head_dim"] = 128
+    return ReviseEditPipeline(ReviseModel.from_preset(cfg, seed=0, device=device, dtype=dtype))
+
+
+def _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch) -> None:
+    import revise.models.attention_ops as ops
+
+    clip = F.interpolate(clip, size=(32, 32)).narrow(1, 0, 5)
+    plain = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
+    monkeypatch.setattr(ops, "PAD_MULTIPLE", 128)
+    monkeypatch.setattr(ops, "VALUE_BOUND", True)
+    torch._dynamo.reset()
+    got = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
+    assert torch.isfinite(got).all() and 0 < rel(got, plain) < 0.05
+
+
+def test_padded_and_bounded_fp8_self_attention_at_the_dits_head_size(clip, monkeypatch):
+    """Padding and V's bound together, on the CPU's reference attention, at head size 128."""
+    pipe = _wide_head_pipeline("cpu", torch.float32).enable_fast_path(compile=False)
+    pipe.enable_fp8(allow_cpu=True, attention=True)
+    _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and fp8_attention_supported("cuda:0")[0]),
+                    reason="cuDNN's FP8 attention needs a Hopper GPU and the cuDNN frontend")
+def test_padded_and_bounded_fp8_self_attention_compiled_on_a_gpu(clip, monkeypatch):
+    """The loop's path with both options on (off by default until ``benchmarks/fp8_loop_variants.py
+    graph+pad+vbound`` has measured them): compiled blocks, cuDNN's padding mask, V's scale from its
+    bound; the edit stays close to the one without them."""
+    torch._dynamo.reset()
+    pipe = _wide_head_pipeline("cuda", torch.bfloat16).enable_fast_path()
+    pipe.enable_fp8(attention=True, fast_accum=True)
+    _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch)
