@@ -13,23 +13,24 @@
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
 #      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
 #      fast path (benchmarks/fp8_loop_variants.py).
-#   4. (loop, about 8-9 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
+#   4. (loop, about 6-7 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
 #      kernel: variant graph) against the same with self-attention padded to whole tiles of 128
 #      (graph+pad), that with V's scale from a bound instead of a pass over V (graph+pad+vbound) and
 #      that with every cuDNN plan timed (graph+pad+vbound+autotune), beside the bf16
 #      fast path with and without the graph, profiled over whole
 #      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
-#      graph; power and clocks sampled by nvidia-smi; the GPU tests of the graph, the FP8 kernels and
-#      the padding; then the defaults without cuBLASLt's workspace (CUBLASLT_WORKSPACE_SIZE=0: the
-#      statically scheduled kernels, no memset before each call) and with it, in two more
-#      processes, since PyTorch reads that setting once a process. Run 7's part 4 was the workspace A/B
-#      alone; the kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
+#      graph, and the pre-set rule's verdict on each option; power and clocks sampled by nvidia-smi;
+#      then the GPU tests of the graph, the FP8 kernels, the padding and the V bound.
 #   5. (attention, about 5 minutes) cuDNN's FP8 attention under every engine and KERNEL_CFG value at
 #      the loop's layouts (benchmarks/fp8_attention_knobs.py, capped at 240 s of trying), then at
 #      padded lengths (benchmarks/fp8_attention_lengths.py).
+#   6. (workspace, about 4 minutes) the FP8 loop at the package's defaults without cuBLASLt's workspace
+#      (CUBLASLT_WORKSPACE_SIZE=0: the statically scheduled kernels, no memset before each call) and
+#      with it, one process each, since PyTorch reads that setting once a process (run 7b's A/B again).
+#   The kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
-#   bash benchmarks/issue24.sh [all|edit|train|fp8|loop|attention]     # one part alone (default: all = edit and train)
+#   bash benchmarks/issue24.sh [all|edit|train|fp8|loop|attention|workspace]   # one part (default: all = edit and train)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-outputs/issue24}
@@ -68,15 +69,14 @@ status=0
         | tee -a "$out/fp8_loop_issue24.log" || status=1
     python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
         tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1
-    i=0
+    [ -n "$smi" ] && kill "$smi"; }
+[ "$part" = workspace ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24_workspace.log"
     for ws in 0 default; do     # one process each: PyTorch reads CUBLASLT_WORKSPACE_SIZE once
-        i=$((i + 1))
         echo "=== CUBLASLT_WORKSPACE_SIZE=$ws ($(date -u +%H:%M:%S) UTC)" | tee -a "$out/fp8_loop_issue24_workspace.log"
         ( if [ "$ws" = default ]; then unset CUBLASLT_WORKSPACE_SIZE; else export CUBLASLT_WORKSPACE_SIZE=$ws; fi
           python3 benchmarks/fp8_loop_variants.py graph --repeats 3 --profile-steps 3 ) 2>&1 \
             | tee -a "$out/fp8_loop_issue24_workspace.log" || status=1
-    done
-    [ -n "$smi" ] && kill "$smi"; }
+    done; }
 [ "$part" = attention ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_attention_knobs_issue24.log"
     python3 benchmarks/fp8_attention_knobs.py --budget-s 240 --json "$out/fp8_attention_knobs_issue24.json" 2>&1 \
         | tee -a "$out/fp8_attention_knobs_issue24.log" || status=1
