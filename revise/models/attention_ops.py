@@ -72,8 +72,9 @@ def value_descale(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:
     :data:`VALUE_BOUND_MARGIN`, and that maps to 448. It takes a reduction over the rows' squares,
     meant for ``torch.compile`` to fuse into the pass that already reads ``x`` (its row quantization),
     where V's own largest magnitude takes a pass over V (whether Inductor fuses it on a GPU is what
-    ``benchmarks/fp8_loop_variants.py graph+pad+vbound`` shows). With the shipped mini model's trained weights the bound
-    was 1.9-4.3x V's largest magnitude (`docs/performance.md`), well within e4m3's range."""
+    ``benchmarks/fp8_loop_variants.py graph+pad+vbound`` shows). With the shipped mini model's trained
+    weights the bound was 1.9-4.3x V's largest magnitude (`docs/performance.md`), well within e4m3's
+    range."""
     norm = x.float().square().sum(dim=-1).amax().sqrt()
     bound = (norm * bound_weights[0] + bound_weights[1]) * VALUE_BOUND_MARGIN
     return bound.clamp(min=1e-12) / E4M3_MAX
