@@ -35,6 +35,12 @@ reset, Inductor caches off):
                   pass that already reads it, times the largest V weight row norm) instead of V's own
                   largest magnitude, a pass over V (16 us a block in run 7); off in the package until
                   this row has been measured: ``graph+pad+vbound``
+    fbound        (to join to another) the feed-forward's GELU output quantized at per-row scales from
+                  a bound (``fp8_ffn.GELU_BOUND``: each row norm of its input, found in the pass that
+                  already reads it, times the largest up-projection weight row norm) instead of each
+                  row's largest magnitude: a pointwise pass compiled by Inductor in place of the
+                  one-pass Triton kernel with its 8960-wide row reduction (92 us a block in run 7);
+                  off in the package until this row has been measured: ``graph+pad+vbound+fbound``
     autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
                   layout, the fastest kept (``graph+autotune``)
 
@@ -93,6 +99,7 @@ VARIANTS = {
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
     "pad": {"pad": 128},
     "vbound": {"value_bound": True},
+    "fbound": {"gelu_bound": True},
     "autotune": {"autotune": True},
 }
 
@@ -221,6 +228,7 @@ def main() -> None:
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
     pad_default, bound_default = attention_ops.PAD_MULTIPLE, attention_ops.VALUE_BOUND
+    gelu_bound_default = fp8_ffn.GELU_BOUND
     for name in args.variants:
         v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
@@ -229,6 +237,7 @@ def main() -> None:
         norm_rope.WARPS = v.get("qk_warps")
         attention_ops.PAD_MULTIPLE = v.get("pad", pad_default)
         attention_ops.VALUE_BOUND = v.get("value_bound", bound_default)
+        fp8_ffn.GELU_BOUND = v.get("gelu_bound", gelu_bound_default)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()

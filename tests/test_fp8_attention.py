@@ -120,14 +120,15 @@ def test_static_scales_bound_the_prepared_q_and_k():
 def test_value_bound_holds_for_the_fp8_projection_and_is_tight_for_an_aligned_row():
     """``value_descale``: no element of the FP8 linear's output rows (V's part of a fused Q/K/V) maps
     past 448, even for an input row along the largest weight row, where the bound is nearly reached."""
-    from revise.models.attention_ops import value_bound_weights, value_descale
+    from revise.models.attention_ops import value_descale
+    from revise.models.fp8 import output_bound_weights
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 96)
     torch.nn.init.normal_(linear.bias, std=0.5)
     fp8 = Fp8Linear(linear)
     rows = slice(64, 96)
-    bound = value_bound_weights(fp8, rows)
+    bound = output_bound_weights(fp8, rows)
     weight = fp8.weight_fp8[rows].float() * fp8.weight_scale[0, rows, None]
     assert torch.allclose(bound, torch.stack([weight.norm(dim=1).max(), linear.bias[rows].abs().max()]))
     with torch.no_grad():
@@ -328,18 +329,20 @@ def _wide_head_pipeline(device: str, dtype: torch.dtype) -> ReviseEditPipeline:
 
 def _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch) -> None:
     import revise.models.attention_ops as ops
+    from revise.models import fp8_ffn
 
     clip = F.interpolate(clip, size=(32, 32)).narrow(1, 0, 5)
     plain = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     monkeypatch.setattr(ops, "PAD_MULTIPLE", 128)
     monkeypatch.setattr(ops, "VALUE_BOUND", True)
+    monkeypatch.setattr(fp8_ffn, "GELU_BOUND", True)
     torch._dynamo.reset()
     got = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     assert torch.isfinite(got).all() and 0 < rel(got, plain) < 0.05
 
 
-def test_padded_and_bounded_fp8_self_attention_at_the_dits_head_size(clip, monkeypatch):
-    """Padding and V's bound together, on the CPU's reference attention, at head size 128."""
+def test_the_loops_fp8_options_together_at_the_dits_head_size(clip, monkeypatch):
+    """Padding, V's bound and the GELU's bound together, on the CPU's reference attention, at head size 128."""
     pipe = _wide_head_pipeline("cpu", torch.float32).enable_fast_path(compile=False)
     pipe.enable_fp8(allow_cpu=True, attention=True)
     _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch)
@@ -347,10 +350,10 @@ def test_padded_and_bounded_fp8_self_attention_at_the_dits_head_size(clip, monke
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and fp8_attention_supported("cuda:0")[0]),
                     reason="cuDNN's FP8 attention needs a Hopper GPU and the cuDNN frontend")
-def test_padded_and_bounded_fp8_self_attention_compiled_on_a_gpu(clip, monkeypatch):
-    """The loop's path with both options on (off by default until ``benchmarks/fp8_loop_variants.py
-    graph+pad+vbound`` has measured them): compiled blocks, cuDNN's padding mask, V's scale from its
-    bound; the edit stays close to the one without them."""
+def test_the_loops_fp8_options_together_compiled_on_a_gpu(clip, monkeypatch):
+    """The loop's path with the three options on (off by default until ``benchmarks/fp8_loop_variants.py
+    graph+pad+vbound+fbound`` has measured them): compiled blocks, cuDNN's padding mask, V's scale and
+    the GELU's row scales from their bounds; the edit stays close to the one without them."""
     torch._dynamo.reset()
     pipe = _wide_head_pipeline("cuda", torch.bfloat16).enable_fast_path()
     pipe.enable_fp8(attention=True, fast_accum=True)

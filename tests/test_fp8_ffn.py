@@ -97,3 +97,52 @@ def test_fp8_linear_on_rows_quantized_each_with_its_scale():
     fp8 = Fp8Linear(linear)
     torch.testing.assert_close(fp8.forward_quantized(q, scale), fp8(x))
     assert rel(fp8.forward_quantized(q, scale), linear(x)) < 0.06
+
+
+def test_gelu_row_scales_bound_every_row_and_are_nearly_reached_by_an_aligned_row():
+    """``fp8_ffn.GELU_BOUND``'s scales: no GELU output of the FP8 up-projection maps past 448 on its
+    row, a row along the largest weight row comes near, a row of zeros is bounded by the bias, and
+    without a bias by the GELU's floor."""
+    from revise.models.fp8 import BOUND_MARGIN, output_bound_weights
+    from revise.models.fp8_ffn import GELU_FLOOR, gelu_row_scales
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 160)
+    torch.nn.init.normal_(linear.bias, std=0.5)
+    up = Fp8Linear(linear)
+    bound = output_bound_weights(up)
+    weight = up.weight_fp8.float() * up.weight_scale[0, :, None]
+    x = torch.randn(6, 64) * torch.logspace(-2, 2, 6).unsqueeze(1)
+    x[1] = 0
+    x[2, 3] = 300.0                                                    # nearly all of a row's energy in one element
+    x[4] = weight[weight.norm(dim=1).argmax()] * 50                    # along the largest weight row
+    with torch.no_grad():
+        scale = gelu_row_scales(x, bound)
+        y = F.gelu(up(x).float(), approximate="tanh") / scale
+    assert scale.shape == (6, 1)
+    torch.testing.assert_close(scale[1], linear.bias.detach().abs().max().reshape(1) * BOUND_MARGIN / 448)
+    unbiased = torch.nn.Linear(64, 160, bias=False)
+    floor = gelu_row_scales(torch.zeros(1, 64), output_bound_weights(Fp8Linear(unbiased)))
+    torch.testing.assert_close(floor, torch.full((1, 1), GELU_FLOOR / 448))
+    assert float(y.abs().max()) <= 448
+    assert float(y[4].abs().max()) > 0.8 * 448                         # the bound is reached there, nearly
+
+
+def test_feed_forward_at_bounded_scales_stays_close(tiny_model, monkeypatch):
+    """With ``GELU_BOUND`` the hidden rows are quantized pointwise at the bound's scales
+    (``gelu_quantize_at``), and the feed-forward's output stays as close to the stock one."""
+    from revise.models import fp8_ffn
+
+    dit = copy.deepcopy(tiny_model.transformer)
+    fp8_linears(dit, "cpu", allow_cpu=True)
+    fp8_feed_forwards(dit)
+    ffn, stock = dit.blocks[0].ffn, tiny_model.transformer.blocks[0].ffn
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, ffn.up.in_features)
+    with torch.no_grad():
+        rows = ffn(x)
+        monkeypatch.setattr(fp8_ffn, "GELU_BOUND", True)
+        bounded = ffn(x)
+        q, scale = fp8_ffn.gelu_quantize_at(ffn.up(x).reshape(14, -1), fp8_ffn.gelu_row_scales(x, ffn.bound_weights))
+        torch.testing.assert_close(bounded, ffn.down.forward_quantized(q, scale).view(2, 7, -1))
+        assert 0 < rel(bounded, rows) < 0.05 and rel(bounded, stock(x)) < 0.08

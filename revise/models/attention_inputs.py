@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 from . import attention_ops
-from .attention_ops import (attend, attend_fp8, has_rms_norms, padded_length, prepare, static_fp8_scales,
-                            value_bound_weights, value_descale)
+from .attention_ops import attend, attend_fp8, has_rms_norms, padded_length, prepare, static_fp8_scales, value_descale
 from .context_kv import ContextKVProcessor
-from .fp8 import Fp8Linear
+from .fp8 import Fp8Linear, output_bound_weights
 from .fp8_attention import quantize_tensor
 
 
@@ -108,5 +107,5 @@ def use_fp8_attention(transformer) -> None:
             attn.register_buffer("fp8_scales", static_fp8_scales(norms), persistent=False)
             attn.processor.fp8 = True
         v_rows = slice(2 * block.attn1.inner_dim, 3 * block.attn1.inner_dim)
-        block.attn1.register_buffer("fp8_value_bound", value_bound_weights(block.attn1.to_qkv, v_rows),
+        block.attn1.register_buffer("fp8_value_bound", output_bound_weights(block.attn1.to_qkv, v_rows),
                                     persistent=False)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .fp8 import E4M3_MAX
+from .fp8 import E4M3_MAX, output_row_bounds
 from .fp8_attention import fp8_attention
 from .norm_rope import norm_rope
 
@@ -51,33 +51,17 @@ def padded_length(length: int) -> int:
 # 2026-12-07, 0.019 s a loop). Off until measured in the loop on a GPU (`benchmarks/issue24.sh loop`).
 VALUE_BOUND = False
 
-# |V| <= ||x||_2 * ||w_j||_2 + |b_j| holds for the exact product; the FP8 matmul multiplies x rounded to
-# e4m3 (each element within 2^-4 of itself) and rounds its output to bf16 (2^-8): this factor covers
-# both with room for the accumulation's rounding. A value past the bound would saturate at 448, not overflow.
-VALUE_BOUND_MARGIN = (1 + 2 ** -4) * (1 + 2 ** -7)
-
-
-def value_bound_weights(linear, rows: slice) -> torch.Tensor:
-    """float32 [2]: the largest L2 norm of ``rows`` of an ``Fp8Linear``'s weight as it multiplies
-    (e4m3 times its row scales), and the largest magnitude of those rows' bias (0 without one)."""
-    weight = linear.weight_fp8[rows].float() * linear.weight_scale[0, rows, None]
-    bias = linear.bias[rows].detach().float().abs().max() if linear.bias is not None else weight.new_zeros(())
-    return torch.stack([weight.norm(dim=1).max(), bias])
-
 
 def value_descale(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:
     """The e4m3 descale (float32 []) for the output of the linear ``bound_weights`` describes
-    (:func:`value_bound_weights`) on input ``x`` [..., K]: by Cauchy-Schwarz no output element exceeds
-    (largest row norm of ``x``) * (largest weight row norm) + (largest |bias|), times
-    :data:`VALUE_BOUND_MARGIN`, and that maps to 448. It takes a reduction over the rows' squares,
+    (``fp8.output_bound_weights``) on input ``x`` [..., K]: the largest of its rows' bounds
+    (``fp8.output_row_bounds``, Cauchy-Schwarz) maps to 448. Its reduction over the rows' squares is
     meant for ``torch.compile`` to fuse into the pass that already reads ``x`` (its row quantization),
     where V's own largest magnitude takes a pass over V (whether Inductor fuses it on a GPU is what
     ``benchmarks/fp8_loop_variants.py graph+pad+vbound`` shows). With the shipped mini model's trained
     weights the bound was 1.9-4.3x V's largest magnitude (`docs/performance.md`), well within e4m3's
     range."""
-    norm = x.float().square().sum(dim=-1).amax().sqrt()
-    bound = (norm * bound_weights[0] + bound_weights[1]) * VALUE_BOUND_MARGIN
-    return bound.clamp(min=1e-12) / E4M3_MAX
+    return output_row_bounds(x, bound_weights).amax().clamp(min=1e-12) / E4M3_MAX
 
 
 def has_rms_norms(attn) -> bool:

@@ -112,6 +112,33 @@ class Fp8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, e4m3"
 
 
+# An FP8 linear's outputs bounded before it runs, by Cauchy-Schwarz: |y_ij| <= ||x_i||_2 * ||w_j||_2 + |b_j|
+# for the exact product. The matmul multiplies x rounded to e4m3 (each element within 2^-4 of itself)
+# and rounds its output to bf16 (2^-8): this factor covers both with room for the accumulation's
+# rounding. Used where a pass over the output to find its largest magnitude would cost more than the
+# scale's looseness (``attention_ops.value_descale``, ``fp8_ffn.GELU_BOUND``); a value past a bound
+# would saturate at 448, not overflow.
+BOUND_MARGIN = (1 + 2 ** -4) * (1 + 2 ** -7)
+
+
+def output_bound_weights(linear: Fp8Linear, rows: slice = slice(None)) -> torch.Tensor:
+    """float32 [2]: the largest L2 norm of ``rows`` of an ``Fp8Linear``'s weight as it multiplies
+    (e4m3 times its row scales), and the largest magnitude of those rows' bias (0 without one)."""
+    weight = linear.weight_fp8[rows].float() * linear.weight_scale[0, rows, None]
+    bias = linear.bias[rows].detach().float().abs().max() if linear.bias is not None else weight.new_zeros(())
+    return torch.stack([weight.norm(dim=1).max(), bias])
+
+
+def output_row_bounds(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:
+    """float32 [..., 1]: no output element of the linear ``bound_weights`` describes
+    (:func:`output_bound_weights`) on a row of ``x`` [..., K] exceeds this, for that row: its L2 norm
+    times the largest weight row norm plus the largest |bias|, times :data:`BOUND_MARGIN`. A reduction
+    over each row's squares, meant for ``torch.compile`` to fuse into the pass that already reads
+    ``x`` (its row quantization)."""
+    norm = x.float().square().sum(dim=-1, keepdim=True).sqrt()
+    return (norm * bound_weights[0] + bound_weights[1]) * BOUND_MARGIN
+
+
 def fp8_linears(transformer: nn.Module, device: torch.device | str | None = None, allow_cpu: bool = False,
                 fast_accum: bool = False) -> int:
     """Swap every ``nn.Linear`` inside ``transformer.blocks`` for an :class:`Fp8Linear`; returns how

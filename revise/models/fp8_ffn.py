@@ -17,6 +17,11 @@ memory speed (`docs/performance.md`).
 :class:`Fp8FeedForward` is the feed-forward built on it, swapped in by :func:`fp8_feed_forwards`.
 The PyTorch computation (:func:`gelu_quantize_rows_reference`) is the CPU path and the tests' oracle;
 it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the CPU and GPU agree.
+
+With :data:`GELU_BOUND` each row's scale comes instead from a bound known before the first matmul runs
+(``fp8.output_row_bounds`` of the feed-forward's input, Cauchy-Schwarz): the quantization needs no
+reduction over the 8960-wide rows, which makes it a pointwise pass that Inductor compiles
+(:func:`gelu_quantize_at`), and one that a matmul's epilogue could take (`benchmarks/fp8_ffn_epilogue.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fp8 import E4M3, Fp8Linear, quantize_rows
+from .fp8 import E4M3, E4M3_MAX, Fp8Linear, output_bound_weights, output_row_bounds, quantize_rows
 from .triton_e4m3 import triton_runs_on
 
 try:
@@ -35,6 +40,34 @@ except ImportError:        # CPU-only installs: the PyTorch path
     triton = None
 else:
     from .triton_e4m3 import e4m3_store_bits, native_cast
+
+
+# The GELU's output quantized at per-row scales from a bound (:func:`gelu_row_scales`) instead of each
+# row's largest magnitude: what that spares is the reduction over each 8960-wide row, in the loop's
+# kernel that took 92 us a block call (0.110 s of the H100 loop of 2026-12-07, within 1.3x of its
+# time at memory speed). Off until measured in the loop on a GPU
+# (`benchmarks/fp8_loop_variants.py graph+fbound`).
+GELU_BOUND = False
+
+# tanh-GELU's most negative value (at x = -0.7525): no output of the GELU is below -GELU_FLOOR, so a
+# row's scale covers at least this magnitude, whatever the bound on its input says.
+GELU_FLOOR = 0.1701
+
+
+def gelu_row_scales(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:
+    """float32 [M, 1]: the e4m3 scale of each row of tanh-GELU(up(x)), for the feed-forward's input
+    ``x`` [..., K] and its up-projection's ``fp8.output_bound_weights``: the row's bound on up(x)
+    (``fp8.output_row_bounds``; tanh-GELU(y) <= y for y > 0) or :data:`GELU_FLOOR`, whichever is
+    larger, over 448."""
+    bounds = output_row_bounds(x.reshape(-1, x.shape[-1]), bound_weights)
+    return bounds.clamp(min=GELU_FLOOR) / E4M3_MAX
+
+
+def gelu_quantize_at(x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` [M, N] -> (tanh-GELU(x) / ``scale`` in e4m3, ``scale``), ``scale`` [M, 1] given
+    (:func:`gelu_row_scales`): pointwise, computed in float32, saturating at 448."""
+    y = F.gelu(x.float(), approximate="tanh") / scale
+    return y.clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
 
 
 def gelu_quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,15 +149,21 @@ def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Fp8FeedForward(nn.Module):
     """``up`` (an :class:`Fp8Linear`, its bias in the matmul), tanh-GELU and the row quantization of
-    its output in one pass (:func:`gelu_quantize_rows`), then ``down`` on the e4m3 rows."""
+    its output in one pass (:func:`gelu_quantize_rows`; with :data:`GELU_BOUND`, at scales from a bound
+    kept as ``bound_weights``: :func:`gelu_quantize_at`), then ``down`` on the e4m3 rows."""
 
     def __init__(self, up: Fp8Linear, down: Fp8Linear):
         super().__init__()
         self.up, self.down = up, down
+        self.register_buffer("bound_weights", output_bound_weights(up), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
-        q, scale = gelu_quantize_rows(h.reshape(-1, h.shape[-1]))
+        h = h.reshape(-1, h.shape[-1])
+        if GELU_BOUND:
+            q, scale = gelu_quantize_at(h, gelu_row_scales(x, self.bound_weights))
+        else:
+            q, scale = gelu_quantize_rows(h)
         return self.down.forward_quantized(q, scale).view(*x.shape[:-1], self.down.out_features)
 
 
