@@ -13,10 +13,11 @@
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
 #      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
 #      fast path (benchmarks/fp8_loop_variants.py).
-#   4. (loop, about 6-7 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
+#   4. (loop, about 7-8 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
 #      kernel: variant graph) against the same with self-attention padded to whole tiles of 128
-#      (graph+pad), that with V's scale from a bound instead of a pass over V (graph+pad+vbound) and
-#      that with every cuDNN plan timed (graph+pad+vbound+autotune), beside the bf16
+#      (graph+pad), that with V's scale from a bound instead of a pass over V (graph+pad+vbound), that
+#      with the GELU's row scales from a bound (graph+pad+vbound+fbound) and that with every cuDNN plan
+#      timed (graph+pad+vbound+autotune), beside the bf16
 #      fast path with and without the graph, profiled over whole
 #      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
 #      graph, and the pre-set rule's verdict on each option; power and clocks sampled by nvidia-smi;
@@ -27,10 +28,14 @@
 #   6. (workspace, about 4 minutes) the FP8 loop at the package's defaults without cuBLASLt's workspace
 #      (CUBLASLT_WORKSPACE_SIZE=0: the statically scheduled kernels, no memset before each call) and
 #      with it, one process each, since PyTorch reads that setting once a process (run 7b's A/B again).
+#   7. (ffn, about 1-2 minutes) the feed-forward's up-projection, GELU and e4m3 quantization four ways:
+#      the loop's Triton kernel, the pointwise pass at the bound's scales, and cuBLASLt's FP8 GELU_BIAS
+#      epilogue writing e4m3 through nvmath-python (benchmarks/fp8_ffn_epilogue.py; the versions of the
+#      CUDA Python packages nvmath needs are printed first).
 #   The kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
-#   bash benchmarks/issue24.sh [all|edit|train|fp8|loop|attention|workspace]   # one part (default: all = edit and train)
+#   bash benchmarks/issue24.sh [all|edit|train|fp8|loop|attention|workspace|ffn ...]   # parts in order (default: all = edit and train)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-outputs/issue24}
@@ -41,8 +46,8 @@ fi
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name())'
-part=${1:-all}
 status=0
+for part in "${@:-all}"; do
 [ "$part" = all ] || [ "$part" = edit ] && { python3 benchmarks/edit_latency.py --compile --fast-path-only --no-stock --offload --memory-cap-gib 24 \
     --offload-budget-gib 20 --fp8 --repeats 2 --json "$out/edit_latency_issue24.json" 2>&1 \
     | grep -v "it/s\]" | tee "$out/edit_latency_issue24.log" || status=1; }
@@ -64,8 +69,8 @@ status=0
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
     # the padding and V-bound A/B, profiled over whole loops
-    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
-        --repeats 3 --profile-steps 40 2>&1 \
+    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+fbound \
+        graph+pad+vbound+autotune --repeats 3 --profile-steps 40 2>&1 \
         | tee -a "$out/fp8_loop_issue24.log" || status=1
     python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
         tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1
@@ -80,4 +85,9 @@ status=0
 [ "$part" = attention ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_attention_knobs_issue24.log"
     python3 benchmarks/fp8_attention_knobs.py --budget-s 240 --json "$out/fp8_attention_knobs_issue24.json" 2>&1 \
         | tee -a "$out/fp8_attention_knobs_issue24.log" || status=1; }
+[ "$part" = ffn ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_ffn_epilogue_issue24.log"
+    python3 -m pip list 2>/dev/null | grep -iE "^(cuda-bindings|cuda-core|cuda-pathfinder|nvmath-python) " \
+        | tee -a "$out/fp8_ffn_epilogue_issue24.log"
+    python3 benchmarks/fp8_ffn_epilogue.py 2>&1 | tee -a "$out/fp8_ffn_epilogue_issue24.log" || status=1; }
+done
 exit $status

@@ -116,7 +116,7 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py", "fp8_kernel_configs.py",
-                                    "fp8_attention_lengths.py", "fp8_attention_knobs.py"])
+                                    "fp8_attention_lengths.py", "fp8_attention_knobs.py", "fp8_ffn_epilogue.py"])
 def test_fp8_gpu_benchmarks_need_a_gpu_and_say_so_in_one_line(script):
     import subprocess
 
@@ -140,7 +140,8 @@ def test_fp8_loop_variants_joins_variants_with_a_plus():
     assert bench.variant("qk_1warp+qk_4warps")["qk_warps"] == 4          # a later name's setting wins
     issue24_loop = bench.variant("graph+pad+vbound+autotune")               # benchmarks/issue24.sh loop's last row
     assert issue24_loop["cuda_graph"] and issue24_loop["pad"] == 128 and issue24_loop["value_bound"]
-    assert issue24_loop["autotune"]
+    assert issue24_loop["autotune"] and not issue24_loop.get("gelu_bound")
+    assert bench.variant("graph+pad+vbound+fbound")["gelu_bound"]
     with pytest.raises(KeyError):
         bench.variant("graph+fastest")
 
