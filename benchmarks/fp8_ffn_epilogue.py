@@ -12,11 +12,16 @@ down-projection on the e4m3 rows. Ways of the first two steps:
                    ``gelu_quantize_at``), compiled by Inductor; the row norms, which the loop's norm
                    kernel would find in its pass over the input, are computed before the timing
     cublaslt       one cuBLASLt FP8 matmul whose GELU_BIAS epilogue writes e4m3 (nvmath-python's
-                   ``Matmul``): cuBLASLt takes one scale per FP8 operand here, so the input is quantized
+                   ``Matmul``): nvmath offers one scale per FP8 operand, so the input is quantized
                    at its largest magnitude (before the timing), the weight at its own, and the output
                    at the largest of the rows' bounds; the down-projection takes that one scale
     cublaslt_amax  the same with the output at its own largest magnitude (found in float32
                    beforehand): what scaling from an earlier call's amax could reach, for the error
+    cublaslt_rows  the epilogue with the loop's row-wise input and weight scales (cuBLASLt's
+                   OUTER_VEC_32F scale mode, set on nvmath's matmul descriptor, which its API does not
+                   offer), the output at the tensor-wide bound: whether cuBLASLt takes row scales with
+                   an e4m3 output and this epilogue, which would leave the loop's input quantization as
+                   it is
 
 Rows: microseconds a call of the up-projection with GELU and quantization, of the down-projection
 after it, and of the two (each a CUDA-graph replay of 10 calls, as in the loop; back-to-back calls
@@ -59,16 +64,32 @@ def per_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def cublaslt_gelu(w8, w_descale, x8, x_descale, bias, out_scale):
     """An nvmath ``Matmul`` computing e4m3(out_scale * GELU(W x^T + bias)) with cuBLASLt's GELU_BIAS
-    epilogue, planned once; returns (the Matmul, a function running it that returns e4m3 [M, N]).
-    cuBLASLt adds a bias along its own M, the weight's rows here, so W is operand a and x^T operand
-    b; the column-major [N, M] result is the row-major [M, N] the down-projection takes."""
+    epilogue, planned once; returns a function running it that returns e4m3 [M, N]. cuBLASLt adds a
+    bias along its own M, the weight's rows here, so W is operand a and x^T operand b; the
+    column-major [N, M] result is the row-major [M, N] the down-projection takes. Descales of one
+    element are cuBLASLt's scalar scales; longer ones (the weight's [N] row scales, the input's [M])
+    are set as outer-vector scales on the descriptor when nvmath has prepared its scalar ones."""
     from nvmath import CudaDataType
+    from nvmath.bindings import cublasLt
     from nvmath.linalg.advanced import Matmul, MatmulEpilog
 
-    mm = Matmul(w8, x8.t(), quantization_scales={"a": w_descale, "b": x_descale, "d": out_scale},
+    vectors = {name: t for name, t in (("a", w_descale), ("b", x_descale)) if t.numel() > 1}
+    one = torch.ones(1, device=w8.device)
+    mm = Matmul(w8, x8.t(), quantization_scales={"a": one if "a" in vectors else w_descale,
+                                                 "b": one if "b" in vectors else x_descale, "d": out_scale},
                 options={"result_type": CudaDataType.CUDA_R_8F_E4M3, "fast_accumulation": True})
+    if vectors:
+        prepare = mm._prepare_operand_quantization_scales          # nvmath's own step of plan()
+
+        def with_vectors(scales, stream_holder):
+            prepare(scales, stream_holder)
+            for name, t in vectors.items():
+                setattr(mm.mm_desc_ifc, f"{name}_scale_pointer", t.data_ptr())
+                setattr(mm.mm_desc_ifc, f"{name}_scale_mode", cublasLt.MatmulMatrixScale.OUTER_VEC_32F)
+
+        mm._prepare_operand_quantization_scales = with_vectors
     mm.plan(epilog=MatmulEpilog.GELU_BIAS, epilog_inputs={"bias": bias})
-    return mm, lambda: mm.execute().t()
+    return lambda: mm.execute().t()
 
 
 def timings(up_fn, down_fn, iters: int) -> tuple[float, float, float, str]:
@@ -127,10 +148,13 @@ def main() -> None:
             print(f"nvmath-python {nvmath.__version__}")
             x8, x_descale = per_tensor(x)
             w8, w_descale = per_tensor(first.weight)
-            for name, largest in (("cublaslt", bounds.max()), ("cublaslt_amax", hidden.abs().amax())):
+            rows = (up.weight_fp8, up.weight_scale.reshape(-1).contiguous(), x_rows, x_scales.reshape(-1).contiguous())
+            for name, largest, operands in (("cublaslt", bounds.max(), (w8, w_descale, x8, x_descale)),
+                                            ("cublaslt_amax", hidden.abs().amax(), (w8, w_descale, x8, x_descale)),
+                                            ("cublaslt_rows", bounds.max(), rows)):
                 descale = (largest.float() / E4M3_MAX).reshape(1)
                 try:
-                    _, run = cublaslt_gelu(w8, w_descale, x8, x_descale, first.bias, 1.0 / descale)
+                    run = cublaslt_gelu(*operands, first.bias.detach(), 1.0 / descale)
                     run()
                 except Exception as err:    # an epilogue or type cuBLASLt refuses here
                     print(f"{name}: cuBLASLt did not run it: {type(err).__name__}: {str(err)[:300]}")
