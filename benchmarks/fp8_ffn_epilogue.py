@@ -19,9 +19,8 @@ down-projection on the e4m3 rows. Ways of the first two steps:
                    beforehand): what scaling from an earlier call's amax could reach, for the error
     cublaslt_rows  the epilogue with the loop's row-wise input and weight scales (cuBLASLt's
                    OUTER_VEC_32F scale mode, set on nvmath's matmul descriptor, which its API does not
-                   offer), the output at the tensor-wide bound: whether cuBLASLt takes row scales with
-                   an e4m3 output and this epilogue, which would leave the loop's input quantization as
-                   it is
+                   offer), the output at the tensor-wide bound: what ``fp8_ffn.GELU_EPILOGUE`` runs in
+                   the loop, if cuBLASLt takes row scales with an e4m3 output and this epilogue
 
 Rows: microseconds a call of the up-projection with GELU and quantization, of the down-projection
 after it, and of the two (each a CUDA-graph replay of 10 calls, as in the loop; back-to-back calls
@@ -48,6 +47,7 @@ from fp8_kernel_configs import graph_time_us, time_us  # noqa: E402
 
 from revise.models import fp8_ffn  # noqa: E402
 from revise.models.fp8 import E4M3, E4M3_MAX, Fp8Linear, fp8_supported, output_bound_weights, quantize_rows  # noqa: E402
+from revise.models.fp8_gelu_matmul import plan  # noqa: E402
 
 DIM, HIDDEN = 1536, 8960            # wan2.1-1.3b
 
@@ -63,32 +63,10 @@ def per_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def cublaslt_gelu(w8, w_descale, x8, x_descale, bias, out_scale):
-    """An nvmath ``Matmul`` computing e4m3(out_scale * GELU(W x^T + bias)) with cuBLASLt's GELU_BIAS
-    epilogue, planned once; returns a function running it that returns e4m3 [M, N]. cuBLASLt adds a
-    bias along its own M, the weight's rows here, so W is operand a and x^T operand b; the
-    column-major [N, M] result is the row-major [M, N] the down-projection takes. Descales of one
-    element are cuBLASLt's scalar scales; longer ones (the weight's [N] row scales, the input's [M])
-    are set as outer-vector scales on the descriptor when nvmath has prepared its scalar ones."""
-    from nvmath import CudaDataType
-    from nvmath.bindings import cublasLt
-    from nvmath.linalg.advanced import Matmul, MatmulEpilog
-
-    vectors = {name: t for name, t in (("a", w_descale), ("b", x_descale)) if t.numel() > 1}
-    one = torch.ones(1, device=w8.device)
-    mm = Matmul(w8, x8.t(), quantization_scales={"a": one if "a" in vectors else w_descale,
-                                                 "b": one if "b" in vectors else x_descale, "d": out_scale},
-                options={"result_type": CudaDataType.CUDA_R_8F_E4M3, "fast_accumulation": True})
-    if vectors:
-        prepare = mm._prepare_operand_quantization_scales          # nvmath's own step of plan()
-
-        def with_vectors(scales, stream_holder):
-            prepare(scales, stream_holder)
-            for name, t in vectors.items():
-                setattr(mm.mm_desc_ifc, f"{name}_scale_pointer", t.data_ptr())
-                setattr(mm.mm_desc_ifc, f"{name}_scale_mode", cublasLt.MatmulMatrixScale.OUTER_VEC_32F)
-
-        mm._prepare_operand_quantization_scales = with_vectors
-    mm.plan(epilog=MatmulEpilog.GELU_BIAS, epilog_inputs={"bias": bias})
+    """A function running one cuBLASLt matmul with the GELU_BIAS epilogue, planned once through nvmath
+    (``fp8_gelu_matmul.plan``: one-element descales are scalar scales, longer ones outer-vector
+    scales), returning e4m3 [M, N]."""
+    mm = plan(x8, x_descale, w8, w_descale, bias, out_scale)
     return lambda: mm.execute().t()
 
 

@@ -41,6 +41,10 @@ reset, Inductor caches off):
                   row's largest magnitude: a pointwise pass compiled by Inductor in place of the
                   one-pass Triton kernel with its 8960-wide row reduction (92 us a block in run 7);
                   off in the package until this row has been measured: ``graph+pad+vbound+fbound``
+    fepilogue     (to join to another) the feed-forward's up-projection, GELU and e4m3 output as one
+                  cuBLASLt matmul with the GELU in its epilogue, the output at one scale from that bound
+                  (``fp8_ffn.GELU_EPILOGUE``, ``fp8_gelu_matmul.py``; needs nvmath-python): no GELU
+                  pass at all; off until measured: ``graph+pad+vbound+fepilogue``
     autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
                   layout, the fastest kept (``graph+autotune``)
 
@@ -100,6 +104,7 @@ VARIANTS = {
     "pad": {"pad": 128},
     "vbound": {"value_bound": True},
     "fbound": {"gelu_bound": True},
+    "fepilogue": {"gelu_epilogue": True},
     "autotune": {"autotune": True},
 }
 
@@ -228,7 +233,7 @@ def main() -> None:
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
     pad_default, bound_default = attention_ops.PAD_MULTIPLE, attention_ops.VALUE_BOUND
-    gelu_bound_default = fp8_ffn.GELU_BOUND
+    gelu_bound_default, epilogue_default = fp8_ffn.GELU_BOUND, fp8_ffn.GELU_EPILOGUE
     for name in args.variants:
         v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
@@ -238,6 +243,7 @@ def main() -> None:
         attention_ops.PAD_MULTIPLE = v.get("pad", pad_default)
         attention_ops.VALUE_BOUND = v.get("value_bound", bound_default)
         fp8_ffn.GELU_BOUND = v.get("gelu_bound", gelu_bound_default)
+        fp8_ffn.GELU_EPILOGUE = v.get("gelu_epilogue", epilogue_default)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()

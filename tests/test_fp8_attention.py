@@ -327,7 +327,7 @@ def _wide_head_pipeline(device: str, dtype: torch.dtype) -> ReviseEditPipeline:
     return ReviseEditPipeline(ReviseModel.from_preset(cfg, seed=0, device=device, dtype=dtype))
 
 
-def _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch) -> None:
+def _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch, ffn_option: str = "GELU_BOUND") -> None:
     import revise.models.attention_ops as ops
     from revise.models import fp8_ffn
 
@@ -335,17 +335,19 @@ def _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch) -> None:
     plain = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     monkeypatch.setattr(ops, "PAD_MULTIPLE", 128)
     monkeypatch.setattr(ops, "VALUE_BOUND", True)
-    monkeypatch.setattr(fp8_ffn, "GELU_BOUND", True)
+    monkeypatch.setattr(fp8_ffn, ffn_option, True)
     torch._dynamo.reset()
     got = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     assert torch.isfinite(got).all() and 0 < rel(got, plain) < 0.05
 
 
-def test_the_loops_fp8_options_together_at_the_dits_head_size(clip, monkeypatch):
-    """Padding, V's bound and the GELU's bound together, on the CPU's reference attention, at head size 128."""
+@pytest.mark.parametrize("ffn_option", ["GELU_BOUND", "GELU_EPILOGUE"])
+def test_the_loops_fp8_options_together_at_the_dits_head_size(clip, monkeypatch, ffn_option):
+    """Padding, V's bound and the GELU's bound (as its own pass, or in the up-projection's epilogue)
+    together, on the CPU's reference attention and matmul, at head size 128."""
     pipe = _wide_head_pipeline("cpu", torch.float32).enable_fast_path(compile=False)
     pipe.enable_fp8(allow_cpu=True, attention=True)
-    _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch)
+    _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch, ffn_option)
 
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and fp8_attention_supported("cuda:0")[0]),

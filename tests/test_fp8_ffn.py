@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import textwrap
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -128,10 +129,14 @@ def test_gelu_row_scales_bound_every_row_and_are_nearly_reached_by_an_aligned_ro
     assert float(y[4].abs().max()) > 0.8 * 448                         # the bound is reached there, nearly
 
 
-def test_feed_forward_at_bounded_scales_stays_close(tiny_model, monkeypatch):
-    """With ``GELU_BOUND`` the hidden rows are quantized pointwise at the bound's scales
-    (``gelu_quantize_at``), and the feed-forward's output stays as close to the stock one."""
+@pytest.mark.parametrize("option", ["GELU_BOUND", "GELU_EPILOGUE"])
+def test_feed_forward_with_the_gelus_scales_from_the_bound_stays_close(tiny_model, monkeypatch, option):
+    """With ``GELU_BOUND`` the hidden rows are quantized pointwise at the bound's row scales
+    (``gelu_quantize_at``); with ``GELU_EPILOGUE`` the up-projection, GELU and e4m3 output are one
+    ``gelu_matmul`` at one scale, the largest row bound. Either way the feed-forward's output stays as
+    close to the stock one."""
     from revise.models import fp8_ffn
+    from revise.models.fp8_gelu_matmul import gelu_matmul_reference
 
     dit = copy.deepcopy(tiny_model.transformer)
     fp8_linears(dit, "cpu", allow_cpu=True)
@@ -141,8 +146,142 @@ def test_feed_forward_at_bounded_scales_stays_close(tiny_model, monkeypatch):
     x = torch.randn(2, 7, ffn.up.in_features)
     with torch.no_grad():
         rows = ffn(x)
-        monkeypatch.setattr(fp8_ffn, "GELU_BOUND", True)
-        bounded = ffn(x)
-        q, scale = fp8_ffn.gelu_quantize_at(ffn.up(x).reshape(14, -1), fp8_ffn.gelu_row_scales(x, ffn.bound_weights))
-        torch.testing.assert_close(bounded, ffn.down.forward_quantized(q, scale).view(2, 7, -1))
-        assert 0 < rel(bounded, rows) < 0.05 and rel(bounded, stock(x)) < 0.08
+        monkeypatch.setattr(fp8_ffn, option, True)
+        got = ffn(x)
+        scales = fp8_ffn.gelu_row_scales(x, ffn.bound_weights)
+        if option == "GELU_BOUND":
+            q, scale = fp8_ffn.gelu_quantize_at(ffn.up(x).reshape(14, -1), scales)
+        else:
+            x8, x_descale = quantize_rows(x.reshape(14, -1))
+            scale = scales.amax().reshape(1)
+            q = gelu_matmul_reference(x8, x_descale.reshape(-1), ffn.up.weight_fp8, ffn.up.weight_scale.reshape(-1),
+                                      ffn.up.bias, 1 / scale)
+        torch.testing.assert_close(got, ffn.down.forward_quantized(q, scale).view(2, 7, -1))
+        assert 0 < rel(got, rows) < 0.05 and rel(got, stock(x)) < 0.08
+
+
+def _gelu_matmul_operands(device="cpu", rows=9):
+    from revise.models.fp8 import Fp8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96).to(device)
+    torch.nn.init.normal_(linear.bias, std=0.5)
+    up = Fp8Linear(linear)
+    x = torch.randn(rows, 64, device=device) * torch.logspace(-2, 2, rows, device=device).unsqueeze(1)
+    x8, x_descale = quantize_rows(x)
+    want = F.gelu(linear(x), approximate="tanh").detach()
+    out_scale = (448 / (2 * want.abs().max())).reshape(1)
+    return (x8, x_descale.reshape(-1), up.weight_fp8, up.weight_scale.reshape(-1), linear.bias.detach(), out_scale), want
+
+
+def test_gelu_matmul_off_cuda_is_its_reference_and_compiles_as_one_opaque_op():
+    """``fp8_gelu_matmul.gelu_matmul`` (cuBLASLt's GELU epilogue on a GPU): on the CPU its PyTorch
+    reference, the GELU of the FP8 linear in e4m3 at the given scale; ``torch.compile`` takes it whole
+    (its fake gives the shape and dtype)."""
+    from revise.models.fp8_gelu_matmul import gelu_matmul, gelu_matmul_reference
+
+    operands, want = _gelu_matmul_operands()
+    q = gelu_matmul(*operands)
+    assert q.dtype == E4M3 and q.shape == (9, 96)
+    torch.testing.assert_close(q.float(), gelu_matmul_reference(*operands).float())
+    assert rel(q.float() / operands[-1], want) < 0.08
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a: gelu_matmul(*a).float() * 2, fullgraph=True)(*operands)
+    torch.testing.assert_close(compiled, q.float() * 2)
+
+
+def _nvmath_gpu() -> bool:
+    from revise.models.fp8 import fp8_supported
+    from revise.models.fp8_gelu_matmul import nvmath_available
+
+    return torch.cuda.is_available() and fp8_supported("cuda")[0] and nvmath_available()
+
+
+@pytest.mark.skipif(not _nvmath_gpu(), reason="cuBLASLt's FP8 GELU epilogue needs an FP8 GPU and nvmath-python")
+def test_gelu_matmul_through_cublaslt_matches_its_reference_on_a_gpu():
+    """One plan per shape, pointed at each call's tensors, also when captured in a CUDA graph."""
+    from revise.models import fp8_gelu_matmul as gm
+
+    gm._PLANS.clear()
+    operands, _ = _gelu_matmul_operands("cuda", rows=304)
+    for scale in (1.0, 3.0):            # a second call with another input and output scale: the same plan
+        ops = (operands[0], operands[1] * scale, *operands[2:5], operands[5] / scale)
+        got = gm.gelu_matmul(*ops)
+        assert rel(got.float(), gm.gelu_matmul_reference(*ops).float()) < 0.03
+    assert len(gm._PLANS) == 1
+    static = [t.clone() for t in operands]
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = gm.gelu_matmul(*static)
+    static[1].mul_(1.5)                 # new row scales in place: the replay reads them
+    graph.replay()
+    assert rel(out.float(), gm.gelu_matmul_reference(*static).float()) < 0.03
+
+
+def test_gelu_matmul_plans_once_per_shape_and_points_the_plan_at_each_calls_tensors(monkeypatch):
+    """The cuBLASLt path's set-up, on the CPU against a stand-in ``nvmath`` (the kernel runs on a GPU
+    only): the weight is operand a and the input transposed operand b, the row scales are set as
+    outer-vector scales after nvmath's own scalar ones, the epilogue is GELU_BIAS writing e4m3, one
+    plan serves every call of a shape, and each call points it at its own tensors and scales."""
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from revise.models import fp8_gelu_matmul as gm
+
+    live = {}                                   # data_ptr -> tensor, for the stand-in to read pointers
+
+    class Desc:
+        def __getattr__(self, name):
+            if name.startswith("set_") and name.endswith("_unchecked"):
+                return lambda value: setattr(self, name[4:-10], value)
+            raise AttributeError(name)
+
+    class Matmul:
+        built = []
+
+        def __init__(self, a, b, quantization_scales, options):
+            self.a, self.b, self.scales, self.options = a, b, quantization_scales, options
+            self.mm_desc_ifc = Desc()
+            Matmul.built.append(self)
+
+        def _prepare_operand_quantization_scales(self, scales, stream_holder):
+            for name in "abd":
+                live[scales[name].data_ptr()] = scales[name]
+                setattr(self.mm_desc_ifc, f"{name}_scale_pointer", scales[name].data_ptr())
+                setattr(self.mm_desc_ifc, f"{name}_scale_mode", "SCALAR_32F")
+
+        def plan(self, epilog, epilog_inputs):
+            self.epilog, self.bias = epilog, epilog_inputs["bias"]
+            self._prepare_operand_quantization_scales(self.scales, None)
+
+        def reset_operands_unchecked(self, a=None, b=None, epilog_inputs=None):
+            self.a, self.b, self.bias = a, b, epilog_inputs["bias"]
+
+        def execute(self):
+            d = self.mm_desc_ifc
+            assert d.a_scale_mode == d.b_scale_mode == "OUTER_VEC_32F" and d.d_scale_mode == "SCALAR_32F"
+            return gm.gelu_matmul_reference(self.b.t(), live[d.b_scale_pointer], self.a, live[d.a_scale_pointer],
+                                            self.bias, live[d.d_scale_pointer]).t()
+
+    nvmath = ModuleType("nvmath")
+    nvmath.CudaDataType = SimpleNamespace(CUDA_R_8F_E4M3="e4m3")
+    bindings, linalg, advanced = ModuleType("nvmath.bindings"), ModuleType("nvmath.linalg"), ModuleType("nvmath.linalg.advanced")
+    bindings.cublasLt = SimpleNamespace(MatmulMatrixScale=SimpleNamespace(OUTER_VEC_32F="OUTER_VEC_32F"))
+    advanced.Matmul, advanced.MatmulEpilog = Matmul, SimpleNamespace(GELU_BIAS="GELU_BIAS")
+    for name, module in (("nvmath", nvmath), ("nvmath.bindings", bindings), ("nvmath.linalg", linalg),
+                         ("nvmath.linalg.advanced", advanced)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(gm, "_PLANS", {})
+    monkeypatch.setattr(gm, "_alignment", lambda t: 256)     # as on CUDA, whose allocator aligns to 512 bytes
+    operands, _ = _gelu_matmul_operands()
+    for scale in (1.0, 3.0, 0.5):
+        x8 = operands[0].clone() if scale == 1.0 else (operands[0].float() * -1).to(E4M3)     # a new input each call
+        ops = (x8, operands[1] * scale, *operands[2:5], operands[5] / scale)
+        for t in ops:
+            live[t.data_ptr()] = t
+        got = gm._cublaslt(*ops)
+        assert got.shape == (9, 96) and torch.equal(got.view(torch.uint8), gm.gelu_matmul_reference(*ops).view(torch.uint8))
+    assert len(Matmul.built) == 1 and len(gm._PLANS) == 1
+    mm = Matmul.built[0]
+    assert mm.epilog == "GELU_BIAS" and mm.options == {"result_type": "e4m3", "fast_accumulation": True}
+    assert mm.a is operands[2]                  # the weight is operand a

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fp8 import E4M3, E4M3_MAX, Fp8Linear, output_bound_weights, output_row_bounds, quantize_rows
+from .fp8_gelu_matmul import gelu_matmul
 from .triton_e4m3 import triton_runs_on
 
 try:
@@ -48,6 +49,12 @@ else:
 # time at memory speed). Off until measured in the loop on a GPU
 # (`benchmarks/fp8_loop_variants.py graph+fbound`).
 GELU_BOUND = False
+
+# The up-projection, bias, GELU and e4m3 output in one cuBLASLt matmul (``fp8_gelu_matmul.gelu_matmul``),
+# the output at one scale: the largest of :func:`gelu_row_scales`. It drops the GELU's pass and half of
+# the matmul's output bytes. Off until measured (`benchmarks/fp8_ffn_epilogue.py`, the loop's
+# ``graph+pad+vbound+fepilogue``); on a GPU it needs nvmath-python.
+GELU_EPILOGUE = False
 
 # tanh-GELU's most negative value (at x = -0.7525): no output of the GELU is below -GELU_FLOOR, so a
 # row's scale covers at least this magnitude, whatever the bound on its input says.
@@ -150,7 +157,9 @@ def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class Fp8FeedForward(nn.Module):
     """``up`` (an :class:`Fp8Linear`, its bias in the matmul), tanh-GELU and the row quantization of
     its output in one pass (:func:`gelu_quantize_rows`; with :data:`GELU_BOUND`, at scales from a bound
-    kept as ``bound_weights``: :func:`gelu_quantize_at`), then ``down`` on the e4m3 rows."""
+    kept as ``bound_weights``: :func:`gelu_quantize_at`), then ``down`` on the e4m3 rows. With
+    :data:`GELU_EPILOGUE` (and a bias, as Wan's have) ``up`` and the GELU are one matmul writing e4m3
+    at one scale from that bound."""
 
     def __init__(self, up: Fp8Linear, down: Fp8Linear):
         super().__init__()
@@ -158,6 +167,12 @@ class Fp8FeedForward(nn.Module):
         self.register_buffer("bound_weights", output_bound_weights(up), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if GELU_EPILOGUE and self.up.bias is not None:
+            x8, x_descale = quantize_rows(x.reshape(-1, self.up.in_features))
+            descale = gelu_row_scales(x, self.bound_weights).amax().reshape(1)
+            q = gelu_matmul(x8, x_descale.reshape(-1), self.up.weight_fp8, self.up.weight_scale.reshape(-1),
+                            self.up.bias.to(self.up.out_dtype), 1.0 / descale)
+            return self.down.forward_quantized(q, descale).view(*x.shape[:-1], self.down.out_features)
         h = self.up(x)
         h = h.reshape(-1, h.shape[-1])
         if GELU_BOUND:
