@@ -21,7 +21,9 @@ it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the C
 With :data:`GELU_BOUND` each row's scale comes instead from a bound known before the first matmul runs
 (``fp8.output_row_bounds`` of the feed-forward's input, Cauchy-Schwarz): the quantization needs no
 reduction over the 8960-wide rows, which makes it a pointwise pass that Inductor compiles
-(:func:`gelu_quantize_at`), and one that a matmul's epilogue could take (`benchmarks/fp8_ffn_epilogue.py`).
+(:func:`gelu_quantize_at`). With :data:`GELU_EPILOGUE` there is no such pass: the up-projection's
+matmul applies the GELU in its epilogue and writes e4m3 at one scale from that bound
+(``fp8_gelu_matmul.py``, cuBLASLt through nvmath-python).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ else:
 # row's largest magnitude: what that spares is the reduction over each 8960-wide row, in the loop's
 # kernel that took 92 us a block call (0.110 s of the H100 loop of 2026-12-07, within 1.3x of its
 # time at memory speed). Off until measured in the loop on a GPU
-# (`benchmarks/fp8_loop_variants.py graph+fbound`).
+# (`benchmarks/fp8_loop_variants.py graph+pad+vbound+fbound`).
 GELU_BOUND = False
 
 # The up-projection, bias, GELU and e4m3 output in one cuBLASLt matmul (``fp8_gelu_matmul.gelu_matmul``),
@@ -171,7 +173,7 @@ class Fp8FeedForward(nn.Module):
             x8, x_descale = quantize_rows(x.reshape(-1, self.up.in_features))
             descale = gelu_row_scales(x, self.bound_weights).amax().reshape(1)
             q = gelu_matmul(x8, x_descale.reshape(-1), self.up.weight_fp8, self.up.weight_scale.reshape(-1),
-                            self.up.bias.to(self.up.out_dtype), 1.0 / descale)
+                            self.up.bias.to(self.up.out_dtype), 1.0 / descale, self.up.fast_accum)
             return self.down.forward_quantized(q, descale).view(*x.shape[:-1], self.down.out_features)
         h = self.up(x)
         h = h.reshape(-1, h.shape[-1])

@@ -57,10 +57,10 @@ def _alignment(t: torch.Tensor) -> int:
     return min(256, ptr & -ptr) if ptr else 256
 
 
-def plan(x8, x_descale, w8, w_descale, bias, out_scale):
+def plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True):
     """A planned nvmath ``Matmul`` for :func:`gelu_matmul_reference`'s computation: the weight is operand a
     (cuBLASLt's bias runs along its M, so along the output features), the input transposed operand b,
-    GELU_BIAS epilogue, e4m3 result, fast accumulation as the loop's FP8 linears. A descale of one
+    GELU_BIAS epilogue, e4m3 result, Hopper's fast accumulation if ``fast_accum``. A descale of one
     element is a scalar scale; a longer one (row scales) is set as an outer-vector scale on the
     matmul's descriptor, after nvmath has prepared the scalar ones it takes and before its heuristics
     run. ``execute()`` returns the result as [N, M] column-major."""
@@ -72,7 +72,7 @@ def plan(x8, x_descale, w8, w_descale, bias, out_scale):
     one = torch.ones(1, device=x8.device)
     mm = Matmul(w8, x8.t(), quantization_scales={"a": one if "a" in vectors else w_descale,
                                                  "b": one if "b" in vectors else x_descale, "d": out_scale},
-                options={"result_type": CudaDataType.CUDA_R_8F_E4M3, "fast_accumulation": True})
+                options={"result_type": CudaDataType.CUDA_R_8F_E4M3, "fast_accumulation": fast_accum})
     if vectors:
         prepare = mm._prepare_operand_quantization_scales
 
@@ -87,12 +87,12 @@ def plan(x8, x_descale, w8, w_descale, bias, out_scale):
     return mm
 
 
-def _cublaslt(x8, x_descale, w8, w_descale, bias, out_scale) -> torch.Tensor:
+def _cublaslt(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True) -> torch.Tensor:
     key = (x8.shape, w8.shape, x8.device, bias.dtype, _alignment(x8), _alignment(w8), x_descale.numel() > 1,
-           w_descale.numel() > 1)
+           w_descale.numel() > 1, fast_accum)
     mm = _PLANS.get(key)
     if mm is None:
-        mm = _PLANS[key] = plan(x8, x_descale, w8, w_descale, bias, out_scale)
+        mm = _PLANS[key] = plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum)
     else:       # the same shapes, this call's tensors (checked by the custom op's schema and the key)
         mm.reset_operands_unchecked(a=w8, b=x8.t(), epilog_inputs={"bias": bias})
         mm.mm_desc_ifc.set_a_scale_pointer_unchecked(w_descale.data_ptr())
@@ -103,18 +103,18 @@ def _cublaslt(x8, x_descale, w8, w_descale, bias, out_scale) -> torch.Tensor:
 
 @torch.library.custom_op("revise::fp8_gelu_matmul", mutates_args=())
 def gelu_matmul(x8: torch.Tensor, x_descale: torch.Tensor, w8: torch.Tensor, w_descale: torch.Tensor,
-                bias: torch.Tensor, out_scale: torch.Tensor) -> torch.Tensor:
+                bias: torch.Tensor, out_scale: torch.Tensor, fast_accum: bool = True) -> torch.Tensor:
     """:func:`gelu_matmul_reference` in one cuBLASLt matmul on CUDA (:func:`plan`), which needs
     nvmath-python (else a one-line error), or that reference elsewhere. ``x8``, ``w8`` row-major with
-    dense rows; each descale one element or one per row."""
+    dense rows; each descale one element or one per row; ``fast_accum`` as ``Fp8Linear``'s."""
     if x8.device.type != "cuda":
         return gelu_matmul_reference(x8, x_descale, w8, w_descale, bias, out_scale)
     if not nvmath_available():
         raise RuntimeError("the FP8 feed-forward's GELU epilogue (fp8_ffn.GELU_EPILOGUE) needs nvmath-python "
                            "on CUDA: pip install nvmath-python")
-    return _cublaslt(x8, x_descale.contiguous(), w8, w_descale.contiguous(), bias, out_scale.contiguous())
+    return _cublaslt(x8, x_descale.contiguous(), w8, w_descale.contiguous(), bias, out_scale.contiguous(), fast_accum)
 
 
 @gelu_matmul.register_fake
-def _(x8, x_descale, w8, w_descale, bias, out_scale):
+def _(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum=True):
     return x8.new_empty((x8.shape[0], w8.shape[0]), dtype=E4M3)
