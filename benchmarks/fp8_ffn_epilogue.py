@@ -1,4 +1,4 @@
-"""The feed-forward's up-projection, GELU and e4m3 quantization at the released shapes, four ways (#24).
+"""The feed-forward's up-projection, GELU and e4m3 quantization at the released shapes, six ways (#24).
 
 In the FP8 loop the feed-forward is the up-projection (an FP8 matmul writing bf16, its bias in the
 epilogue), then one Triton kernel for tanh-GELU and each row's e4m3 quantization (92 us a block call
@@ -21,6 +21,8 @@ down-projection on the e4m3 rows. Ways of the first two steps:
                    OUTER_VEC_32F scale mode, set on nvmath's matmul descriptor, which its API does not
                    offer), the output at the tensor-wide bound: what ``fp8_ffn.GELU_EPILOGUE`` runs in
                    the loop, if cuBLASLt takes row scales with an e4m3 output and this epilogue
+    cublaslt_mixed the weight's row scales with the input at one scale: whether cuBLASLt mixes the
+                   two modes, which would spare the per-tensor form a second copy of the weights
 
 Rows: microseconds a call of the up-projection with GELU and quantization, of the down-projection
 after it, and of the two (each a CUDA-graph replay of 10 calls, as in the loop; back-to-back calls
@@ -129,7 +131,8 @@ def main() -> None:
             rows = (up.weight_fp8, up.weight_scale.reshape(-1).contiguous(), x_rows, x_scales.reshape(-1).contiguous())
             for name, largest, operands in (("cublaslt", bounds.max(), (w8, w_descale, x8, x_descale)),
                                             ("cublaslt_amax", hidden.abs().amax(), (w8, w_descale, x8, x_descale)),
-                                            ("cublaslt_rows", bounds.max(), rows)):
+                                            ("cublaslt_rows", bounds.max(), rows),
+                                            ("cublaslt_mixed", bounds.max(), (*rows[:2], x8, x_descale))):
                 descale = (largest.float() / E4M3_MAX).reshape(1)
                 try:
                     run = cublaslt_gelu(*operands, first.bias.detach(), 1.0 / descale)

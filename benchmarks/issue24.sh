@@ -28,9 +28,9 @@
 #   6. (workspace, about 4 minutes) the FP8 loop at the package's defaults without cuBLASLt's workspace
 #      (CUBLASLT_WORKSPACE_SIZE=0: the statically scheduled kernels, no memset before each call) and
 #      with it, one process each, since PyTorch reads that setting once a process (run 7b's A/B again).
-#   7. (ffn, about 5-6 minutes) the feed-forward's up-projection, GELU and e4m3 quantization five ways:
+#   7. (ffn, about 5-6 minutes) the feed-forward's up-projection, GELU and e4m3 quantization six ways:
 #      the loop's Triton kernel, the pointwise pass at the bound's scales, and cuBLASLt's FP8 GELU_BIAS
-#      epilogue writing e4m3 through nvmath-python at scales per tensor and per row
+#      epilogue writing e4m3 through nvmath-python at scales per tensor, per row and mixed
 #      (benchmarks/fp8_ffn_epilogue.py; the versions of the CUDA Python packages nvmath needs are
 #      printed first); then the loop with that epilogue (graph+pad+vbound+fepilogue) against the
 #      same without, and the GPU test of the epilogue's op.
