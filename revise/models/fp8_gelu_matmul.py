@@ -33,8 +33,9 @@ _NVMATH: bool | None = None
 def gelu_matmul_reference(x8: torch.Tensor, x_descale: torch.Tensor, w8: torch.Tensor, w_descale: torch.Tensor,
                           bias: torch.Tensor, out_scale: torch.Tensor) -> torch.Tensor:
     """e4m3 [M, N] = e4m3(``out_scale`` * tanh-GELU((``x8`` * ``x_descale``) @ (``w8`` * ``w_descale``)^T +
-    ``bias``)) for e4m3 ``x8`` [M, K] with float32 ``x_descale`` [M] (row scales), ``w8`` [N, K] with
-    ``w_descale`` [N], ``bias`` [N] and ``out_scale`` [1]; computed in float32, saturating at 448."""
+    ``bias``)) for e4m3 ``x8`` [M, K] with float32 ``x_descale`` [M] (row scales) or [1], ``w8`` [N, K]
+    with ``w_descale`` [N] or [1], ``bias`` [N] and ``out_scale`` [1]; computed in float32, saturating at
+    448."""
     y = (x8.float() @ w8.float().t()) * x_descale.reshape(-1, 1) * w_descale.reshape(1, -1)
     y = F.gelu(y + bias.float(), approximate="tanh") * out_scale.float()
     return y.clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
