@@ -45,23 +45,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from edit_latency import rel_error  # noqa: E402
 from fp8_kernel_configs import graph_time_us, time_us  # noqa: E402
 
 from revise.models import fp8_ffn  # noqa: E402
-from revise.models.fp8 import E4M3, E4M3_MAX, Fp8Linear, fp8_supported, output_bound_weights, quantize_rows  # noqa: E402
+from revise.models.fp8 import E4M3_MAX, Fp8Linear, fp8_supported, output_bound_weights, quantize_rows  # noqa: E402
+from revise.models.fp8_attention import quantize_tensor  # noqa: E402
 from revise.models.fp8_gelu_matmul import plan  # noqa: E402
 
 DIM, HIDDEN = 1536, 8960            # wan2.1-1.3b
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
-
-
-def per_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` -> (e4m3 at one scale, its descale as float32 [1]): the largest magnitude maps to 448."""
-    descale = (x.float().abs().amax() / E4M3_MAX).clamp(min=1e-12).reshape(1)
-    return (x.float() / descale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), descale
 
 
 def cublaslt_gelu(w8, w_descale, x8, x_descale, bias, out_scale):
@@ -126,8 +118,8 @@ def main() -> None:
             print(f"cublaslt ways skipped: nvmath-python does not import ({type(err).__name__}: {err})")
         else:
             print(f"nvmath-python {nvmath.__version__}")
-            x8, x_descale = per_tensor(x)
-            w8, w_descale = per_tensor(first.weight)
+            (x8, x_descale), (w8, w_descale) = (quantize_tensor(t) for t in (x, first.weight.detach()))
+            x_descale, w_descale = x_descale.reshape(1), w_descale.reshape(1)
             rows = (up.weight_fp8, up.weight_scale.reshape(-1).contiguous(), x_rows, x_scales.reshape(-1).contiguous())
             for name, largest, operands in (("cublaslt", bounds.max(), (w8, w_descale, x8, x_descale)),
                                             ("cublaslt_amax", hidden.abs().amax(), (w8, w_descale, x8, x_descale)),
@@ -144,7 +136,7 @@ def main() -> None:
         print("| way | up + GELU + e4m3 us | down us | both us | output rel. error vs float32 | timed |")
         print("| --- | --- | --- | --- | --- | --- |")
         for name, fn in ways.items():
-            err = rel(down_fn(*fn()), want)
+            err = rel_error(down_fn(*fn()), want)
             t_up, t_down, t_both, how = timings(fn, down_fn, args.iters)
             print(f"| {name} | {t_up:.1f} | {t_down:.1f} | {t_both:.1f} | {err:.2e} | {how} |")
 
