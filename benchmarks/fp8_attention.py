@@ -29,6 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from edit_latency import rel_error  # noqa: E402
 from fp8_linear import timed  # noqa: E402
 
 from revise.models import fp8_attention as fp8_module  # noqa: E402
@@ -38,10 +39,6 @@ from revise.models.fp8_attention import (fp8_attention, fp8_attention_supported,
 
 
 CUDA = torch.device("cuda")
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
 def inputs(lq: int, lk: int, logit_std: float, seed: int = 0):
@@ -102,8 +99,8 @@ def main() -> None:
                     return fp8_attention(q8, k8, v8, dq, dk, dv, scale_o)
 
                 t_bf16, t_fp8 = timed(bf16, CUDA, args.iters), timed(fp8, CUDA, args.iters)
-                err_bf16 = rel(bf16(), exact)
-                err_fp8 = rel(fp8().float() * dv, exact)
+                err_bf16 = rel_error(bf16(), exact)
+                err_fp8 = rel_error(fp8().float() * dv, exact)
                 t_qv = timed(lambda: quantize_v(vb), CUDA, args.iters)
                 t_qs = timed(lambda: cast_static(qb, scale_o), CUDA, args.iters)
                 row = {"attention": label, "lq": lq, "lk": lk, "logit_std": logit_std, "bf16_s": t_bf16, "fp8_s": t_fp8,
