@@ -161,8 +161,6 @@ def test_feed_forward_with_the_gelus_scales_from_the_bound_stays_close(tiny_mode
 
 
 def _gelu_matmul_operands(device="cpu", rows=9):
-    from revise.models.fp8 import Fp8Linear
-
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 96).to(device)
     torch.nn.init.normal_(linear.bias, std=0.5)
