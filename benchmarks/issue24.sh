@@ -28,12 +28,14 @@
 #   6. (workspace, about 4 minutes) the FP8 loop at the package's defaults without cuBLASLt's workspace
 #      (CUBLASLT_WORKSPACE_SIZE=0: the statically scheduled kernels, no memset before each call) and
 #      with it, one process each, since PyTorch reads that setting once a process (run 7b's A/B again).
-#   7. (ffn, about 5-6 minutes) the feed-forward's up-projection, GELU and e4m3 quantization six ways:
+#   7. (ffn, about 5-6 minutes) which FP8 matmuls with a bias or GELU epilogue cuBLASLt runs at the
+#      up-projection's shape (benchmarks/fp8_epilogue_support.py; cuBLASLt's error log beside it); the
+#      feed-forward's up-projection, GELU and e4m3 quantization six ways:
 #      the loop's Triton kernel, the pointwise pass at the bound's scales, and cuBLASLt's FP8 GELU_BIAS
 #      epilogue writing e4m3 through nvmath-python at scales per tensor, per row and mixed
 #      (benchmarks/fp8_ffn_epilogue.py; the versions of the CUDA Python packages nvmath needs are
-#      printed first); then the loop with that epilogue (graph+pad+vbound+fepilogue) against the
-#      same without, and the GPU test of the epilogue's op.
+#      printed first); the GPU test of the epilogue's op, and where it passes the loop with that
+#      epilogue (graph+pad+vbound+fepilogue) against the same without.
 #   The kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
@@ -90,9 +92,13 @@ for part in "${@:-all}"; do
 [ "$part" = ffn ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_ffn_epilogue_issue24.log"
     python3 -m pip list 2>/dev/null | grep -iE "^(cuda-bindings|cuda-core|cuda-pathfinder|nvmath-python) " \
         | tee -a "$out/fp8_ffn_epilogue_issue24.log"
+    CUBLASLT_LOG_MASK=1 CUBLASLT_LOG_FILE="$out/fp8_epilogue_support_cublaslt_%i.log" \
+        python3 benchmarks/fp8_epilogue_support.py 2>&1 | tee "$out/fp8_epilogue_support_issue24.log" || status=1
     python3 benchmarks/fp8_ffn_epilogue.py 2>&1 | tee -a "$out/fp8_ffn_epilogue_issue24.log" || status=1
-    python3 -m pytest -q tests/test_fp8_ffn.py 2>&1 | tee -a "$out/fp8_ffn_epilogue_issue24.log" || status=1
-    python3 benchmarks/fp8_loop_variants.py graph+pad+vbound graph+pad+vbound+fepilogue --repeats 3 \
-        --profile-steps 40 2>&1 | tee "$out/fp8_loop_issue24_epilogue.log" || status=1; }
+    # the loop with the epilogue only where its op runs on this GPU
+    if python3 -m pytest -q tests/test_fp8_ffn.py 2>&1 | tee -a "$out/fp8_ffn_epilogue_issue24.log"; then
+        python3 benchmarks/fp8_loop_variants.py graph+pad+vbound graph+pad+vbound+fepilogue --repeats 3 \
+            --profile-steps 40 2>&1 | tee "$out/fp8_loop_issue24_epilogue.log" || status=1
+    else status=1; fi; }
 done
 exit $status

@@ -116,7 +116,8 @@ def test_fp8_linear_rows(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("script", ["fp8_attention.py", "fp8_loop_variants.py", "fp8_kernel_configs.py",
-                                    "fp8_attention_lengths.py", "fp8_attention_knobs.py", "fp8_ffn_epilogue.py"])
+                                    "fp8_attention_lengths.py", "fp8_attention_knobs.py", "fp8_ffn_epilogue.py",
+                                    "fp8_epilogue_support.py"])
 def test_fp8_gpu_benchmarks_need_a_gpu_and_say_so_in_one_line(script):
     import subprocess
 

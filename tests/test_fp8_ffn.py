@@ -169,7 +169,8 @@ def _gelu_matmul_operands(device="cpu", rows=9):
     x8, x_descale = quantize_rows(x)
     want = F.gelu(linear(x), approximate="tanh").detach()
     out_scale = (448 / (2 * want.abs().max())).reshape(1)
-    return (x8, x_descale.reshape(-1), up.weight_fp8, up.weight_scale.reshape(-1), linear.bias.detach(), out_scale), want
+    bias = linear.bias.detach().bfloat16()        # as in the bf16 model
+    return (x8, x_descale.reshape(-1), up.weight_fp8, up.weight_scale.reshape(-1), bias, out_scale), want
 
 
 def test_gelu_matmul_off_cuda_is_its_reference_and_compiles_as_one_opaque_op():
@@ -262,7 +263,7 @@ def test_gelu_matmul_plans_once_per_shape_and_points_the_plan_at_each_calls_tens
                                             self.bias, live[d.d_scale_pointer]).t()
 
     nvmath = ModuleType("nvmath")
-    nvmath.CudaDataType = SimpleNamespace(CUDA_R_8F_E4M3="e4m3")
+    nvmath.CudaDataType = SimpleNamespace(CUDA_R_8F_E4M3="e4m3", CUDA_R_16BF="bf16", CUDA_R_16F="fp16")
     bindings, linalg, advanced = ModuleType("nvmath.bindings"), ModuleType("nvmath.linalg"), ModuleType("nvmath.linalg.advanced")
     bindings.cublasLt = SimpleNamespace(MatmulMatrixScale=SimpleNamespace(OUTER_VEC_32F="OUTER_VEC_32F"))
     advanced.Matmul, advanced.MatmulEpilog = Matmul, SimpleNamespace(GELU_BIAS="GELU_BIAS")
@@ -282,4 +283,5 @@ def test_gelu_matmul_plans_once_per_shape_and_points_the_plan_at_each_calls_tens
     assert len(Matmul.built) == 1 and len(gm._PLANS) == 1
     mm = Matmul.built[0]
     assert mm.epilog == "GELU_BIAS" and mm.options == {"result_type": "e4m3", "fast_accumulation": True}
+    assert (mm.c_dtype, mm.c_dtype_name) == ("bf16", "bfloat16")     # C's type is the bias's, not nvmath's float16
     assert mm.a is operands[2]                  # the weight is operand a

@@ -58,22 +58,37 @@ def _alignment(t: torch.Tensor) -> int:
     return min(256, ptr & -ptr) if ptr else 256
 
 
-def plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True):
+def plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True, *, epilog: str = "GELU_BIAS",
+         result: torch.dtype = E4M3, c_type: torch.dtype | None = None):
     """A planned nvmath ``Matmul`` for :func:`gelu_matmul_reference`'s computation: the weight is operand a
     (cuBLASLt's bias runs along its M, so along the output features), the input transposed operand b,
     GELU_BIAS epilogue, e4m3 result, Hopper's fast accumulation if ``fast_accum``. A descale of one
     element is a scalar scale; a longer one (row scales) is set as an outer-vector scale on the
     matmul's descriptor, after nvmath has prepared the scalar ones it takes and before its heuristics
-    run. ``execute()`` returns the result as [N, M] column-major."""
+    run. ``execute()`` returns the result as [N, M] column-major.
+
+    cuBLASLt's C matrix (unused: beta is 0) has ``c_type``, by default the bias's dtype for an FP8
+    result, as in PyTorch's ``_scaled_mm``: nvmath would make it float16, and on an H100 cuBLASLt
+    refused a bf16 bias beside a float16 C (CUBLAS_STATUS_NOT_SUPPORTED, run 9). ``epilog`` (a
+    ``MatmulEpilog`` name; ``bias`` is passed where it has BIAS in it) and ``result`` (the output dtype;
+    ``out_scale`` applies to FP8 ones) let ``benchmarks/fp8_epilogue_support.py`` ask cuBLASLt which
+    combinations it runs."""
     from nvmath import CudaDataType
     from nvmath.bindings import cublasLt
     from nvmath.linalg.advanced import Matmul, MatmulEpilog
 
+    fp8_result = result in (E4M3, torch.float8_e5m2)
     vectors = {name: t for name, t in (("a", w_descale), ("b", x_descale)) if t.numel() > 1}
     one = torch.ones(1, device=x8.device)
-    mm = Matmul(w8, x8.t(), quantization_scales={"a": one if "a" in vectors else w_descale,
-                                                 "b": one if "b" in vectors else x_descale, "d": out_scale},
-                options={"result_type": CudaDataType.CUDA_R_8F_E4M3, "fast_accumulation": fast_accum})
+    scales = {"a": one if "a" in vectors else w_descale, "b": one if "b" in vectors else x_descale}
+    if fp8_result:
+        scales["d"] = out_scale
+    mm = Matmul(w8, x8.t(), quantization_scales=scales,
+                options={"result_type": _CUDA_TYPES[result](CudaDataType), "fast_accumulation": fast_accum})
+    if c_type is None and fp8_result and bias is not None:
+        c_type = bias.dtype
+    if c_type is not None:      # read when plan() makes C's layout
+        mm.c_dtype, mm.c_dtype_name = _CUDA_TYPES[c_type](CudaDataType), str(c_type).removeprefix("torch.")
     if vectors:
         prepare = mm._prepare_operand_quantization_scales
 
@@ -84,8 +99,13 @@ def plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True)
                 setattr(mm.mm_desc_ifc, f"{name}_scale_mode", cublasLt.MatmulMatrixScale.OUTER_VEC_32F)
 
         mm._prepare_operand_quantization_scales = with_vectors
-    mm.plan(epilog=MatmulEpilog.GELU_BIAS, epilog_inputs={"bias": bias})
+    mm.plan(epilog=getattr(MatmulEpilog, epilog), epilog_inputs={"bias": bias} if "BIAS" in epilog else None)
     return mm
+
+
+_CUDA_TYPES = {E4M3: lambda t: t.CUDA_R_8F_E4M3, torch.float8_e5m2: lambda t: t.CUDA_R_8F_E5M2,
+               torch.bfloat16: lambda t: t.CUDA_R_16BF, torch.float16: lambda t: t.CUDA_R_16F,
+               torch.float32: lambda t: t.CUDA_R_32F}
 
 
 def _cublaslt(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True) -> torch.Tensor:
