@@ -43,8 +43,10 @@ reset, Inductor caches off):
                   off in the package until this row has been measured: ``graph+pad+vbound+fbound``
     fepilogue     (to join to another) the feed-forward's up-projection, GELU and e4m3 output as one
                   cuBLASLt matmul with the GELU in its epilogue, the output at one scale from that bound
-                  (``fp8_ffn.GELU_EPILOGUE``, ``fp8_gelu_matmul.py``; needs nvmath-python): no GELU
-                  pass at all; off until measured: ``graph+pad+vbound+fepilogue``
+                  (``fp8_ffn.use_gelu_epilogues``, ``fp8_gelu_matmul.py``; needs nvmath-python): no
+                  GELU pass at all, the up-projection's input and weight at one scale each (cuBLASLt
+                  writes e4m3 from no other). It requantizes the up-projections' weights for good, so
+                  it runs after the rows without it; off until measured: ``graph+pad+vbound+fepilogue``
     autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
                   layout, the fastest kept (``graph+autotune``)
 
@@ -233,8 +235,9 @@ def main() -> None:
     pipe.enable_fp8(attention=True, fast_accum=True)
     kernel_applies = fp8_ffn.kernel_applies
     pad_default, bound_default = attention_ops.PAD_MULTIPLE, attention_ops.VALUE_BOUND
-    gelu_bound_default, epilogue_default = fp8_ffn.GELU_BOUND, fp8_ffn.GELU_EPILOGUE
-    for name in args.variants:
+    gelu_bound_default = fp8_ffn.GELU_BOUND
+    # the epilogue's rows last: turning it on requantizes the up-projections' weights for good
+    for name in sorted(args.variants, key=lambda name: variant(name).get("gelu_epilogue", False)):
         v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
         fp8_attention.AUTOTUNE = v.get("autotune", False)
@@ -243,7 +246,8 @@ def main() -> None:
         attention_ops.PAD_MULTIPLE = v.get("pad", pad_default)
         attention_ops.VALUE_BOUND = v.get("value_bound", bound_default)
         fp8_ffn.GELU_BOUND = v.get("gelu_bound", gelu_bound_default)
-        fp8_ffn.GELU_EPILOGUE = v.get("gelu_epilogue", epilogue_default)
+        if v.get("gelu_epilogue", False):
+            fp8_ffn.use_gelu_epilogues(pipe.model.transformer)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)
         fp8_attention._GRAPHS.clear()

@@ -16,8 +16,9 @@
 #   4. (loop, about 7-8 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
 #      kernel: variant graph) against the same with self-attention padded to whole tiles of 128
 #      (graph+pad), that with V's scale from a bound instead of a pass over V (graph+pad+vbound), that
-#      with the GELU's row scales from a bound (graph+pad+vbound+fbound) and that with every cuDNN plan
-#      timed (graph+pad+vbound+autotune), beside the bf16
+#      with every cuDNN plan timed (graph+pad+vbound+autotune) and that with the feed-forward's GELU in
+#      cuBLASLt's epilogue (graph+pad+vbound+fepilogue; run 9's microbenchmark put the GELU's scales
+#      from a bound, fbound, 48 us a call behind the loop's kernel, so it has no row), beside the bf16
 #      fast path with and without the graph, profiled over whole
 #      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
 #      graph, and the pre-set rule's verdict on each option; power and clocks sampled by nvidia-smi;
@@ -73,8 +74,8 @@ for part in "${@:-all}"; do
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
     # the padding and V-bound A/B, profiled over whole loops
-    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+fbound \
-        graph+pad+vbound+autotune --repeats 3 --profile-steps 40 2>&1 \
+    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
+        graph+pad+vbound+fepilogue --repeats 3 --profile-steps 40 2>&1 \
         | tee -a "$out/fp8_loop_issue24.log" || status=1
     python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
         tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1

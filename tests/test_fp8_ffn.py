@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from revise.models.fp8 import E4M3, Fp8Linear, fp8_linears, quantize_rows
+from revise.models.fp8 import E4M3, Fp8Linear, fp8_linears, quantize_rows, to_e4m3
 from revise.models.fp8_ffn import Fp8FeedForward, fp8_feed_forwards, gelu_quantize_rows, gelu_quantize_rows_reference
 from revise.models.fused_ffn import fuse_ffn_gelu
 from tests.test_norm_rope import run_triton_check
@@ -129,12 +129,12 @@ def test_gelu_row_scales_bound_every_row_and_are_nearly_reached_by_an_aligned_ro
     assert float(y[4].abs().max()) > 0.8 * 448                         # the bound is reached there, nearly
 
 
-@pytest.mark.parametrize("option", ["GELU_BOUND", "GELU_EPILOGUE"])
+@pytest.mark.parametrize("option", ["GELU_BOUND", "epilogue"])
 def test_feed_forward_with_the_gelus_scales_from_the_bound_stays_close(tiny_model, monkeypatch, option):
     """With ``GELU_BOUND`` the hidden rows are quantized pointwise at the bound's row scales
-    (``gelu_quantize_at``); with ``GELU_EPILOGUE`` the up-projection, GELU and e4m3 output are one
-    ``gelu_matmul`` at one scale, the largest row bound. Either way the feed-forward's output stays as
-    close to the stock one."""
+    (``gelu_quantize_at``); with the GELU epilogue (``use_gelu_epilogues``) the up-projection, GELU and
+    e4m3 output are one ``gelu_matmul`` at one scale, the largest row bound, from an input and a
+    weight at one scale each. Either way the feed-forward's output stays as close to the stock one."""
     from revise.models import fp8_ffn
     from revise.models.fp8_gelu_matmul import gelu_matmul_reference
 
@@ -146,31 +146,60 @@ def test_feed_forward_with_the_gelus_scales_from_the_bound_stays_close(tiny_mode
     x = torch.randn(2, 7, ffn.up.in_features)
     with torch.no_grad():
         rows = ffn(x)
-        monkeypatch.setattr(fp8_ffn, option, True)
+        if option == "GELU_BOUND":
+            monkeypatch.setattr(fp8_ffn, option, True)
+        else:
+            assert fp8_ffn.use_gelu_epilogues(dit) == len(dit.blocks) and ffn.gelu_epilogue
+            assert torch.unique(ffn.up.weight_scale).numel() == 1         # the up weight at one scale
         got = ffn(x)
         scales = fp8_ffn.gelu_row_scales(x, ffn.bound_weights)
         if option == "GELU_BOUND":
             q, scale = fp8_ffn.gelu_quantize_at(ffn.up(x).reshape(14, -1), scales)
         else:
-            x8, x_descale = quantize_rows(x.reshape(14, -1))
+            flat = x.reshape(14, -1)
+            x_descale = (flat.abs().amax() / 448).reshape(1)
             scale = scales.amax().reshape(1)
-            q = gelu_matmul_reference(x8, x_descale.reshape(-1), ffn.up.weight_fp8, ffn.up.weight_scale.reshape(-1),
-                                      ffn.up.bias, 1 / scale)
+            q = gelu_matmul_reference(to_e4m3(flat, 1 / x_descale), x_descale, ffn.up.weight_fp8,
+                                      ffn.up.weight_scale.reshape(-1)[:1], ffn.up.bias, 1 / scale)
         torch.testing.assert_close(got, ffn.down.forward_quantized(q, scale).view(2, 7, -1))
         assert 0 < rel(got, rows) < 0.05 and rel(got, stock(x)) < 0.08
 
 
-def _gelu_matmul_operands(device="cpu", rows=9):
+def test_one_scale_requantizes_an_fp8_linear_at_its_largest_magnitude(tiny_model):
+    """``Fp8Linear.one_scale_``: every row at the scale of the weight's largest magnitude, the weight
+    it multiplies within e4m3's rounding of the row-wise one, the layer's output close to it."""
+    linear = tiny_model.transformer.blocks[0].ffn.net[0].proj
+    fp8 = Fp8Linear(linear)
+    before = fp8.weight_fp8.float() * fp8.weight_scale.t()
+    x = torch.randn(5, linear.in_features)
+    with torch.no_grad():
+        rows = fp8(x)
+        fp8.one_scale_()
+        after = fp8.weight_fp8.float() * fp8.weight_scale.t()
+        assert fp8.weight_scale.shape == (1, linear.out_features) and torch.unique(fp8.weight_scale).numel() == 1
+        assert float(fp8.weight_fp8.float().abs().max()) == 448
+        assert rel(after, before) < 0.05 and rel(fp8(x), rows) < 0.05
+
+
+def _gelu_matmul_operands(device="cpu", rows=9, one_scale=False):
+    """(x8, x_descale, w8, w_descale, bf16 bias, out_scale) and the float32 GELU they stand for: row
+    scales, or with ``one_scale`` one scale for the input and one for the weight (what cuBLASLt takes
+    with an e4m3 output, and the loop passes)."""
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 96).to(device)
     torch.nn.init.normal_(linear.bias, std=0.5)
     up = Fp8Linear(linear)
-    x = torch.randn(rows, 64, device=device) * torch.logspace(-2, 2, rows, device=device).unsqueeze(1)
+    x = torch.randn(rows, 64, device=device) * torch.logspace(-1, 1, rows, device=device).unsqueeze(1)
     x8, x_descale = quantize_rows(x)
+    if one_scale:
+        up.one_scale_()
+        x_descale = (x.abs().amax() / 448).reshape(1)
+        x8 = to_e4m3(x, 1 / x_descale)
     want = F.gelu(linear(x), approximate="tanh").detach()
     out_scale = (448 / (2 * want.abs().max())).reshape(1)
     bias = linear.bias.detach().bfloat16()        # as in the bf16 model
-    return (x8, x_descale.reshape(-1), up.weight_fp8, up.weight_scale.reshape(-1), bias, out_scale), want
+    w_descale = up.weight_scale.reshape(-1)[:1] if one_scale else up.weight_scale.reshape(-1)
+    return (x8, x_descale.reshape(-1), up.weight_fp8, w_descale, bias, out_scale), want
 
 
 def test_gelu_matmul_off_cuda_is_its_reference_and_compiles_as_one_opaque_op():
@@ -198,11 +227,12 @@ def _nvmath_gpu() -> bool:
 
 @pytest.mark.skipif(not _nvmath_gpu(), reason="cuBLASLt's FP8 GELU epilogue needs an FP8 GPU and nvmath-python")
 def test_gelu_matmul_through_cublaslt_matches_its_reference_on_a_gpu():
-    """One plan per shape, pointed at each call's tensors, also when captured in a CUDA graph."""
+    """One plan per shape, pointed at each call's tensors, also when captured in a CUDA graph; the
+    input and weight at one scale each, as the loop passes them."""
     from revise.models import fp8_gelu_matmul as gm
 
     gm._PLANS.clear()
-    operands, _ = _gelu_matmul_operands("cuda", rows=304)
+    operands, _ = _gelu_matmul_operands("cuda", rows=304, one_scale=True)
     for scale in (1.0, 3.0):            # a second call with another input and output scale: the same plan
         ops = (operands[0], operands[1] * scale, *operands[2:5], operands[5] / scale)
         got = gm.gelu_matmul(*ops)
@@ -212,7 +242,7 @@ def test_gelu_matmul_through_cublaslt_matches_its_reference_on_a_gpu():
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = gm.gelu_matmul(*static)
-    static[1].mul_(1.5)                 # new row scales in place: the replay reads them
+    static[1].mul_(1.5)                 # a new input scale in place: the replay reads it
     graph.replay()
     assert rel(out.float(), gm.gelu_matmul_reference(*static).float()) < 0.03
 

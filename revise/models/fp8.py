@@ -108,6 +108,15 @@ class Fp8Linear(nn.Module):
         return torch._scaled_mm(rows, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
                                 out_dtype=out_dtype, use_fast_accum=self.fast_accum)
 
+    def one_scale_(self) -> None:
+        """Requantize the weight, in place, at one scale for all its rows (its largest magnitude's):
+        the form cuBLASLt's matmuls writing e4m3 take, which refuse row scales (``fp8_gelu_matmul``).
+        ``weight_scale`` stays [1, N], each element that scale, so the row-wise path runs as before."""
+        weight = self.weight_fp8.float() * self.weight_scale.t()
+        scale = weight.abs().amax().clamp(min=_TINY) / E4M3_MAX
+        self.weight_fp8.copy_(to_e4m3(weight, 1.0 / scale))
+        self.weight_scale.fill_(float(scale))
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, e4m3"
 

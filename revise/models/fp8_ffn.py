@@ -21,9 +21,11 @@ it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the C
 With :data:`GELU_BOUND` each row's scale comes instead from a bound known before the first matmul runs
 (``fp8.output_row_bounds`` of the feed-forward's input, Cauchy-Schwarz): the quantization needs no
 reduction over the 8960-wide rows, which makes it a pointwise pass that Inductor compiles
-(:func:`gelu_quantize_at`). With :data:`GELU_EPILOGUE` there is no such pass: the up-projection's
-matmul applies the GELU in its epilogue and writes e4m3 at one scale from that bound
-(``fp8_gelu_matmul.py``, cuBLASLt through nvmath-python).
+(:func:`gelu_quantize_at`). With the GELU epilogue (:func:`use_gelu_epilogues`) there is no such
+pass: the up-projection's matmul applies the GELU in its epilogue and writes e4m3 at one scale from
+that bound (``fp8_gelu_matmul.py``, cuBLASLt through nvmath-python). cuBLASLt writes e4m3 only from
+operands at one scale each (on an H100 it refused row scales, `benchmarks/fp8_epilogue_support.py`),
+so the up-projection's weight is then requantized at one scale and its input quantized per tensor.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fp8 import E4M3, E4M3_MAX, Fp8Linear, output_bound_weights, output_row_bounds, quantize_rows
+from .fp8 import E4M3, E4M3_MAX, Fp8Linear, output_bound_weights, output_row_bounds, quantize_rows, to_e4m3
 from .fp8_gelu_matmul import gelu_matmul
 from .triton_e4m3 import triton_runs_on
 
@@ -52,11 +54,6 @@ else:
 # (`benchmarks/fp8_loop_variants.py graph+pad+vbound+fbound`).
 GELU_BOUND = False
 
-# The up-projection, bias, GELU and e4m3 output in one cuBLASLt matmul (``fp8_gelu_matmul.gelu_matmul``),
-# the output at one scale: the largest of :func:`gelu_row_scales`. It drops the GELU's pass and half of
-# the matmul's output bytes. Off until measured (`benchmarks/fp8_ffn_epilogue.py`, the loop's
-# ``graph+pad+vbound+fepilogue``); on a GPU it needs nvmath-python.
-GELU_EPILOGUE = False
 
 # tanh-GELU's most negative value (at x = -0.7525): no output of the GELU is below -GELU_FLOOR, so a
 # row's scale covers at least this magnitude, whatever the bound on its input says.
@@ -160,20 +157,35 @@ class Fp8FeedForward(nn.Module):
     """``up`` (an :class:`Fp8Linear`, its bias in the matmul), tanh-GELU and the row quantization of
     its output in one pass (:func:`gelu_quantize_rows`; with :data:`GELU_BOUND`, at scales from a bound
     kept as ``bound_weights``: :func:`gelu_quantize_at`), then ``down`` on the e4m3 rows. With
-    :data:`GELU_EPILOGUE` (and a bias, as Wan's have) ``up`` and the GELU are one matmul writing e4m3
-    at one scale from that bound."""
+    ``gelu_epilogue`` (:meth:`use_gelu_epilogue`) ``up`` and the GELU are one matmul writing e4m3 at one
+    scale from that bound, its input and weight at one scale each."""
+
+    gelu_epilogue = False
 
     def __init__(self, up: Fp8Linear, down: Fp8Linear):
         super().__init__()
         self.up, self.down = up, down
         self.register_buffer("bound_weights", output_bound_weights(up), persistent=False)
 
+    def use_gelu_epilogue(self) -> bool:
+        """Run ``up`` and the GELU as one cuBLASLt matmul (``fp8_gelu_matmul.gelu_matmul``) from now on,
+        where ``up`` has a bias (Wan's do; returns whether it does). Requantizes ``up``'s weight at one
+        scale (:meth:`Fp8Linear.one_scale_`), which stays when the module is used otherwise."""
+        if self.up.bias is None:
+            return False
+        self.up.one_scale_()
+        self.bound_weights.copy_(output_bound_weights(self.up))
+        self.gelu_epilogue = True
+        return True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if GELU_EPILOGUE and self.up.bias is not None:
-            x8, x_descale = quantize_rows(x.reshape(-1, self.up.in_features))
+        if self.gelu_epilogue:
+            rows = x.reshape(-1, self.up.in_features)
+            x_descale = rows.abs().amax().float().clamp(min=1e-12).reshape(1) / E4M3_MAX
             descale = gelu_row_scales(x, self.bound_weights).amax().reshape(1)
-            q = gelu_matmul(x8, x_descale.reshape(-1), self.up.weight_fp8, self.up.weight_scale.reshape(-1),
-                            self.up.bias.to(self.up.out_dtype), 1.0 / descale, self.up.fast_accum)
+            q = gelu_matmul(to_e4m3(rows, 1.0 / x_descale), x_descale, self.up.weight_fp8,
+                            self.up.weight_scale.reshape(-1)[:1], self.up.bias.to(self.up.out_dtype), 1.0 / descale,
+                            self.up.fast_accum)
             return self.down.forward_quantized(q, descale).view(*x.shape[:-1], self.down.out_features)
         h = self.up(x)
         h = h.reshape(-1, h.shape[-1])
@@ -197,6 +209,13 @@ def _up_and_down(ffn: nn.Module) -> tuple[Fp8Linear, Fp8Linear] | None:
     if tanh and inert and isinstance(up, Fp8Linear) and isinstance(down, Fp8Linear):
         return up, down
     return None
+
+
+def use_gelu_epilogues(transformer: nn.Module) -> int:
+    """:meth:`Fp8FeedForward.use_gelu_epilogue` on each FP8 feed-forward of ``transformer``; returns how
+    many took it. Off by default until the loop measures it (`benchmarks/fp8_loop_variants.py
+    graph+pad+vbound+fepilogue`); on a GPU it needs nvmath-python."""
+    return sum(m.use_gelu_epilogue() for m in transformer.modules() if isinstance(m, Fp8FeedForward))
 
 
 def fp8_feed_forwards(transformer: nn.Module) -> int:
