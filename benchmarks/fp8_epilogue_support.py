@@ -1,8 +1,8 @@
 """Which FP8 matmuls with an epilogue cuBLASLt runs here, at the feed-forward's up-projection shape (#24).
 
-``fp8_ffn.GELU_EPILOGUE`` needs one cuBLASLt FP8 matmul that adds the bias, applies tanh-GELU and writes
-e4m3, with the loop's row-wise input and weight scales. On an H100 (run 9) nvmath's default set-up of
-that matmul was refused, per tensor (CUBLAS_STATUS_NOT_SUPPORTED) and per row
+The FP8 feed-forward's GELU epilogue (``fp8_gelu_matmul``) needs one cuBLASLt FP8 matmul that adds the
+bias, applies tanh-GELU and writes e4m3. On an H100 (run 9a) nvmath's default set-up of that matmul was
+refused, per tensor (CUBLAS_STATUS_NOT_SUPPORTED) and with the loop's row scales
 (CUBLAS_STATUS_INVALID_VALUE). This asks cuBLASLt, through ``fp8_gelu_matmul.plan``, for each
 combination of
 

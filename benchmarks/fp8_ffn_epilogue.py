@@ -19,10 +19,10 @@ down-projection on the e4m3 rows. Ways of the first two steps:
                    beforehand): what scaling from an earlier call's amax could reach, for the error
     cublaslt_rows  the epilogue with the loop's row-wise input and weight scales (cuBLASLt's
                    OUTER_VEC_32F scale mode, set on nvmath's matmul descriptor, which its API does not
-                   offer), the output at the tensor-wide bound: what ``fp8_ffn.GELU_EPILOGUE`` runs in
-                   the loop, if cuBLASLt takes row scales with an e4m3 output and this epilogue
-    cublaslt_mixed the weight's row scales with the input at one scale: whether cuBLASLt mixes the
-                   two modes, which would spare the per-tensor form a second copy of the weights
+                   offer), the output at the tensor-wide bound
+    cublaslt_mixed the weight's row scales with the input at one scale
+                   (on an H100, cuBLASLt 13.1, it refused these two: run 9, `docs/performance.md`;
+                   the loop's GELU epilogue is therefore the ``cublaslt`` way)
 
 Rows: microseconds a call of the up-projection with GELU and quantization, of the down-projection
 after it, and of the two (each a CUDA-graph replay of 10 calls, as in the loop; back-to-back calls

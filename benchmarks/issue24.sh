@@ -77,8 +77,9 @@ for part in "${@:-all}"; do
     python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
         graph+pad+vbound+fepilogue --repeats 3 --profile-steps 40 2>&1 \
         | tee -a "$out/fp8_loop_issue24.log" || status=1
-    python3 -m pytest -q tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
-        tests/test_norm_rope.py 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1
+    # LOOP_TESTS: the GPU tests to run after the loop (default: the graph's, the FP8 kernels', the norms')
+    python3 -m pytest -q ${LOOP_TESTS:-tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
+        tests/test_norm_rope.py} 2>&1 | tee "$out/fp8_gpu_tests_issue24.log" || status=1
     [ -n "$smi" ] && kill "$smi"; }
 [ "$part" = workspace ] && { git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24_workspace.log"
     for ws in 0 default; do     # one process each: PyTorch reads CUBLASLT_WORKSPACE_SIZE once

@@ -6,16 +6,20 @@ that pass took 92 us a block call, 0.110 s of the 1.814 s loop (`docs/performanc
 add the bias, apply tanh-GELU and write e4m3 at a scale set before the matmul runs, in the matmul's
 epilogue; NVIDIA's nvmath-python plans and runs such matmuls (``nvmath.linalg.advanced.Matmul``).
 
-The scale is known before the matmul from the bound of ``fp8_ffn.gelu_row_scales`` (its largest row:
-one scale for the output). The input and the weight keep the row-wise scales they have in the FP8
-loop, set as cuBLASLt's outer-vector scales: nvmath's API offers one scale per FP8 operand, so the mode
-and pointers are set on its matmul descriptor here.
+The output's scale is known before the matmul from the bound of ``fp8_ffn.gelu_row_scales`` (its
+largest row: one scale for the output). cuBLASLt writes e4m3 only from operands at one scale each: on
+an H100 (cuBLASLt 13.1) it refused the outer-vector (row) scales the FP8 loop's other linears use, on
+either operand, in every epilogue (`benchmarks/fp8_epilogue_support.py`, run 9 in
+`docs/performance.md`), so the feed-forward passes its input and its up weight at one scale each
+(``fp8_ffn.Fp8FeedForward.use_gelu_epilogue``). :func:`plan` can still set row scales, as
+outer-vector scales on nvmath's matmul descriptor (nvmath's API offers one scale per FP8 operand),
+for the support benchmark to ask again where cuBLASLt may differ.
 
 :func:`gelu_matmul` is a torch custom op (opaque to ``torch.compile``, captured by CUDA graphs as the
 kernels it launches): on CUDA, through nvmath-python, one cuBLASLt plan per shape and device, kept in
 ``_PLANS`` and pointed at each call's tensors; elsewhere the PyTorch computation
-(:func:`gelu_matmul_reference`, the CPU path and the tests' oracle). Used by ``fp8_ffn`` with
-``fp8_ffn.GELU_EPILOGUE``; not yet run on a GPU (`benchmarks/fp8_ffn_epilogue.py` times the matmul
+(:func:`gelu_matmul_reference`, the CPU path and the tests' oracle). Used by ``fp8_ffn`` after
+``fp8_ffn.use_gelu_epilogues``, off by default (`benchmarks/fp8_ffn_epilogue.py` times the matmul
 alone, ``benchmarks/fp8_loop_variants.py graph+pad+vbound+fepilogue`` the loop).
 """
 
@@ -127,11 +131,12 @@ def gelu_matmul(x8: torch.Tensor, x_descale: torch.Tensor, w8: torch.Tensor, w_d
                 bias: torch.Tensor, out_scale: torch.Tensor, fast_accum: bool = True) -> torch.Tensor:
     """:func:`gelu_matmul_reference` in one cuBLASLt matmul on CUDA (:func:`plan`), which needs
     nvmath-python (else a one-line error), or that reference elsewhere. ``x8``, ``w8`` row-major with
-    dense rows; each descale one element or one per row; ``fast_accum`` as ``Fp8Linear``'s."""
+    dense rows; each descale one element (what cuBLASLt takes with an e4m3 output) or one per row (the
+    reference's, refused by cuBLASLt 13.1); ``fast_accum`` as ``Fp8Linear``'s."""
     if x8.device.type != "cuda":
         return gelu_matmul_reference(x8, x_descale, w8, w_descale, bias, out_scale)
     if not nvmath_available():
-        raise RuntimeError("the FP8 feed-forward's GELU epilogue (fp8_ffn.GELU_EPILOGUE) needs nvmath-python "
+        raise RuntimeError("the FP8 feed-forward's GELU epilogue (fp8_ffn.use_gelu_epilogues) needs nvmath-python "
                            "on CUDA: pip install nvmath-python")
     return _cublaslt(x8, x_descale.contiguous(), w8, w_descale.contiguous(), bias, out_scale.contiguous(), fast_accum)
 
