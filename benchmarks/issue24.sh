@@ -74,8 +74,9 @@ for part in "${@:-all}"; do
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
     # the padding and V-bound A/B, profiled over whole loops
-    python3 benchmarks/fp8_loop_variants.py graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
-        graph+pad+vbound+fepilogue --repeats 3 --profile-steps 40 2>&1 \
+    # LOOP_VARIANTS: the rows to time (default below)
+    python3 benchmarks/fp8_loop_variants.py ${LOOP_VARIANTS:-graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
+        graph+pad+vbound+fepilogue} --repeats 3 --profile-steps 40 2>&1 \
         | tee -a "$out/fp8_loop_issue24.log" || status=1
     # LOOP_TESTS: the GPU tests to run after the loop (default: the graph's, the FP8 kernels', the norms')
     python3 -m pytest -q ${LOOP_TESTS:-tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
