@@ -1,16 +1,13 @@
-"""The feed-forward's up-projection, GELU and e4m3 quantization at the released shapes, six ways (#24).
+"""The feed-forward's up-projection, GELU and e4m3 quantization at the released shapes, five ways (#24).
 
-In the FP8 loop the feed-forward is the up-projection (an FP8 matmul writing bf16, its bias in the
-epilogue), then one Triton kernel for tanh-GELU and each row's e4m3 quantization (92 us a block call
-in run 7: 0.110 s of the 1.814 s loop, within 1.3x of its time at memory speed), then the
-down-projection on the e4m3 rows. Ways of the first two steps:
+Without nvmath-python the FP8 loop's feed-forward is the up-projection (an FP8 matmul writing bf16,
+its bias in the epilogue), then one Triton kernel for tanh-GELU and each row's e4m3 quantization (92
+us a block call in run 7: 0.110 s of the 1.814 s loop), then the down-projection on the e4m3 rows.
+Ways of the first two steps (run 9 also timed the GELU quantized pointwise at row scales from the
+bound: 40-50 us a call slower than ``rows``, so that way went):
 
-    rows           the loop's default: the up-projection, then ``fp8_ffn.gelu_quantize_rows`` (the
-                   Triton kernel, each row's scale its largest magnitude)
-    bound          the up-projection, then the GELU quantized pointwise at per-row scales from the
-                   Cauchy-Schwarz bound (``fp8_ffn.GELU_BOUND``: ``gelu_row_scales``,
-                   ``gelu_quantize_at``), compiled by Inductor; the row norms, which the loop's norm
-                   kernel would find in its pass over the input, are computed before the timing
+    rows           the up-projection, then ``fp8_ffn.gelu_quantize_rows`` (the Triton kernel, each
+                   row's scale its largest magnitude)
     cublaslt       one cuBLASLt FP8 matmul whose GELU_BIAS epilogue writes e4m3 (nvmath-python's
                    ``Matmul``): nvmath offers one scale per FP8 operand, so the input is quantized
                    at its largest magnitude (before the timing), the weight at its own, and the output
@@ -105,13 +102,11 @@ def main() -> None:
         print(f"bounds on the GELU's output over its largest magnitudes: whole tensor "
               f"{float(bounds.max() / hidden.abs().max()):.2f}x, rows median "
               f"{float((bounds / hidden.abs().amax(1, keepdim=True)).median()):.2f}x")
-        quantize_at = torch.compile(fp8_ffn.gelu_quantize_at, fullgraph=True)
 
         def down_fn(q, s):
             return down.forward_quantized(q, s)
 
-        ways = {"rows": lambda: fp8_ffn.gelu_quantize_rows(up._matmul(x_rows, x_scales, bf16)),
-                "bound": lambda: quantize_at(up._matmul(x_rows, x_scales, bf16), row_scales)}
+        ways = {"rows": lambda: fp8_ffn.gelu_quantize_rows(up._matmul(x_rows, x_scales, bf16))}
         try:
             import nvmath
         except Exception as err:    # nvmath-python or its CUDA packages missing here

@@ -28,30 +28,27 @@ reset, Inductor caches off):
     qk_2warps     the same at 2 warps (the default before run 6)
     qk_4warps     the same at 4 warps
     pad           (to join to another) self-attention's q, k, v stored at 4480 tokens, the 4400 real ones
-                  masked (``attention_ops.PAD_MULTIPLE = 128``; every other row keeps the package's
-                  setting, off until this row has been measured): ``graph+pad``
+                  masked (``attention_ops.PAD_MULTIPLE = 128``): the package's default since run 9c
+                  (1.786 s -> 1.777 s on an H100); ``nopad`` turns it off
     vbound        (to join to another) self-attention's V quantized at a scale from a bound on its values
                   (``attention_ops.VALUE_BOUND``: the largest row norm of the Q/K/V input, found in the
                   pass that already reads it, times the largest V weight row norm) instead of V's own
-                  largest magnitude, a pass over V (16 us a block in run 7); off in the package until
-                  this row has been measured: ``graph+pad+vbound``
-    fbound        (to join to another) the feed-forward's GELU output quantized at per-row scales from
-                  a bound (``fp8_ffn.GELU_BOUND``: each row norm of its input, found in the pass that
-                  already reads it, times the largest up-projection weight row norm) instead of each
-                  row's largest magnitude: a pointwise pass compiled by Inductor in place of the
-                  one-pass Triton kernel with its 8960-wide row reduction (92 us a block in run 7);
-                  off in the package until this row has been measured: ``graph+pad+vbound+fbound``
+                  largest magnitude, a pass over V: the default since run 9c (1.777 s -> 1.754 s);
+                  ``novbound`` turns it off
     fepilogue     (to join to another) the feed-forward's up-projection, GELU and e4m3 output as one
-                  cuBLASLt matmul with the GELU in its epilogue, the output at one scale from that bound
+                  cuBLASLt matmul with the GELU in its epilogue, the output at one scale from a bound
                   (``fp8_ffn.use_gelu_epilogues``, ``fp8_gelu_matmul.py``; needs nvmath-python): no
                   GELU pass at all, the up-projection's input and weight at one scale each (cuBLASLt
-                  writes e4m3 from no other). It requantizes the up-projections' weights for good, so
-                  it runs after the rows without it; off until measured: ``graph+pad+vbound+fepilogue``
+                  writes e4m3 from no other). The default where nvmath-python imports since run 9c
+                  (1.754 s -> 1.713 s); ``noepilogue`` turns it off. It requantizes the
+                  up-projections' weights for good, so the rows without it run first
     autotune      (to join to another) every cuDNN FP8 attention plan timed on the first call at each
                   layout, the fastest kept (``graph+autotune``)
 
 Names joined by ``+`` make one row of their options together (``graph+qk_2warps``: the kept CUDA
-graph with the 2-warp q/k kernel); a later name's settings win.
+graph with the 2-warp q/k kernel); a later name's settings win. What a row does not name is the
+package's default: since run 9c padding, V's bound and the GELU epilogue (where nvmath-python
+imports), so run 9c's ``graph`` is ``graph+nopad+novbound+noepilogue`` now.
 
 Each row prints the loop's seconds (best of ``--repeats``, after a warm-up that compiles), its ratio to
 the FLOP-bound time at the highest bf16 matmul rate read in the run, the relative error of its final
@@ -88,6 +85,7 @@ from edit_latency import ATTENTION, ONCE, dit_flops, matmul_rate, profile_loop, 
 
 from revise import ReviseEditPipeline, ReviseModel  # noqa: E402
 from revise.models import attention_ops, fp8_attention, fp8_ffn, norm_rope, triton_e4m3  # noqa: E402
+from revise.models.fp8_gelu_matmul import nvmath_available  # noqa: E402
 from revise.pipelines.edit import make_scheduler  # noqa: E402
 
 VARIANTS = {
@@ -104,9 +102,11 @@ VARIANTS = {
     "qk_2warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 2},
     "qk_4warps": {"ffn_kernel": True, "native_e4m3": True, "autotune": False, "qk_warps": 4},
     "pad": {"pad": 128},
+    "nopad": {"pad": 0},
     "vbound": {"value_bound": True},
-    "fbound": {"gelu_bound": True},
+    "novbound": {"value_bound": False},
     "fepilogue": {"gelu_epilogue": True},
+    "noepilogue": {"gelu_epilogue": False},
     "autotune": {"autotune": True},
 }
 
@@ -232,12 +232,12 @@ def main() -> None:
         print(f"\nbf16 fast path + CUDA graph: loop {best:.3f} s (runs {', '.join(f'{x:.3f}' for x in times)}); "
               f"final latents vs without: {err:.2e} relative")
         pipe.cuda_graph = False
-    pipe.enable_fp8(attention=True, fast_accum=True)
+    pipe.enable_fp8(attention=True, fast_accum=True, gelu_epilogue=False)     # turned on by the rows with it
     kernel_applies = fp8_ffn.kernel_applies
     pad_default, bound_default = attention_ops.PAD_MULTIPLE, attention_ops.VALUE_BOUND
-    gelu_bound_default = fp8_ffn.GELU_BOUND
+    epilogue_default = nvmath_available()       # what enable_fp8's gelu_epilogue="auto" does here
     # the epilogue's rows last: turning it on requantizes the up-projections' weights for good
-    for name in sorted(args.variants, key=lambda name: variant(name).get("gelu_epilogue", False)):
+    for name in sorted(args.variants, key=lambda name: variant(name).get("gelu_epilogue", epilogue_default)):
         v = variant(name)
         fp8_ffn.kernel_applies = kernel_applies if v.get("ffn_kernel", True) else (lambda x: False)
         fp8_attention.AUTOTUNE = v.get("autotune", False)
@@ -245,8 +245,7 @@ def main() -> None:
         norm_rope.WARPS = v.get("qk_warps")
         attention_ops.PAD_MULTIPLE = v.get("pad", pad_default)
         attention_ops.VALUE_BOUND = v.get("value_bound", bound_default)
-        fp8_ffn.GELU_BOUND = v.get("gelu_bound", gelu_bound_default)
-        if v.get("gelu_epilogue", False):
+        if v.get("gelu_epilogue", epilogue_default):
             fp8_ffn.use_gelu_epilogues(pipe.model.transformer)
         pipe.release_graph()
         pipe.cuda_graph = v.get("cuda_graph", False)

@@ -13,16 +13,18 @@
 #      block linear in bf16, as FP8 matmuls alone, quantization alone, Fp8Linear eager and compiled
 #      (benchmarks/fp8_linear.py); the fastest FP8 loop under kernel-choice variants against the bf16
 #      fast path (benchmarks/fp8_loop_variants.py).
-#   4. (loop, about 7-8 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
-#      kernel: variant graph) against the same with self-attention padded to whole tiles of 128
-#      (graph+pad), that with V's scale from a bound instead of a pass over V (graph+pad+vbound), that
-#      with every cuDNN plan timed (graph+pad+vbound+autotune) and that with the feed-forward's GELU in
-#      cuBLASLt's epilogue (graph+pad+vbound+fepilogue; run 9's microbenchmark put the GELU's scales
-#      from a bound, fbound, 48 us a call behind the loop's kernel, so it has no row), beside the bf16
-#      fast path with and without the graph, profiled over whole
+#   4. (loop, about 6-7 minutes) the FP8 loop at its defaults (the kept CUDA graph, the 1-warp q/k
+#      kernel, self-attention padded to whole tiles of 128, V's scale from a bound, the feed-forward's
+#      GELU in cuBLASLt's epilogue: variant graph, run 9c's graph+pad+vbound+fepilogue) against the
+#      same without the epilogue (graph+noepilogue; that row runs first, since the epilogue
+#      requantizes the up-projections' weights for good), without it, V's bound and the padding
+#      (graph+nopad+novbound+noepilogue, run 9c's graph), and with every cuDNN plan timed
+#      (graph+autotune), beside the bf16 fast path with and without the graph, profiled over whole
 #      loops (GPU-idle share, which kernels the memsets precede), each with the cost of capturing the
-#      graph, and the pre-set rule's verdict on each option; power and clocks sampled by nvidia-smi;
-#      then the GPU tests of the graph, the FP8 kernels, the padding and the V bound.
+#      graph; power and clocks sampled by nvidia-smi; then the GPU tests of the graph, the FP8
+#      kernels and the epilogue, the padding and the V bound. LOOP_VARIANTS and LOOP_TESTS replace
+#      the rows and the tests (run 9c: LOOP_VARIANTS="graph graph+pad graph+pad+vbound
+#      graph+pad+vbound+fepilogue" at commit fb500d4, when the three were off by default).
 #   5. (attention, about 5 minutes) cuDNN's FP8 attention under every engine and KERNEL_CFG value at
 #      the loop's layouts, each beside the heuristics' plan padded and not (benchmarks/fp8_attention_knobs.py,
 #      capped at 240 s of trying; run 8a timed the other padded lengths: benchmarks/fp8_attention_lengths.py).
@@ -31,12 +33,12 @@
 #      with it, one process each, since PyTorch reads that setting once a process (run 7b's A/B again).
 #   7. (ffn, about 5-6 minutes) which FP8 matmuls with a bias or GELU epilogue cuBLASLt runs at the
 #      up-projection's shape (benchmarks/fp8_epilogue_support.py; cuBLASLt's error log beside it); the
-#      feed-forward's up-projection, GELU and e4m3 quantization six ways:
-#      the loop's Triton kernel, the pointwise pass at the bound's scales, and cuBLASLt's FP8 GELU_BIAS
+#      feed-forward's up-projection, GELU and e4m3 quantization five ways:
+#      the Triton kernel of the loop without nvmath, and cuBLASLt's FP8 GELU_BIAS
 #      epilogue writing e4m3 through nvmath-python at scales per tensor, per row and mixed
 #      (benchmarks/fp8_ffn_epilogue.py; the versions of the CUDA Python packages nvmath needs are
-#      printed first); the GPU test of the epilogue's op, and where it passes the loop with that
-#      epilogue (graph+pad+vbound+fepilogue) against the same without.
+#      printed first); the GPU test of the epilogue's op, and where it passes the loop at the defaults
+#      (graph, with the epilogue) against the same without it (graph+noepilogue).
 #   The kernels' launch settings: python3 benchmarks/fp8_kernel_configs.py.
 # Logs and JSON rows go to $OUT (or ./outputs/issue24). Carried wheels (.whl/: diffusers, peft, ...)
 # are installed first where the machine lacks them.
@@ -73,10 +75,9 @@ for part in "${@:-all}"; do
             --format=csv -lms 250 > "$out/fp8_loop_issue24_smi.csv" 2>&1 & smi=$!
     fi
     git log -1 --format='commit %h %s' 2>/dev/null | tee "$out/fp8_loop_issue24.log"
-    # the padding and V-bound A/B, profiled over whole loops
-    # LOOP_VARIANTS: the rows to time (default below)
-    python3 benchmarks/fp8_loop_variants.py ${LOOP_VARIANTS:-graph graph+pad graph+pad+vbound graph+pad+vbound+autotune \
-        graph+pad+vbound+fepilogue} --repeats 3 --profile-steps 40 2>&1 \
+    # LOOP_VARIANTS: the rows to time, profiled over whole loops (default below)
+    python3 benchmarks/fp8_loop_variants.py ${LOOP_VARIANTS:-graph+nopad+novbound+noepilogue graph+noepilogue graph \
+        graph+autotune} --repeats 3 --profile-steps 40 2>&1 \
         | tee -a "$out/fp8_loop_issue24.log" || status=1
     # LOOP_TESTS: the GPU tests to run after the loop (default: the graph's, the FP8 kernels', the norms')
     python3 -m pytest -q ${LOOP_TESTS:-tests/test_cuda_graph.py tests/test_fp8_ffn.py tests/test_fp8_attention.py \
@@ -100,7 +101,7 @@ for part in "${@:-all}"; do
     python3 benchmarks/fp8_ffn_epilogue.py 2>&1 | tee -a "$out/fp8_ffn_epilogue_issue24.log" || status=1
     # the loop with the epilogue only where its op runs on this GPU
     if python3 -m pytest -q tests/test_fp8_ffn.py 2>&1 | tee -a "$out/fp8_ffn_epilogue_issue24.log"; then
-        python3 benchmarks/fp8_loop_variants.py graph+pad+vbound graph+pad+vbound+fepilogue --repeats 3 \
+        python3 benchmarks/fp8_loop_variants.py graph+noepilogue graph --repeats 3 \
             --profile-steps 40 2>&1 | tee "$out/fp8_loop_issue24_epilogue.log" || status=1
     else status=1; fi; }
 done

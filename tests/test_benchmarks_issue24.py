@@ -139,10 +139,13 @@ def test_fp8_loop_variants_joins_variants_with_a_plus():
     joined = bench.variant("graph+qk_2warps")
     assert joined["cuda_graph"] and joined["qk_warps"] == 2 and joined["native_e4m3"]
     assert bench.variant("qk_1warp+qk_4warps")["qk_warps"] == 4          # a later name's setting wins
-    issue24_loop = bench.variant("graph+pad+vbound+autotune")               # benchmarks/issue24.sh loop's last row
+    issue24_loop = bench.variant("graph+pad+vbound+autotune")
     assert issue24_loop["cuda_graph"] and issue24_loop["pad"] == 128 and issue24_loop["value_bound"]
-    assert issue24_loop["autotune"] and not issue24_loop.get("gelu_bound")
-    assert bench.variant("graph+pad+vbound+fbound")["gelu_bound"]
+    assert issue24_loop["autotune"] and "gelu_epilogue" not in issue24_loop      # the package's default
+    before_run_9 = bench.variant("graph+nopad+novbound+noepilogue")         # run 9c's graph row
+    assert before_run_9["pad"] == 0 and not before_run_9["value_bound"] and not before_run_9["gelu_epilogue"]
+    with pytest.raises(KeyError):
+        bench.variant("graph+fbound")                                       # the GELU's bound went after run 9
     with pytest.raises(KeyError):
         bench.variant("graph+fastest")
 

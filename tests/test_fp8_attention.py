@@ -14,6 +14,7 @@ from revise.models.attention_ops import static_fp8_scales
 from revise.models.fp8 import E4M3, Fp8Linear
 from revise.models.fp8_attention import (check_fp8_attention_device, fp8_attention, fp8_attention_supported,
                                          quantize_tensor)
+from revise.models.fp8_gelu_matmul import nvmath_available
 from revise.models.norm_rope import norm_rope_reference
 from tests.test_norm_rope import run_triton_check
 
@@ -182,7 +183,8 @@ def test_pipeline_fp8_attention_needs_the_fast_path_then_edits_close_to_bf16_att
     assert all(isinstance(b.attn1.processor, PreparedSelfAttnProcessor) and b.attn1.processor.fp8 for b in blocks)
     calls = []
     import revise.models.attention_ops as ops
-    monkeypatch.setattr(ops, "PAD_MULTIPLE", 128)       # padded self-attention (off by default for now)
+    assert ops.PAD_MULTIPLE == 128 and ops.VALUE_BOUND   # the loop's defaults since run 9c (docs/performance.md)
+    monkeypatch.setattr(ops, "VALUE_BOUND", False)      # V's scale from V first, from its bound below
     real = ops.fp8_attention
     ops.fp8_attention = lambda *a, **kw: calls.append((a[0].shape, a[1].shape, kw)) or real(*a, **kw)
     try:
@@ -196,7 +198,7 @@ def test_pipeline_fp8_attention_needs_the_fast_path_then_edits_close_to_bf16_att
     assert len(padded) == len(calls) // 2
     assert all(q[1] == 128 and 0 < kw["valid_q"] == kw["valid_kv"] < 128 for q, kw in padded)
     assert 0 < rel(got, linears_only) and rel(got, want) < 0.15
-    monkeypatch.setattr(ops, "VALUE_BOUND", True)       # V's scale from its bound (off by default for now)
+    monkeypatch.setattr(ops, "VALUE_BOUND", True)       # V's scale from its bound (the default)
     bounded = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     assert 0 < rel(bounded, got) < 0.05 and rel(bounded, want) < 1.2 * rel(got, want)   # no further from bf16
     assert all(b.attn2.processor.kv_fp8 is None for b in blocks)       # the cached e4m3 K/V dropped after the edit
@@ -327,39 +329,39 @@ def _wide_head_pipeline(device: str, dtype: torch.dtype) -> ReviseEditPipeline:
     return ReviseEditPipeline(ReviseModel.from_preset(cfg, seed=0, device=device, dtype=dtype))
 
 
-def _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch, ffn_option: str = "GELU_BOUND") -> None:
+def _loop_options_edit_is_close(pipe, clip, monkeypatch, **fp8_kwargs) -> None:
+    """The edit with the FP8 loop's options of run 9 (padding, V's bound: the defaults; the GELU
+    epilogue, ``fp8_kwargs["gelu_epilogue"]``) stays within 5% of the one without them, on ``pipe``
+    made with ``enable_fp8(..., gelu_epilogue=False)``."""
     import revise.models.attention_ops as ops
-    from revise.models import fp8_ffn
 
     clip = F.interpolate(clip, size=(32, 32)).narrow(1, 0, 5)
+    monkeypatch.setattr(ops, "PAD_MULTIPLE", 0)
+    monkeypatch.setattr(ops, "VALUE_BOUND", False)
     plain = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
-    monkeypatch.setattr(ops, "PAD_MULTIPLE", 128)
-    monkeypatch.setattr(ops, "VALUE_BOUND", True)
-    if ffn_option == "epilogue":
-        assert fp8_ffn.use_gelu_epilogues(pipe.model.transformer) > 0
-    else:
-        monkeypatch.setattr(fp8_ffn, ffn_option, True)
+    monkeypatch.undo()                  # the defaults: padded to 128 tokens, V's scale from its bound
+    pipe.enable_fp8(attention=True, **fp8_kwargs)
+    assert all(b.ffn.gelu_epilogue for b in pipe.model.transformer.blocks)
     torch._dynamo.reset()
     got = pipe(clip, "make it night", seed=1, output_type="latent", **KW).video
     assert torch.isfinite(got).all() and 0 < rel(got, plain) < 0.05
 
 
-@pytest.mark.parametrize("ffn_option", ["GELU_BOUND", "epilogue"])
-def test_the_loops_fp8_options_together_at_the_dits_head_size(clip, monkeypatch, ffn_option):
-    """Padding, V's bound and the GELU's bound (as its own pass, or in the up-projection's epilogue)
-    together, on the CPU's reference attention and matmul, at head size 128."""
+def test_the_loops_fp8_options_together_at_the_dits_head_size(clip, monkeypatch):
+    """Padding, V's bound and the GELU in the up-projection's epilogue together, on the CPU's
+    reference attention and matmul, at head size 128."""
     pipe = _wide_head_pipeline("cpu", torch.float32).enable_fast_path(compile=False)
-    pipe.enable_fp8(allow_cpu=True, attention=True)
-    _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch, ffn_option)
+    pipe.enable_fp8(allow_cpu=True, attention=True, gelu_epilogue=False)
+    _loop_options_edit_is_close(pipe, clip, monkeypatch, allow_cpu=True, gelu_epilogue=True)
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() and fp8_attention_supported("cuda:0")[0]),
-                    reason="cuDNN's FP8 attention needs a Hopper GPU and the cuDNN frontend")
+@pytest.mark.skipif(not (torch.cuda.is_available() and fp8_attention_supported("cuda:0")[0]
+                         and nvmath_available()),
+                    reason="cuDNN's FP8 attention needs a Hopper GPU and the cuDNN frontend; the epilogue nvmath-python")
 def test_the_loops_fp8_options_together_compiled_on_a_gpu(clip, monkeypatch):
-    """The loop's path with the three options on (off by default until ``benchmarks/fp8_loop_variants.py
-    graph+pad+vbound+fbound`` has measured them): compiled blocks, cuDNN's padding mask, V's scale and
-    the GELU's row scales from their bounds; the edit stays close to the one without them."""
+    """The loop's path with the options of run 9: compiled blocks, cuDNN's padding mask, V's scale
+    from its bound and cuBLASLt's GELU epilogue; the edit stays close to the one without them."""
     torch._dynamo.reset()
     pipe = _wide_head_pipeline("cuda", torch.bfloat16).enable_fast_path()
-    pipe.enable_fp8(attention=True, fast_accum=True)
-    _padded_and_bounded_edit_is_close(pipe, clip, monkeypatch)
+    pipe.enable_fp8(attention=True, fast_accum=True, gelu_epilogue=False)
+    _loop_options_edit_is_close(pipe, clip, monkeypatch, fast_accum=True, gelu_epilogue="auto")

@@ -101,7 +101,8 @@ def test_fp8_linear_on_rows_quantized_each_with_its_scale():
 
 
 def test_gelu_row_scales_bound_every_row_and_are_nearly_reached_by_an_aligned_row():
-    """``fp8_ffn.GELU_BOUND``'s scales: no GELU output of the FP8 up-projection maps past 448 on its
+    """``fp8_ffn.gelu_row_scales`` (the GELU epilogue's output scale is their largest): no GELU output
+    of the FP8 up-projection maps past 448 on its
     row, a row along the largest weight row comes near, a row of zeros is bounded by the bias, and
     without a bias by the GELU's floor."""
     from revise.models.fp8 import BOUND_MARGIN, output_bound_weights
@@ -129,12 +130,10 @@ def test_gelu_row_scales_bound_every_row_and_are_nearly_reached_by_an_aligned_ro
     assert float(y[4].abs().max()) > 0.8 * 448                         # the bound is reached there, nearly
 
 
-@pytest.mark.parametrize("option", ["GELU_BOUND", "epilogue"])
-def test_feed_forward_with_the_gelus_scales_from_the_bound_stays_close(tiny_model, monkeypatch, option):
-    """With ``GELU_BOUND`` the hidden rows are quantized pointwise at the bound's row scales
-    (``gelu_quantize_at``); with the GELU epilogue (``use_gelu_epilogues``) the up-projection, GELU and
-    e4m3 output are one ``gelu_matmul`` at one scale, the largest row bound, from an input and a
-    weight at one scale each. Either way the feed-forward's output stays as close to the stock one."""
+def test_feed_forward_with_the_gelu_epilogue_stays_close(tiny_model):
+    """With the GELU epilogue (``use_gelu_epilogues``) the up-projection, GELU and e4m3 output are one
+    ``gelu_matmul`` at one scale, the largest row bound, from an input and a weight at one scale each;
+    the feed-forward's output stays as close to the stock one as the one-pass kernel's."""
     from revise.models import fp8_ffn
     from revise.models.fp8_gelu_matmul import gelu_matmul_reference
 
@@ -146,21 +145,14 @@ def test_feed_forward_with_the_gelus_scales_from_the_bound_stays_close(tiny_mode
     x = torch.randn(2, 7, ffn.up.in_features)
     with torch.no_grad():
         rows = ffn(x)
-        if option == "GELU_BOUND":
-            monkeypatch.setattr(fp8_ffn, option, True)
-        else:
-            assert fp8_ffn.use_gelu_epilogues(dit) == len(dit.blocks) and ffn.gelu_epilogue
-            assert torch.unique(ffn.up.weight_scale).numel() == 1         # the up weight at one scale
+        assert fp8_ffn.use_gelu_epilogues(dit) == len(dit.blocks) and ffn.gelu_epilogue
+        assert torch.unique(ffn.up.weight_scale).numel() == 1         # the up weight at one scale
         got = ffn(x)
-        scales = fp8_ffn.gelu_row_scales(x, ffn.bound_weights)
-        if option == "GELU_BOUND":
-            q, scale = fp8_ffn.gelu_quantize_at(ffn.up(x).reshape(14, -1), scales)
-        else:
-            flat = x.reshape(14, -1)
-            x_descale = (flat.abs().amax() / 448).reshape(1)
-            scale = scales.amax().reshape(1)
-            q = gelu_matmul_reference(to_e4m3(flat, 1 / x_descale), x_descale, ffn.up.weight_fp8,
-                                      ffn.up.weight_scale.reshape(-1)[:1], ffn.up.bias, 1 / scale)
+        flat = x.reshape(14, -1)
+        x_descale = (flat.abs().amax() / 448).reshape(1)
+        scale = fp8_ffn.gelu_row_scales(x, ffn.bound_weights).amax().reshape(1)
+        q = gelu_matmul_reference(to_e4m3(flat, 1 / x_descale), x_descale, ffn.up.weight_fp8,
+                                  ffn.up.weight_scale.reshape(-1)[:1], ffn.up.bias, 1 / scale)
         torch.testing.assert_close(got, ffn.down.forward_quantized(q, scale).view(2, 7, -1))
         assert 0 < rel(got, rows) < 0.05 and rel(got, stock(x)) < 0.08
 

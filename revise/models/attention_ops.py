@@ -32,10 +32,9 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, backend=
                                  backend=backend, parallel_config=None)
 
 
-# FP8 self-attention's q, k, v padded to a multiple of this many tokens (0: not padded). Off until the
-# padded path has run in the denoising loop on a GPU: so far it is measured on cuDNN's kernel alone
-# (benchmarks/fp8_attention_lengths.py) and tested on the CPU; `benchmarks/issue24.sh loop` measures it.
-PAD_MULTIPLE = 0
+# FP8 self-attention's q, k, v padded to a multiple of this many tokens (0: not padded). In the H100
+# loop of run 9c (2026-12-08) it took 1.786 s to 1.777 s at the same error (`docs/performance.md`).
+PAD_MULTIPLE = 128
 
 
 def padded_length(length: int) -> int:
@@ -48,8 +47,8 @@ def padded_length(length: int) -> int:
 
 # FP8 self-attention's V quantized at a scale from a bound on its values (:func:`value_descale`) instead
 # of its largest magnitude, which takes a pass over V of its own (16 us a block call in the H100 loop of
-# 2026-12-07, 0.019 s a loop). Off until measured in the loop on a GPU (`benchmarks/issue24.sh loop`).
-VALUE_BOUND = False
+# 2026-12-07). In the H100 loop of run 9c it took 1.777 s to 1.754 s at the same error.
+VALUE_BOUND = True
 
 
 def value_descale(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tensor:

@@ -125,7 +125,7 @@ class Fp8Linear(nn.Module):
 # for the exact product. The matmul multiplies x rounded to e4m3 (each element within 2^-4 of itself)
 # and rounds its output to bf16 (2^-8): this factor covers both with room for the accumulation's
 # rounding. Used where a pass over the output to find its largest magnitude would cost more than the
-# scale's looseness (``attention_ops.value_descale``, ``fp8_ffn.GELU_BOUND``); a value past a bound
+# scale's looseness (``attention_ops.value_descale``, ``fp8_ffn.gelu_row_scales``); a value past a bound
 # would saturate at 448, not overflow.
 BOUND_MARGIN = (1 + 2 ** -4) * (1 + 2 ** -7)
 

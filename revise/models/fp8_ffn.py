@@ -18,14 +18,14 @@ memory speed (`docs/performance.md`).
 The PyTorch computation (:func:`gelu_quantize_rows_reference`) is the CPU path and the tests' oracle;
 it quantizes the float32 GELU (the stock path rounds it to bf16 first), so the CPU and GPU agree.
 
-With :data:`GELU_BOUND` each row's scale comes instead from a bound known before the first matmul runs
-(``fp8.output_row_bounds`` of the feed-forward's input, Cauchy-Schwarz): the quantization needs no
-reduction over the 8960-wide rows, which makes it a pointwise pass that Inductor compiles
-(:func:`gelu_quantize_at`). With the GELU epilogue (:func:`use_gelu_epilogues`) there is no such
-pass: the up-projection's matmul applies the GELU in its epilogue and writes e4m3 at one scale from
-that bound (``fp8_gelu_matmul.py``, cuBLASLt through nvmath-python). cuBLASLt writes e4m3 only from
-operands at one scale each (on an H100 it refused row scales, `benchmarks/fp8_epilogue_support.py`),
-so the up-projection's weight is then requantized at one scale and its input quantized per tensor.
+With the GELU epilogue (:func:`use_gelu_epilogues`, what ``enable_fp8`` uses on CUDA where
+nvmath-python imports) there is no such pass: the up-projection's matmul applies the GELU in its
+epilogue and writes e4m3 (``fp8_gelu_matmul.py``, cuBLASLt through nvmath-python) at one scale known
+before it runs, from a bound (:func:`gelu_row_scales`: ``fp8.output_row_bounds`` of the feed-forward's
+input, Cauchy-Schwarz). cuBLASLt writes e4m3 only from operands at one scale each (on an H100 it
+refused row scales, `benchmarks/fp8_epilogue_support.py`), so the up-projection's weight is then
+requantized at one scale and its input quantized per tensor. In the H100 loop (run 9) that took the
+loop from 1.754 s to 1.693-1.713 s at the same final-latent error (`docs/performance.md`).
 """
 
 from __future__ import annotations
@@ -47,14 +47,6 @@ else:
     from .triton_e4m3 import e4m3_store_bits, native_cast
 
 
-# The GELU's output quantized at per-row scales from a bound (:func:`gelu_row_scales`) instead of each
-# row's largest magnitude: what that spares is the reduction over each 8960-wide row, in the loop's
-# kernel that took 92 us a block call (0.110 s of the H100 loop of 2026-12-07, within 1.3x of its
-# time at memory speed). Off until measured in the loop on a GPU
-# (`benchmarks/fp8_loop_variants.py graph+pad+vbound+fbound`).
-GELU_BOUND = False
-
-
 # tanh-GELU's most negative value (at x = -0.7525): no output of the GELU is below -GELU_FLOOR, so a
 # row's scale covers at least this magnitude, whatever the bound on its input says.
 GELU_FLOOR = 0.1701
@@ -67,13 +59,6 @@ def gelu_row_scales(x: torch.Tensor, bound_weights: torch.Tensor) -> torch.Tenso
     larger, over 448."""
     bounds = output_row_bounds(x.reshape(-1, x.shape[-1]), bound_weights)
     return bounds.clamp(min=GELU_FLOOR) / E4M3_MAX
-
-
-def gelu_quantize_at(x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` [M, N] -> (tanh-GELU(x) / ``scale`` in e4m3, ``scale``), ``scale`` [M, 1] given
-    (:func:`gelu_row_scales`): pointwise, computed in float32, saturating at 448."""
-    y = F.gelu(x.float(), approximate="tanh") / scale
-    return y.clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
 
 
 def gelu_quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,10 +140,10 @@ def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Fp8FeedForward(nn.Module):
     """``up`` (an :class:`Fp8Linear`, its bias in the matmul), tanh-GELU and the row quantization of
-    its output in one pass (:func:`gelu_quantize_rows`; with :data:`GELU_BOUND`, at scales from a bound
-    kept as ``bound_weights``: :func:`gelu_quantize_at`), then ``down`` on the e4m3 rows. With
+    its output in one pass (:func:`gelu_quantize_rows`), then ``down`` on the e4m3 rows. With
     ``gelu_epilogue`` (:meth:`use_gelu_epilogue`) ``up`` and the GELU are one matmul writing e4m3 at one
-    scale from that bound, its input and weight at one scale each."""
+    scale from a bound (:func:`gelu_row_scales` of the weights' ``bound_weights``), its input and
+    weight at one scale each."""
 
     gelu_epilogue = False
 
@@ -188,11 +173,7 @@ class Fp8FeedForward(nn.Module):
                             self.up.fast_accum)
             return self.down.forward_quantized(q, descale).view(*x.shape[:-1], self.down.out_features)
         h = self.up(x)
-        h = h.reshape(-1, h.shape[-1])
-        if GELU_BOUND:
-            q, scale = gelu_quantize_at(h, gelu_row_scales(x, self.bound_weights))
-        else:
-            q, scale = gelu_quantize_rows(h)
+        q, scale = gelu_quantize_rows(h.reshape(-1, h.shape[-1]))
         return self.down.forward_quantized(q, scale).view(*x.shape[:-1], self.down.out_features)
 
 
@@ -213,8 +194,7 @@ def _up_and_down(ffn: nn.Module) -> tuple[Fp8Linear, Fp8Linear] | None:
 
 def use_gelu_epilogues(transformer: nn.Module) -> int:
     """:meth:`Fp8FeedForward.use_gelu_epilogue` on each FP8 feed-forward of ``transformer``; returns how
-    many took it. Off by default until the loop measures it (`benchmarks/fp8_loop_variants.py
-    graph+pad+vbound+fepilogue`); on a GPU it needs nvmath-python."""
+    many took it. On a GPU it needs nvmath-python (``enable_fp8(gelu_epilogue=...)`` checks)."""
     return sum(m.use_gelu_epilogue() for m in transformer.modules() if isinstance(m, Fp8FeedForward))
 
 

@@ -252,7 +252,7 @@ class ReviseEditPipeline:
         return self
 
     def enable_fp8(self, allow_cpu: bool = False, attention: bool | str = False,
-                   fast_accum: bool = False) -> "ReviseEditPipeline":
+                   fast_accum: bool = False, gelu_epilogue: bool | str = "auto") -> "ReviseEditPipeline":
         """The DiT's block linears in FP8 (e4m3 weights and per-token activations, row-wise scales,
         ``torch._scaled_mm``: ``revise/models/fp8.py``) for GPUs with FP8 tensor cores (compute
         capability 8.9+), each feed-forward's GELU and the row quantization of its output done in one pass
@@ -274,11 +274,20 @@ class ReviseEditPipeline:
         ``fast_accum``: the FP8 matmuls with Hopper's fast accumulation (``torch._scaled_mm``'s
         ``use_fast_accum``), faster and slightly less exact; a later call can switch it.
 
+        ``gelu_epilogue``: each feed-forward's up-projection, bias, GELU and e4m3 output in one
+        cuBLASLt matmul (``fp8_ffn.use_gelu_epilogues``, through ``nvmath-python``), its input and
+        weight at one scale each, instead of the one-pass GELU kernel: in the H100 loop it took
+        1.754 s to 1.693-1.713 s at the same final-latent error (`docs/performance.md`, run 9). ``"auto"``
+        uses it on CUDA where nvmath-python imports, True requires that (else one ``ReviseInputError``
+        line; with ``allow_cpu`` the CPU runs its reference), False keeps the kernel. Once on, the
+        up-projections' weights stay at one scale.
+
         With :meth:`enable_fast_path` and no offload, the loop's DiT call is then replayed from a CUDA
         graph unless ``cuda_graph=False`` was asked for there."""
         from ..models.attention_inputs import fp8_attention_applies, use_fp8_attention
         from ..models.fp8 import check_fp8_device, fp8_linears
-        from ..models.fp8_ffn import fp8_feed_forwards
+        from ..models.fp8_ffn import fp8_feed_forwards, use_gelu_epilogues
+        from ..models.fp8_gelu_matmul import nvmath_available
         from ..models.fp8_attention import fp8_attention_supported
 
         check_fp8_device(self.device, allow_cpu)
@@ -290,6 +299,12 @@ class ReviseEditPipeline:
         self._fast_path = True          # no LoRA loads after this: the FP8 weights would leave them out
         fp8_linears(dit, self.device, allow_cpu=True, fast_accum=fast_accum)
         fp8_feed_forwards(dit)          # GELU + the second matmul's row quantization in one pass
+        epilogue_ok = self.device.type == "cuda" and nvmath_available()
+        if gelu_epilogue is True and not (epilogue_ok or (allow_cpu and self.device.type == "cpu")):
+            raise ReviseInputError("enable_fp8(gelu_epilogue=True) needs a CUDA GPU and nvmath-python "
+                                   "(pip install 'revise[fp8]')")
+        if gelu_epilogue is True or (gelu_epilogue == "auto" and epilogue_ok):
+            use_gelu_epilogues(dit)     # up-projection + GELU + e4m3 in one cuBLASLt matmul
         if attention:
             kernel_ok, why = fp8_attention_supported(self.device)
             if allow_cpu and self.device.type == "cpu":
