@@ -365,3 +365,10 @@ def test_the_loops_fp8_options_together_compiled_on_a_gpu(clip, monkeypatch):
     pipe = _wide_head_pipeline("cuda", torch.bfloat16).enable_fast_path()
     pipe.enable_fp8(attention=True, fast_accum=True, gelu_epilogue=False)
     _loop_options_edit_is_close(pipe, clip, monkeypatch, fast_accum=True, gelu_epilogue="auto")
+
+
+def test_enable_fp8_refuses_an_unknown_gelu_epilogue_setting_in_one_line():
+    pipe = ReviseEditPipeline.from_pretrained("tiny", device="cpu")
+    with pytest.raises(ReviseInputError, match="gelu_epilogue must be True, False or 'auto', not 'yes'"):
+        pipe.enable_fp8(allow_cpu=True, gelu_epilogue="yes")
+    assert not pipe.quantized                       # refused before anything was converted

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fp8 import E4M3, E4M3_MAX, Fp8Linear, output_bound_weights, output_row_bounds, quantize_rows, to_e4m3
+from .fp8 import E4M3, E4M3_MAX, Fp8Linear, output_bound_weights, output_row_bounds, quantize_rows
+from .fp8_attention import quantize_tensor
 from .fp8_gelu_matmul import gelu_matmul
 from .triton_e4m3 import triton_runs_on
 
@@ -165,12 +166,10 @@ class Fp8FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gelu_epilogue:
-            rows = x.reshape(-1, self.up.in_features)
-            x_descale = rows.abs().amax().float().clamp(min=1e-12).reshape(1) / E4M3_MAX
+            x8, x_descale = quantize_tensor(x.reshape(-1, self.up.in_features))
             descale = gelu_row_scales(x, self.bound_weights).amax().reshape(1)
-            q = gelu_matmul(to_e4m3(rows, 1.0 / x_descale), x_descale, self.up.weight_fp8,
-                            self.up.weight_scale.reshape(-1)[:1], self.up.bias.to(self.up.out_dtype), 1.0 / descale,
-                            self.up.fast_accum)
+            q = gelu_matmul(x8, x_descale.reshape(1), self.up.weight_fp8, self.up.weight_scale.reshape(-1)[:1],
+                            self.up.bias.to(self.up.out_dtype), 1.0 / descale, self.up.fast_accum)
             return self.down.forward_quantized(q, descale).view(*x.shape[:-1], self.down.out_features)
         h = self.up(x)
         q, scale = gelu_quantize_rows(h.reshape(-1, h.shape[-1]))

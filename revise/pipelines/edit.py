@@ -291,6 +291,8 @@ class ReviseEditPipeline:
         from ..models.fp8_attention import fp8_attention_supported
 
         check_fp8_device(self.device, allow_cpu)
+        if gelu_epilogue not in (True, False, "auto"):
+            raise ReviseInputError(f"gelu_epilogue must be True, False or 'auto', not {gelu_epilogue!r}")
         self.release_graph()
         dit = self.model.transformer
         if has_lora(dit):
