@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edit_latency import rel_error  # noqa: E402
 
 from revise import ReviseEditPipeline  # noqa: E402
 
@@ -38,12 +41,12 @@ def edits(mode: str) -> list[torch.Tensor]:
 def main() -> None:
     names = [ex["name"] for ex in json.loads((ASSETS / "examples" / "examples.json").read_text())]
     ref, kernel, epilogue = edits("float32"), edits("kernel"), edits("epilogue")
-    rel = lambda a, b: float((a - b).norm() / b.norm())       # noqa: E731
     print("| example | FP8, GELU kernel (row scales) | FP8, GELU epilogue (one scale) |")
     print("| --- | --- | --- |")
     for name, r, k, e in zip(names, ref, kernel, epilogue):
-        print(f"| {name} | {rel(k, r):.3e} | {rel(e, r):.3e} |")
-    print(f"| mean | {sum(map(rel, kernel, ref)) / len(ref):.3e} | {sum(map(rel, epilogue, ref)) / len(ref):.3e} |")
+        print(f"| {name} | {rel_error(k, r):.3e} | {rel_error(e, r):.3e} |")
+    means = [sum(map(rel_error, fp8, ref)) / len(ref) for fp8 in (kernel, epilogue)]
+    print(f"| mean | {means[0]:.3e} | {means[1]:.3e} |")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ from .fp8 import E4M3, E4M3_MAX
 
 _PLANS: dict = {}
 _NVMATH: bool | None = None
+# nvmath's ``CudaDataType`` member for each torch dtype the plans use
+_CUDA_TYPES = {E4M3: "CUDA_R_8F_E4M3", torch.float8_e5m2: "CUDA_R_8F_E5M2", torch.bfloat16: "CUDA_R_16BF",
+               torch.float16: "CUDA_R_16F", torch.float32: "CUDA_R_32F"}
 
 
 def gelu_matmul_reference(x8: torch.Tensor, x_descale: torch.Tensor, w8: torch.Tensor, w_descale: torch.Tensor,
@@ -89,11 +92,11 @@ def plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True,
     if fp8_result:
         scales["d"] = out_scale
     mm = Matmul(w8, x8.t(), quantization_scales=scales,
-                options={"result_type": _CUDA_TYPES[result](CudaDataType), "fast_accumulation": fast_accum})
+                options={"result_type": getattr(CudaDataType, _CUDA_TYPES[result]), "fast_accumulation": fast_accum})
     if c_type is None and fp8_result and bias is not None:
         c_type = bias.dtype
     if c_type is not None:      # read when plan() makes C's layout
-        mm.c_dtype, mm.c_dtype_name = _CUDA_TYPES[c_type](CudaDataType), str(c_type).removeprefix("torch.")
+        mm.c_dtype, mm.c_dtype_name = getattr(CudaDataType, _CUDA_TYPES[c_type]), str(c_type).removeprefix("torch.")
     if vectors:
         prepare = mm._prepare_operand_quantization_scales
 
@@ -106,11 +109,6 @@ def plan(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True,
         mm._prepare_operand_quantization_scales = with_vectors
     mm.plan(epilog=getattr(MatmulEpilog, epilog), epilog_inputs={"bias": bias} if "BIAS" in epilog else None)
     return mm
-
-
-_CUDA_TYPES = {E4M3: lambda t: t.CUDA_R_8F_E4M3, torch.float8_e5m2: lambda t: t.CUDA_R_8F_E5M2,
-               torch.bfloat16: lambda t: t.CUDA_R_16BF, torch.float16: lambda t: t.CUDA_R_16F,
-               torch.float32: lambda t: t.CUDA_R_32F}
 
 
 def _cublaslt(x8, x_descale, w8, w_descale, bias, out_scale, fast_accum: bool = True) -> torch.Tensor:
